@@ -1,0 +1,25 @@
+//! vitrust: Viterbi-based pruning with a fixed, tiny index cost per weight.
+//!
+//! A pure-Rust core: the VD ([`vd`]), the block layout ([`layout`]), expansion
+//! ([`expand`]), the exact trellis search ([`search`]) and rate control
+//! ([`rate`]). The Python binding lives behind the `python` feature.
+
+pub mod error;
+pub mod expand;
+pub mod layout;
+pub mod pool;
+pub mod rate;
+pub mod scores;
+pub mod search;
+pub mod vd;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};
+pub use expand::Expander;
+pub use layout::Layout;
+pub use rate::{prune_to_rate, RateResult};
+pub use scores::{Float, Score, Scores, Weights};
+pub use search::{BlockResult, Searcher, DEFAULT_MAX_SURVIVOR_BYTES};
+pub use vd::{default_comparator, generate_taps, VdConfig};

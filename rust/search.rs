@@ -1,0 +1,269 @@
+//! The exact Viterbi search (DESIGN.md, "The search"): per block, the
+//! VD-reachable mask maximising `sum over kept (score - lam)`.
+//!
+//! Register value `r = (p << k) | ns` names a transition: into state
+//! `ns = r & (2^k - 1)` from state `r >> n_in`, with input `u = ns & (2^n_in - 1)`
+//! and `p` the `n_in` bits that leave the register. Add-compare-select keeps,
+//! for every `ns`, the best `p` (the survivor decision, bit-packed), and the
+//! traceback from the best final state replays the decisions into the input bits.
+
+use crate::{bail, Layout, Result, Scores, VdConfig};
+use rayon::prelude::*;
+
+/// Refuse configurations whose survivor memory per block would exceed this.
+pub const DEFAULT_MAX_SURVIVOR_BYTES: usize = 1 << 30;
+
+/// The parts of a config the search needs, tabulated once.
+pub struct Trellis {
+    k: u32,
+    n_in: u32,
+    n_out: usize,
+    /// Keep bits per register value.
+    table: Vec<u64>,
+    /// `chunks[c][r]`: bits `8c .. 8c + 8` of `table[r]`, so a branch metric is a
+    /// few lookups into per-step subset-sum tables of 256 entries at most.
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Trellis {
+    pub fn new(config: &VdConfig) -> Self {
+        let table = config.keep_table();
+        let n_out = config.n_out() as usize;
+        let chunks = (0..n_out.div_ceil(8))
+            .map(|c| table.iter().map(|&bits| (bits >> (8 * c)) as u8).collect())
+            .collect();
+        Self { k: config.flip_flops(), n_in: config.n_in(), n_out, table, chunks }
+    }
+
+    fn n_states(&self) -> usize {
+        1 << self.k
+    }
+
+    /// Words of one bit-plane of survivor decisions (one bit per state).
+    fn plane_words(&self) -> usize {
+        self.n_states().div_ceil(64)
+    }
+
+    /// Survivor-decision bytes for a block of `steps` steps.
+    pub fn survivor_bytes(&self, steps: usize) -> usize {
+        steps * self.n_in as usize * self.plane_words() * 8
+    }
+}
+
+/// Per-thread scratch memory, reused across blocks.
+pub struct Workspace {
+    old: Vec<f32>,
+    new: Vec<f32>,
+    bm: Vec<f32>,
+    sums: Vec<f32>,
+    choice: Vec<u8>,
+    decisions: Vec<u64>,
+    gains: Vec<f32>,
+    words: Vec<u64>,
+}
+
+impl Workspace {
+    pub fn new(tr: &Trellis, block_steps: usize) -> Self {
+        let s = tr.n_states();
+        Self {
+            old: vec![0.0; s],
+            new: vec![0.0; s],
+            bm: vec![0.0; s << tr.n_in],
+            sums: vec![0.0; 256],
+            choice: vec![0; s],
+            decisions: vec![0; block_steps * tr.n_in as usize * tr.plane_words()],
+            gains: vec![0.0; block_steps * tr.n_out],
+            words: vec![0; (block_steps * tr.n_in as usize).div_ceil(64)],
+        }
+    }
+}
+
+/// Branch metric of every register value for one step with gains `g`.
+fn branch_metrics(tr: &Trellis, g: &[f32], sums: &mut [f32], bm: &mut [f32]) {
+    for (c, chunk) in tr.chunks.iter().enumerate() {
+        let g = &g[8 * c..(8 * c + 8).min(g.len())];
+        let sums = &mut sums[..1 << g.len()];
+        sums[0] = 0.0;
+        for m in 1..sums.len() {
+            sums[m] = sums[m & (m - 1)] + g[m.trailing_zeros() as usize];
+        }
+        if c == 0 {
+            bm.iter_mut().zip(chunk).for_each(|(b, &i)| *b = sums[i as usize]);
+        } else {
+            bm.iter_mut().zip(chunk).for_each(|(b, &i)| *b += sums[i as usize]);
+        }
+    }
+}
+
+/// One add-compare-select step: `new[ns] = max_p old[r >> n_in] + bm[r]`.
+fn acs(tr: &Trellis, old: &[f32], bm: &[f32], new: &mut [f32], choice: &mut [u8]) {
+    let s = tr.n_states();
+    let n_in = tr.n_in;
+    let shift = tr.k - n_in;
+    for p in 0..1usize << n_in {
+        let from = &old[p << shift..];
+        let bm = &bm[p * s..(p + 1) * s];
+        if p == 0 {
+            for (ns, (n, &b)) in new.iter_mut().zip(bm).enumerate() {
+                *n = from[ns >> n_in] + b;
+            }
+            choice.fill(0);
+        } else {
+            for (ns, ((n, c), &b)) in new.iter_mut().zip(choice.iter_mut()).zip(bm).enumerate() {
+                let cand = from[ns >> n_in] + b;
+                if cand > *n {
+                    *n = cand;
+                    *c = p as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Packs one step's decisions into `n_in` bit-planes of `plane_words` words.
+fn pack_decisions(choice: &[u8], n_in: u32, out: &mut [u64]) {
+    let words = out.len() / n_in as usize;
+    for b in 0..n_in as usize {
+        for (w, chunk) in choice.chunks(64).enumerate() {
+            out[b * words + w] = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |acc, (i, &c)| acc | u64::from((c >> b) & 1) << i);
+        }
+    }
+}
+
+/// What one block's search found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockResult {
+    /// `sum over kept (score - lam)` of the chosen mask (computed in f64).
+    pub metric: f64,
+    /// Kept weights (past-the-end positions excluded).
+    pub kept: usize,
+}
+
+/// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
+/// them real), writing its input bits into `ws.words`.
+fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) -> BlockResult {
+    let s = tr.n_states();
+    let n_in = tr.n_in as usize;
+    let step_words = n_in * tr.plane_words();
+    ws.old.fill(f32::NEG_INFINITY);
+    ws.old[0] = 0.0;
+    for t in 0..steps {
+        let g = &ws.gains[t * tr.n_out..(t + 1) * tr.n_out];
+        branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
+        acs(tr, &ws.old, &ws.bm, &mut ws.new, &mut ws.choice);
+        pack_decisions(&ws.choice, tr.n_in, &mut ws.decisions[t * step_words..(t + 1) * step_words]);
+        // Renormalise so f32 metrics stay small whatever the block length.
+        let top = ws.new.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        ws.new.iter_mut().for_each(|m| *m -= top);
+        std::mem::swap(&mut ws.old, &mut ws.new);
+    }
+    // Traceback from the best final state (the lowest on ties).
+    let mut ns = (0..s).fold(0, |best, i| if ws.old[i] > ws.old[best] { i } else { best });
+    let words = &mut ws.words[..(steps * n_in).div_ceil(64)];
+    words.fill(0);
+    let (mut metric, mut kept) = (0.0f64, 0usize);
+    let plane = tr.plane_words();
+    for t in (0..steps).rev() {
+        let dec = &ws.decisions[t * step_words..(t + 1) * step_words];
+        let p = (0..n_in).fold(0, |p, b| p | (((dec[b * plane + ns / 64] >> (ns % 64)) & 1) as usize) << b);
+        let pos = t * n_in;
+        let u = (ns & ((1 << n_in) - 1)) as u64;
+        words[pos / 64] |= u << (pos % 64);
+        if pos % 64 + n_in > 64 {
+            words[pos / 64 + 1] |= u >> (64 - pos % 64);
+        }
+        let r = (p << tr.k) | ns;
+        let left = valid.saturating_sub(t * tr.n_out);
+        let mut bits = tr.table[r];
+        if left < 64 {
+            bits &= (1u64 << left) - 1;
+        }
+        kept += bits.count_ones() as usize;
+        let g = &ws.gains[t * tr.n_out..];
+        while bits != 0 {
+            metric += f64::from(g[bits.trailing_zeros() as usize]);
+            bits &= bits - 1;
+        }
+        ns = r >> n_in;
+    }
+    debug_assert_eq!(ns, 0, "traceback must end in the start state");
+    BlockResult { metric, kept }
+}
+
+/// The search over a whole tensor: a trellis, a layout and the scores.
+pub struct Searcher<'a> {
+    trellis: Trellis,
+    layout: Layout,
+    scores: Scores<'a>,
+}
+
+impl<'a> Searcher<'a> {
+    /// Checks the scores and refuses survivor memory above `max_bytes` per block.
+    pub fn new(config: &VdConfig, layout: Layout, scores: Scores<'a>, max_bytes: usize) -> Result<Self> {
+        if scores.len() != layout.n_weights {
+            bail!("scores have {} elements, the layout {}", scores.len(), layout.n_weights);
+        }
+        let trellis = Trellis::new(config);
+        let need = trellis.survivor_bytes(layout.block_steps);
+        if need > max_bytes {
+            bail!(
+                "flip_flops = {}, n_in = {} with block_steps = {} needs {need} bytes of survivor memory per block and thread, above the limit of {max_bytes}; use fewer flip-flops or shorter blocks",
+                config.flip_flops(), config.n_in(), layout.block_steps
+            );
+        }
+        scores.check()?;
+        Ok(Self { trellis, layout, scores })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn scores(&self) -> &Scores<'a> {
+        &self.scores
+    }
+
+    fn block(&self, ws: &mut Workspace, lam: f64, b: usize) -> BlockResult {
+        let range = self.layout.weights(b);
+        let steps = self.layout.steps(b);
+        let gains = &mut ws.gains[..steps * self.trellis.n_out];
+        self.scores.gains(range.start, lam, gains);
+        search_block(&self.trellis, ws, steps, range.len())
+    }
+
+    fn workspace(&self) -> Workspace {
+        Workspace::new(&self.trellis, self.layout.block_steps)
+    }
+
+    /// Kept weights when blocks `ids` are searched at `lam` (index not kept).
+    pub fn count(&self, lam: f64, ids: &[usize]) -> usize {
+        ids.par_iter()
+            .map_init(|| self.workspace(), |ws, &b| self.block(ws, lam, b).kept)
+            .sum()
+    }
+
+    /// Searches every block at `lam`, writing the index; returns each block's result.
+    pub fn run(&self, lam: f64, index: &mut [u64]) -> Result<Vec<BlockResult>> {
+        self.layout.check_index(index.len())?;
+        Ok(self.pass(lam, index))
+    }
+
+    /// [`run`](Self::run) on an index already checked against the layout.
+    pub(crate) fn pass(&self, lam: f64, index: &mut [u64]) -> Vec<BlockResult> {
+        index
+            .par_chunks_mut(self.layout.words_per_block())
+            .enumerate()
+            .map_init(
+                || self.workspace(),
+                |ws, (b, out)| {
+                    let res = self.block(ws, lam, b);
+                    out.copy_from_slice(&ws.words[..out.len()]);
+                    res
+                },
+            )
+            .collect()
+    }
+}

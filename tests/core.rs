@@ -1,0 +1,251 @@
+//! Core tests against the shared conformance vectors and against a scalar,
+//! step-by-step reference VD with brute-force search over every input.
+
+use serde_json::Value;
+use vitrust::pool::with_threads;
+use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
+
+const MAX_BYTES: usize = vitrust::DEFAULT_MAX_SURVIVOR_BYTES;
+
+fn vectors() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/vd_v1.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn u(v: &Value, key: &str) -> u32 {
+    v[key].as_u64().unwrap() as u32
+}
+
+fn config(v: &Value) -> VdConfig {
+    let taps = v["taps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect();
+    VdConfig::new(
+        u(v, "k"),
+        u(v, "n_in"),
+        u(v, "n_out"),
+        u(v, "nc"),
+        u(v, "K"),
+        taps,
+    )
+    .unwrap()
+}
+
+fn pack(bits: &[bool]) -> Vec<u64> {
+    let mut words = vec![0u64; bits.len().div_ceil(64)];
+    for (i, &b) in bits.iter().enumerate() {
+        words[i / 64] |= u64::from(b) << (i % 64);
+    }
+    words
+}
+
+fn bools(s: &str) -> Vec<bool> {
+    s.bytes().map(|c| c == b'1').collect()
+}
+
+/// The VD straight from DESIGN's pseudocode, one step at a time.
+fn reference_expand(cfg: &VdConfig, bits: &[bool], steps: usize) -> Vec<bool> {
+    let (k, n_in, nc) = (
+        cfg.flip_flops(),
+        cfg.n_in() as usize,
+        cfg.comparator_bits() as usize,
+    );
+    let mut s: u64 = 0;
+    let mut mask = Vec::new();
+    for t in 0..steps {
+        let u = (0..n_in).fold(0u64, |u, i| u | u64::from(bits[t * n_in + i]) << i);
+        let r = (s << n_in) | u;
+        let x: Vec<u64> = cfg
+            .taps()
+            .iter()
+            .map(|&g| u64::from((r & u64::from(g)).count_ones() % 2))
+            .collect();
+        for j in 0..cfg.n_out() as usize {
+            let v: u64 = (0..nc).map(|b| x[j * nc + b] << b).sum();
+            mask.push(v < u64::from(cfg.threshold()));
+        }
+        s = r & ((1 << k) - 1);
+    }
+    mask
+}
+
+#[test]
+fn expand_matches_the_conformance_vectors() {
+    for v in vectors()["expand"].as_array().unwrap() {
+        let cfg = config(v);
+        let steps = v["steps"].as_u64().unwrap() as usize;
+        let want = bools(v["mask"].as_str().unwrap());
+        let bits = bools(v["bits"].as_str().unwrap());
+        assert_eq!(reference_expand(&cfg, &bits, steps), want);
+        let layout = Layout::new(&cfg, want.len(), steps).unwrap();
+        let mut got = vec![false; want.len()];
+        Expander::new(&cfg, layout)
+            .mask(&pack(&bits), &mut got)
+            .unwrap();
+        assert_eq!(got, want, "config {v:?}");
+    }
+}
+
+fn metric(mask: &[bool], scores: &[f64], lam: f64) -> f64 {
+    mask.iter()
+        .zip(scores)
+        .filter(|(m, _)| **m)
+        .map(|(_, s)| s - lam)
+        .sum()
+}
+
+#[test]
+fn search_matches_the_conformance_vectors() {
+    for v in vectors()["search"].as_array().unwrap() {
+        let cfg = config(v);
+        let steps = v["steps"].as_u64().unwrap() as usize;
+        let scores: Vec<f64> = v["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let lam = v["lam"].as_f64().unwrap();
+        let want = v["metric"].as_f64().unwrap();
+        let tol = 1e-3 * scores.iter().map(|s| (s - lam).abs()).sum::<f64>();
+        assert!((metric(&bools(v["mask"].as_str().unwrap()), &scores, lam) - want).abs() <= tol);
+
+        let layout = Layout::new(&cfg, scores.len(), steps).unwrap();
+        let s = Searcher::new(
+            &cfg,
+            layout,
+            Scores::new(Weights::F64(&scores), Score::Raw),
+            MAX_BYTES,
+        )
+        .unwrap();
+        let mut index = vec![0u64; layout.index_len()];
+        let res = s.run(lam, &mut index).unwrap();
+        let mut mask = vec![false; scores.len()];
+        Expander::new(&cfg, layout).mask(&index, &mut mask).unwrap();
+        let got = metric(&mask, &scores, lam);
+        assert!(
+            (got - want).abs() <= tol,
+            "got {got}, want {want} for {v:?}"
+        );
+        assert!((res[0].metric - got).abs() <= 1e-6 * tol.max(1.0));
+        assert_eq!(res[0].kept, mask.iter().filter(|m| **m).count());
+    }
+}
+
+/// A small deterministic generator for test data.
+fn lcg(seed: &mut u64) -> f64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[test]
+fn search_is_optimal_against_brute_force() {
+    let configs = [
+        (1, 1, 2, 1, 1),
+        (3, 1, 3, 2, 1),
+        (4, 1, 5, 3, 2),
+        (4, 2, 4, 2, 1),
+        (6, 2, 10, 5, 3),
+        (5, 3, 6, 2, 1),
+        (2, 2, 3, 1, 1),
+    ];
+    let mut seed = 42u64;
+    for (i, &(k, n_in, n_out, nc, th)) in configs.iter().enumerate() {
+        let cfg = VdConfig::from_seed(k, n_in, n_out, nc, th, i as u64).unwrap();
+        let steps = (12 / n_in as usize).min(8);
+        let n = steps * n_out as usize - 1; // a ragged end too
+        let scores: Vec<f64> = (0..n).map(|_| lcg(&mut seed).powi(2) * 3.0).collect();
+        for lam in [0.2, 0.9, 2.0] {
+            let nbits = steps * n_in as usize;
+            let best = (0..1u64 << nbits)
+                .map(|word| {
+                    let bits: Vec<bool> = (0..nbits).map(|b| word >> b & 1 == 1).collect();
+                    metric(&reference_expand(&cfg, &bits, steps)[..n], &scores, lam)
+                })
+                .fold(f64::NEG_INFINITY, f64::max);
+            let layout = Layout::new(&cfg, n, steps).unwrap();
+            let s = Searcher::new(
+                &cfg,
+                layout,
+                Scores::new(Weights::F64(&scores), Score::Raw),
+                MAX_BYTES,
+            )
+            .unwrap();
+            let mut index = vec![0u64; layout.index_len()];
+            s.run(lam, &mut index).unwrap();
+            let mut mask = vec![false; n];
+            Expander::new(&cfg, layout).mask(&index, &mut mask).unwrap();
+            let tol = 1e-3 * scores.iter().map(|s| (s - lam).abs()).sum::<f64>();
+            let got = metric(&mask, &scores, lam);
+            assert!(
+                (got - best).abs() <= tol,
+                "config {i} lam {lam}: got {got}, optimum {best}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rate_control_hits_the_target_and_is_thread_independent() {
+    let cfg = VdConfig::from_seed(8, 1, 5, 5, 3, 0).unwrap();
+    let mut seed = 7u64;
+    let w: Vec<f32> = (0..60_000).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
+    let layout = Layout::new(&cfg, w.len(), 256).unwrap();
+    let s = Searcher::new(
+        &cfg,
+        layout,
+        Scores::new(Weights::F32(&w), Score::Abs),
+        MAX_BYTES,
+    )
+    .unwrap();
+    let run = |threads| {
+        let mut index = vec![0u64; layout.index_len()];
+        let r = with_threads(Some(threads), || prune_to_rate(&s, 0.9, &mut index))
+            .unwrap()
+            .unwrap();
+        (index, r)
+    };
+    let (i1, r1) = run(1);
+    let (i2, r2) = run(2);
+    assert_eq!(i1, i2);
+    assert_eq!(r1, r2);
+    let rate = 1.0 - r1.kept as f64 / w.len() as f64;
+    assert!((rate - 0.9).abs() <= 2e-3, "rate {rate}");
+    let counts = Expander::new(&cfg, layout).counts(&i1).unwrap();
+    assert_eq!(counts.iter().sum::<usize>(), r1.kept);
+}
+
+#[test]
+fn gather_and_scatter_round_trip() {
+    let cfg = VdConfig::from_seed(5, 2, 6, 2, 2, 3).unwrap();
+    let n = 1001;
+    let layout = Layout::new(&cfg, n, 17).unwrap();
+    let mut seed = 1u64;
+    let index: Vec<u64> = (0..layout.index_len())
+        .map(|_| (lcg(&mut seed) * u64::MAX as f64) as u64)
+        .collect();
+    let w: Vec<f64> = (0..n).map(|i| i as f64 + 1.0).collect();
+    let e = Expander::new(&cfg, layout);
+    let mut mask = vec![false; n];
+    e.mask(&index, &mut mask).unwrap();
+    let values = e.gather(&index, &w).unwrap();
+    let want: Vec<f64> = w
+        .iter()
+        .zip(&mask)
+        .filter(|(_, m)| **m)
+        .map(|(x, _)| *x)
+        .collect();
+    assert_eq!(values, want);
+    let mut dense = vec![-1.0; n];
+    e.scatter(&index, &values, &mut dense).unwrap();
+    for i in 0..n {
+        assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 });
+    }
+    assert!(e.scatter(&index, &values[1..], &mut dense).is_err());
+    assert!(e.mask(&index[1..], &mut mask).is_err());
+}
