@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo bench`: the search (per state-step) and the expansion (per weight).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
+
+fn weights(n: usize) -> Vec<f32> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+        })
+        .collect()
+}
+
+/// One full search pass at a fixed multiplier; throughput in state-steps.
+fn search(c: &mut Criterion) {
+    let mut g = c.benchmark_group("search");
+    g.sample_size(10);
+    for k in [8u32, 10, 12, 14] {
+        let cfg = VdConfig::from_seed(k, 1, 5, 5, 3, 0).unwrap();
+        let blocks = if k >= 14 { 2 } else { 8 };
+        let w = weights(blocks * 1024 * 5);
+        let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
+        let s = Searcher::new(&cfg, layout, Scores::new(Weights::F32(&w), Score::Abs), 1 << 30).unwrap();
+        let mut index = vec![0u64; layout.index_len()];
+        g.throughput(Throughput::Elements(((blocks * 1024) << k) as u64));
+        g.bench_with_input(BenchmarkId::new("state-steps/flip_flops", k), &k, |b, _| {
+            b.iter(|| black_box(s.run(0.8, &mut index).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+/// `prune` to 90 % on a 1024x1024 matrix, rate control included; throughput in weights.
+fn prune(c: &mut Criterion) {
+    let mut g = c.benchmark_group("prune");
+    g.sample_size(10);
+    let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
+    let w = weights(1 << 20);
+    let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
+    let s = Searcher::new(&cfg, layout, Scores::new(Weights::F32(&w), Score::Abs), 1 << 30).unwrap();
+    let mut index = vec![0u64; layout.index_len()];
+    g.throughput(Throughput::Elements(w.len() as u64));
+    g.bench_function("rate 0.9, 1024x1024", |b| b.iter(|| black_box(prune_to_rate(&s, 0.9, &mut index).unwrap())));
+    g.finish();
+}
+
+/// Expansion of a 4096x4096 index to a bool mask; throughput in weights.
+fn expand(c: &mut Criterion) {
+    let mut g = c.benchmark_group("expand");
+    let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
+    let n = 4096 * 4096;
+    let layout = Layout::new(&cfg, n, 1024).unwrap();
+    let index: Vec<u64> = (0..layout.index_len() as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let e = Expander::new(&cfg, layout);
+    let mut mask = vec![false; n];
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("mask 4096x4096", |b| b.iter(|| e.mask(&index, &mut mask).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, search, prune, expand);
+criterion_main!(benches);

@@ -92,7 +92,11 @@ impl Expander {
     }
 
     /// The kept weights, in C order.
-    pub fn gather<T: Copy + Send + Sync + Default>(&self, index: &[u64], weights: &[T]) -> Result<Vec<T>> {
+    pub fn gather<T: Copy + Send + Sync + Default>(
+        &self,
+        index: &[u64],
+        weights: &[T],
+    ) -> Result<Vec<T>> {
         let counts = self.counts(index)?;
         self.check(index, weights.len())?;
         let mut values = vec![T::default(); counts.iter().sum()];
@@ -115,12 +119,20 @@ impl Expander {
     }
 
     /// Fills `out` (length `n_weights`) with `values` on the mask and zero elsewhere.
-    pub fn scatter<T: Copy + Send + Sync + Default>(&self, index: &[u64], values: &[T], out: &mut [T]) -> Result<()> {
+    pub fn scatter<T: Copy + Send + Sync + Default>(
+        &self,
+        index: &[u64],
+        values: &[T],
+        out: &mut [T],
+    ) -> Result<()> {
         let counts = self.counts(index)?;
         self.check(index, out.len())?;
         let nnz: usize = counts.iter().sum();
         if values.len() != nnz {
-            bail!("values has {} entries but the index keeps {nnz} weights", values.len());
+            bail!(
+                "values has {} entries but the index keeps {nnz} weights",
+                values.len()
+            );
         }
         let mut starts = Vec::with_capacity(counts.len());
         counts.iter().fold(0, |s, &c| {
@@ -136,7 +148,11 @@ impl Expander {
                     let end = ((t + 1) * n_out).min(out.len());
                     let row = &mut out[t * n_out..end];
                     for (j, o) in row.iter_mut().enumerate() {
-                        *o = if (bits >> j) & 1 != 0 { *v.next().unwrap_or(&T::default()) } else { T::default() };
+                        *o = if (bits >> j) & 1 != 0 {
+                            *v.next().unwrap_or(&T::default())
+                        } else {
+                            T::default()
+                        };
                     }
                 })
             });
@@ -146,7 +162,10 @@ impl Expander {
     fn check(&self, index: &[u64], n: usize) -> Result<()> {
         self.layout.check_index(index.len())?;
         if n != self.layout.n_weights {
-            bail!("array has {n} elements, but the index describes {} weights", self.layout.n_weights);
+            bail!(
+                "array has {n} elements, but the index describes {} weights",
+                self.layout.n_weights
+            );
         }
         Ok(())
     }

@@ -76,10 +76,18 @@ impl Layout {
     pub fn check_index(&self, len: usize) -> Result<()> {
         let want = self.index_len();
         if len < want {
-            bail!("index too short: {len} words, but {} weights in blocks of {} steps need {want}", self.n_weights, self.block_steps);
+            bail!(
+                "index too short: {len} words, but {} weights in blocks of {} steps need {want}",
+                self.n_weights,
+                self.block_steps
+            );
         }
         if len > want {
-            bail!("index too long: {len} words, but {} weights in blocks of {} steps need {want}", self.n_weights, self.block_steps);
+            bail!(
+                "index too long: {len} words, but {} weights in blocks of {} steps need {want}",
+                self.n_weights,
+                self.block_steps
+            );
         }
         Ok(())
     }

@@ -106,9 +106,22 @@ impl<'a> Scores<'a> {
         })
     }
 
+    /// How many of weights `range` score above `lam` (what magnitude pruning keeps).
+    pub fn count_above(&self, range: std::ops::Range<usize>, lam: f64) -> usize {
+        let kind = self.kind;
+        dispatch!(self.data, x => x[range.start.min(x.len())..range.end.min(x.len())]
+            .iter()
+            .filter(|v| Self::score(kind, v.to_f64()) > lam)
+            .count())
+    }
+
     /// Refuses NaN or infinite values, and negative caller-given scores.
     pub fn check(&self) -> Result<()> {
-        let what = if self.kind == Score::Raw { "scores" } else { "weights" };
+        let what = if self.kind == Score::Raw {
+            "scores"
+        } else {
+            "weights"
+        };
         let bad = dispatch!(self.data, x => x
             .par_iter()
             .position_first(|v| {

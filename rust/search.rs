@@ -32,7 +32,13 @@ impl Trellis {
         let chunks = (0..n_out.div_ceil(8))
             .map(|c| table.iter().map(|&bits| (bits >> (8 * c)) as u8).collect())
             .collect();
-        Self { k: config.flip_flops(), n_in: config.n_in(), n_out, table, chunks }
+        Self {
+            k: config.flip_flops(),
+            n_in: config.n_in(),
+            n_out,
+            table,
+            chunks,
+        }
     }
 
     fn n_states(&self) -> usize {
@@ -88,9 +94,13 @@ fn branch_metrics(tr: &Trellis, g: &[f32], sums: &mut [f32], bm: &mut [f32]) {
             sums[m] = sums[m & (m - 1)] + g[m.trailing_zeros() as usize];
         }
         if c == 0 {
-            bm.iter_mut().zip(chunk).for_each(|(b, &i)| *b = sums[i as usize]);
+            bm.iter_mut()
+                .zip(chunk)
+                .for_each(|(b, &i)| *b = sums[i as usize]);
         } else {
-            bm.iter_mut().zip(chunk).for_each(|(b, &i)| *b += sums[i as usize]);
+            bm.iter_mut()
+                .zip(chunk)
+                .for_each(|(b, &i)| *b += sums[i as usize]);
         }
     }
 }
@@ -154,7 +164,11 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
         let g = &ws.gains[t * tr.n_out..(t + 1) * tr.n_out];
         branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
         acs(tr, &ws.old, &ws.bm, &mut ws.new, &mut ws.choice);
-        pack_decisions(&ws.choice, tr.n_in, &mut ws.decisions[t * step_words..(t + 1) * step_words]);
+        pack_decisions(
+            &ws.choice,
+            tr.n_in,
+            &mut ws.decisions[t * step_words..(t + 1) * step_words],
+        );
         // Renormalise so f32 metrics stay small whatever the block length.
         let top = ws.new.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         ws.new.iter_mut().for_each(|m| *m -= top);
@@ -168,7 +182,9 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
     let plane = tr.plane_words();
     for t in (0..steps).rev() {
         let dec = &ws.decisions[t * step_words..(t + 1) * step_words];
-        let p = (0..n_in).fold(0, |p, b| p | (((dec[b * plane + ns / 64] >> (ns % 64)) & 1) as usize) << b);
+        let p = (0..n_in).fold(0, |p, b| {
+            p | (((dec[b * plane + ns / 64] >> (ns % 64)) & 1) as usize) << b
+        });
         let pos = t * n_in;
         let u = (ns & ((1 << n_in) - 1)) as u64;
         words[pos / 64] |= u << (pos % 64);
@@ -196,15 +212,25 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
 /// The search over a whole tensor: a trellis, a layout and the scores.
 pub struct Searcher<'a> {
     trellis: Trellis,
+    keeps_all: bool,
     layout: Layout,
     scores: Scores<'a>,
 }
 
 impl<'a> Searcher<'a> {
     /// Checks the scores and refuses survivor memory above `max_bytes` per block.
-    pub fn new(config: &VdConfig, layout: Layout, scores: Scores<'a>, max_bytes: usize) -> Result<Self> {
+    pub fn new(
+        config: &VdConfig,
+        layout: Layout,
+        scores: Scores<'a>,
+        max_bytes: usize,
+    ) -> Result<Self> {
         if scores.len() != layout.n_weights {
-            bail!("scores have {} elements, the layout {}", scores.len(), layout.n_weights);
+            bail!(
+                "scores have {} elements, the layout {}",
+                scores.len(),
+                layout.n_weights
+            );
         }
         let trellis = Trellis::new(config);
         let need = trellis.survivor_bytes(layout.block_steps);
@@ -215,11 +241,21 @@ impl<'a> Searcher<'a> {
             );
         }
         scores.check()?;
-        Ok(Self { trellis, layout, scores })
+        Ok(Self {
+            trellis,
+            keeps_all: config.keeps_all(),
+            layout,
+            scores,
+        })
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// True when every input keeps every weight (`K = 2^nc`).
+    pub fn keeps_all(&self) -> bool {
+        self.keeps_all
     }
 
     pub fn scores(&self) -> &Scores<'a> {
@@ -227,21 +263,33 @@ impl<'a> Searcher<'a> {
     }
 
     fn block(&self, ws: &mut Workspace, lam: f64, b: usize) -> BlockResult {
-        let range = self.layout.weights(b);
-        let steps = self.layout.steps(b);
+        self.piece(ws, lam, self.layout.weights(b).start, self.layout.steps(b))
+    }
+
+    /// Searches `steps` steps of weights from `start` as if they were a block.
+    fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
-        self.scores.gains(range.start, lam, gains);
-        search_block(&self.trellis, ws, steps, range.len())
+        self.scores.gains(start, lam, gains);
+        let valid = self.layout.n_weights.min(start + gains.len()) - start;
+        search_block(&self.trellis, ws, steps, valid)
     }
 
     fn workspace(&self) -> Workspace {
         Workspace::new(&self.trellis, self.layout.block_steps)
     }
 
-    /// Kept weights when blocks `ids` are searched at `lam` (index not kept).
-    pub fn count(&self, lam: f64, ids: &[usize]) -> usize {
-        ids.par_iter()
-            .map_init(|| self.workspace(), |ws, &b| self.block(ws, lam, b).kept)
+    /// Kept weights when `(start, steps)` pieces (at most a block long) are
+    /// searched at `lam`, each from state 0; nothing is written.
+    pub fn count(&self, lam: f64, pieces: &[(usize, usize)]) -> usize {
+        pieces
+            .par_iter()
+            .map_init(
+                || self.workspace(),
+                |ws, &(start, steps)| {
+                    self.piece(ws, lam, start, steps.min(self.layout.block_steps))
+                        .kept
+                },
+            )
             .sum()
     }
 

@@ -51,7 +51,14 @@ impl VdConfig {
                 bail!("taps[{g}] = {t}: a tap mask must be non-zero and below 2^(flip_flops + n_in) = {}", 1u64 << width);
             }
         }
-        Ok(Self { flip_flops, n_in, n_out, comparator_bits, threshold, taps })
+        Ok(Self {
+            flip_flops,
+            n_in,
+            n_out,
+            comparator_bits,
+            threshold,
+            taps,
+        })
     }
 
     /// A config whose taps come from [`generate_taps`] with `seed`.
@@ -136,7 +143,10 @@ fn check_shape(k: u32, n_in: u32, n_out: u32, nc: u32, threshold: u32) -> Result
         bail!("comparator_bits = {nc}: must be in 1..={MAX_COMPARATOR_BITS}");
     }
     if !(1..=1u32 << nc).contains(&threshold) {
-        bail!("threshold = {threshold}: must be in 1..=2^comparator_bits = {}", 1u32 << nc);
+        bail!(
+            "threshold = {threshold}: must be in 1..=2^comparator_bits = {}",
+            1u32 << nc
+        );
     }
     Ok(())
 }
@@ -245,7 +255,10 @@ mod tests {
         for rate in [0.3, 0.7, 0.8, 0.95] {
             let (nc, k) = default_comparator(rate);
             let d = f64::from(k) / f64::from(1u32 << nc);
-            assert!((d - (1.0 - rate)).abs() <= 0.1 * (1.0 - rate) + 1e-12, "{rate}");
+            assert!(
+                (d - (1.0 - rate)).abs() <= 0.1 * (1.0 - rate) + 1e-12,
+                "{rate}"
+            );
         }
     }
 }

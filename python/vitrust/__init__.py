@@ -1,0 +1,23 @@
+"""vitrust: Viterbi-based pruning with a fixed, tiny index cost per weight.
+
+``prune(weights, rate)`` keeps the weights a Viterbi decompressor (VD) can
+describe with ``1 / ratio`` index bits per weight, choosing among them by an
+exact trellis search; the result, a :class:`ViterbiSparse`, expands back to a
+mask or a dense array in parallel.
+"""
+
+from ._vitrust import VDConfig, default_comparator, generate_taps
+from ._prune import expand, prune
+from ._sparse import ViterbiSparse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VDConfig",
+    "ViterbiSparse",
+    "default_comparator",
+    "expand",
+    "generate_taps",
+    "prune",
+    "__version__",
+]

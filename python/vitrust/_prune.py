@@ -1,0 +1,120 @@
+"""``prune`` and ``expand``: argument handling around the compiled core."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _checks, _vitrust
+from ._sparse import ViterbiSparse
+from ._vitrust import VDConfig
+
+SCORES = ("abs", "square")
+# Scores are counted in pieces of this many elements when only a share is needed.
+_CHUNK = 1 << 20
+
+
+def prune(
+    weights: Any,
+    rate: Optional[float] = None,
+    *,
+    lam: Optional[float] = None,
+    ratio: int = 5,
+    flip_flops: int = 10,
+    n_in: int = 1,
+    comparator_bits: Optional[int] = None,
+    threshold: Optional[int] = None,
+    block_steps: int = 1024,
+    scores: Any = None,
+    score: str = "abs",
+    seed: int = 0,
+    config: Optional[VDConfig] = None,
+    threads: Optional[int] = None,
+) -> ViterbiSparse:
+    """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
+
+    Give exactly one of ``rate`` (share of weights to prune, in [0, 1); the
+    multiplier is then found so the achieved rate is within 0.2 points) or
+    ``lam`` (search once at that multiplier: one ``lam`` across tensors prunes
+    them globally). Each weight's score is ``|w|`` (``score="abs"``), ``w**2``
+    (``"square"``) or the caller's non-negative ``scores`` of the same shape;
+    the search keeps the reachable mask maximising ``sum over kept (score - lam)``.
+
+    The VD has ``flip_flops`` state bits, reads ``n_in`` bits per step and
+    emits ``ratio * n_in`` mask bits; each mask bit compares ``comparator_bits``
+    XOR outputs with ``threshold``. By default these two are chosen so that
+    ``threshold / 2**comparator_bits`` is close to the kept share (``1 - rate``,
+    or the share of scores above ``lam``). Taps come from ``seed``; pass
+    ``config`` instead to fix the whole VD. ``threads`` bounds the worker
+    threads (default: all cores); the result never depends on it.
+    """
+    w = _checks.float_array(weights, "weights")
+    if (rate is None) == (lam is None):
+        raise ValueError("give exactly one of rate (share to prune) and lam (multiplier)")
+    rate = None if rate is None else _checks.rate(rate)
+    lam = None if lam is None else _checks.real(lam, "lam")
+    if score not in SCORES:
+        raise ValueError(f"score = {score!r}: expected one of {SCORES}")
+    block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+    threads = _checks.threads(threads)
+    w_flat = _checks.flat(w)
+    src, kind = w_flat, score
+    if scores is not None:
+        s = _checks.float_array(scores, "scores")
+        if s.shape != w.shape:
+            raise ValueError(f"scores: shape {s.shape} differs from the weights' shape {w.shape}")
+        src, kind = _checks.flat(s), "raw"
+
+    if config is None:
+        config = _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed)
+    elif not isinstance(config, VDConfig):
+        raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
+
+    if rate is not None:
+        index, nnz, lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads)
+    else:
+        index, nnz, _ = _vitrust.search(config, src, kind, lam, block_steps, threads)
+    values = _vitrust.gather(config, index, block_steps, w_flat, threads)
+    return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True)
+
+
+def _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed) -> VDConfig:
+    """The VD for ``prune``'s keyword arguments."""
+    n_in = _checks.integer(n_in, "n_in", 1, 4)
+    ratio = _checks.integer(ratio, "ratio", 1)
+    if ratio * n_in > 64:
+        raise ValueError(f"ratio = {ratio} with n_in = {n_in} gives {ratio * n_in} mask bits per step; at most 64")
+    _checks.integer(flip_flops, "flip_flops", 1, 16)
+    if n_in > flip_flops:
+        raise ValueError(f"n_in = {n_in} exceeds flip_flops = {flip_flops}: need n_in <= flip_flops")
+    if threshold is not None and comparator_bits is None:
+        raise ValueError("threshold needs comparator_bits")
+    if comparator_bits is None or threshold is None:
+        density = 1.0 - rate if rate is not None else _share_above(src, kind, lam)
+        if comparator_bits is None:
+            comparator_bits, threshold = _vitrust.default_comparator(min(1.0 - density, 0.999999))
+        else:
+            nc = _checks.integer(comparator_bits, "comparator_bits", 1, 8)
+            threshold = int(min(max(round(density * 2**nc), 1), 2**nc))
+    seed = _checks.integer(seed, "seed", 0, 2**64 - 1)
+    return VDConfig(flip_flops, n_in, ratio * n_in, comparator_bits, threshold, seed=seed)
+
+
+def _share_above(src: np.ndarray, kind: str, lam: float) -> float:
+    """Share of scores above ``lam``: the density magnitude pruning would give."""
+    above = 0
+    for start in range(0, src.size, _CHUNK):
+        x = src[start : start + _CHUNK].astype(np.float64)
+        s = np.abs(x) if kind == "abs" else x * x if kind == "square" else x
+        above += int(np.count_nonzero(s > lam))
+    return above / src.size
+
+
+def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = 1024, *, threads: Optional[int] = None) -> np.ndarray:
+    """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``."""
+    if not isinstance(config, VDConfig):
+        raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
+    n_weights = _checks.integer(n_weights, "n_weights", 1)
+    block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+    return _vitrust.expand(config, _checks.index_array(index), n_weights, block_steps, _checks.threads(threads))

@@ -1,0 +1,110 @@
+"""``ViterbiSparse``: a pruned tensor held as its VD index and kept values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from . import _checks, _vitrust
+from ._vitrust import VDConfig
+
+
+class ViterbiSparse:
+    """A pruned tensor: shape, VD config, block layout, index and kept values.
+
+    ``index`` is one ``uint64`` array (block ``b`` starts at word
+    ``b * ceil(block_steps * n_in / 64)``); ``values`` holds the kept weights in
+    C order and the original dtype. Nothing dense is stored.
+    """
+
+    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads")
+
+    def __init__(
+        self,
+        shape: Tuple[int, ...],
+        config: VDConfig,
+        block_steps: int,
+        index: Any,
+        values: Any,
+        lam: float,
+        *,
+        threads: Optional[int] = None,
+        _trusted: bool = False,
+    ) -> None:
+        if not isinstance(config, VDConfig):
+            raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
+        shape = tuple(_checks.integer(d, "shape", 0) for d in shape)
+        if not shape or math.prod(shape) == 0:
+            raise ValueError(f"shape {shape}: need at least one dimension and one weight")
+        self.shape = shape
+        self.config = config
+        self.block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+        self.index = _checks.index_array(index)
+        self.values = values if _trusted else _checks.flat(_checks.float_array(values, "values"))
+        self.lam = _checks.real(lam, "lam")
+        self._threads = _checks.threads(threads)
+        if not _trusted:
+            n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
+            if len(self.index) != index_len:
+                raise ValueError(f"index has {len(self.index)} words; this shape and config need {index_len}")
+            nnz = sum(_vitrust.block_counts(config, self.index, self.size, self.block_steps, self._threads))
+            if nnz != len(self.values):
+                raise ValueError(f"values has {len(self.values)} entries but the index keeps {nnz} weights")
+
+    # -- figures ---------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def size(self) -> int:
+        """Number of weights (dense elements)."""
+        return math.prod(self.shape)
+
+    @property
+    def nnz(self) -> int:
+        """Number of kept weights."""
+        return len(self.values)
+
+    @property
+    def rate(self) -> float:
+        """Achieved pruning rate: the share of weights pruned."""
+        return 1.0 - self.nnz / self.size
+
+    @property
+    def index_bits(self) -> int:
+        """Exact index cost in bits: the sum over blocks of ``steps * n_in``."""
+        return _vitrust.layout_info(self.config, self.size, self.block_steps)[2]
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.index_bits / self.size
+
+    # -- expansion ---------------------------------------------------------------
+    def mask(self, *, threads: Optional[int] = None) -> np.ndarray:
+        """The keep-mask, a bool array of the weights' shape."""
+        t = _checks.threads(threads) or self._threads
+        return _vitrust.expand(self.config, self.index, self.size, self.block_steps, t).reshape(self.shape)
+
+    def to_dense(self, *, threads: Optional[int] = None) -> np.ndarray:
+        """The pruned tensor as a dense array: kept values in place, zeros elsewhere."""
+        t = _checks.threads(threads) or self._threads
+        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t)
+        return dense.reshape(self.shape)
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("a ViterbiSparse cannot be viewed as a dense array without a copy")
+        dense = self.to_dense()
+        return dense if dtype is None else dense.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"ViterbiSparse(shape={self.shape}, dtype={self.dtype}, nnz={self.nnz}, "
+            f"rate={self.rate:.4f}, index={self.bits_per_weight:.4f} bit/weight, lam={self.lam:.6g}, "
+            f"flip_flops={c.flip_flops}, n_in={c.n_in}, n_out={c.n_out}, "
+            f"comparator={c.threshold}/{2 ** c.comparator_bits})"
+        )

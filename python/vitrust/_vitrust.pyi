@@ -1,0 +1,82 @@
+"""Type stubs for the compiled core ``vitrust._vitrust``."""
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+DEFAULT_MAX_SURVIVOR_BYTES: int
+MAX_BLOCK_STEPS: int
+
+class VDConfig:
+    def __init__(
+        self,
+        flip_flops: int = 10,
+        n_in: int = 1,
+        n_out: int = 5,
+        comparator_bits: int = 1,
+        threshold: int = 1,
+        taps: Optional[List[int]] = None,
+        seed: int = 0,
+    ) -> None: ...
+    @property
+    def flip_flops(self) -> int: ...
+    @property
+    def n_in(self) -> int: ...
+    @property
+    def n_out(self) -> int: ...
+    @property
+    def comparator_bits(self) -> int: ...
+    @property
+    def threshold(self) -> int: ...
+    @property
+    def taps(self) -> List[int]: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def keep_fraction(self) -> float: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+def search(
+    config: VDConfig,
+    weights: npt.NDArray[np.floating],
+    score: str,
+    lam: float,
+    block_steps: int,
+    threads: Optional[int] = None,
+    max_bytes: int = ...,
+) -> Tuple[npt.NDArray[np.uint64], int, float]: ...
+def search_rate(
+    config: VDConfig,
+    weights: npt.NDArray[np.floating],
+    score: str,
+    rate: float,
+    block_steps: int,
+    threads: Optional[int] = None,
+    max_bytes: int = ...,
+) -> Tuple[npt.NDArray[np.uint64], int, float, float]: ...
+def expand(
+    config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
+) -> npt.NDArray[np.bool_]: ...
+def block_counts(
+    config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
+) -> List[int]: ...
+def gather(
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    block_steps: int,
+    weights: npt.NDArray[np.floating],
+    threads: Optional[int] = None,
+) -> npt.NDArray[np.floating]: ...
+def scatter(
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    block_steps: int,
+    values: npt.NDArray[np.floating],
+    n_weights: int,
+    threads: Optional[int] = None,
+) -> npt.NDArray[np.floating]: ...
+def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int, int, int]: ...
+def generate_taps(flip_flops: int, n_in: int, n_out: int, comparator_bits: int, seed: int) -> List[int]: ...
+def default_comparator(rate: float) -> Tuple[int, int]: ...

@@ -1,0 +1,407 @@
+//! The Python binding (`vitrust._vitrust`): converts arrays, releases the
+//! interpreter around every heavy call, and maps core errors to `ValueError`.
+//! No algorithm lives here.
+
+use crate::pool::with_threads;
+use crate::{prune_to_rate, Error, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
+use half::f16;
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+fn value_error(e: Error) -> PyErr {
+    PyValueError::new_err(e.0)
+}
+
+/// A Python int into a `u32` range check with a `ValueError` naming it.
+fn small(name: &str, v: i64) -> PyResult<u32> {
+    u32::try_from(v)
+        .map_err(|_| PyValueError::new_err(format!("{name} = {v}: must be a non-negative integer")))
+}
+
+/// The VD configuration: register size, step widths, comparator and taps.
+#[pyclass(
+    name = "VDConfig",
+    module = "vitrust",
+    frozen,
+    eq,
+    hash,
+    skip_from_py_object
+)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyConfig(VdConfig);
+
+#[pymethods]
+impl PyConfig {
+    #[new]
+    #[pyo3(signature = (flip_flops=10, n_in=1, n_out=5, comparator_bits=1, threshold=1, taps=None, seed=0))]
+    fn new(
+        flip_flops: i64,
+        n_in: i64,
+        n_out: i64,
+        comparator_bits: i64,
+        threshold: i64,
+        taps: Option<Vec<i64>>,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let (k, n_in, n_out) = (
+            small("flip_flops", flip_flops)?,
+            small("n_in", n_in)?,
+            small("n_out", n_out)?,
+        );
+        let (nc, th) = (
+            small("comparator_bits", comparator_bits)?,
+            small("threshold", threshold)?,
+        );
+        let config = match taps {
+            None => VdConfig::from_seed(k, n_in, n_out, nc, th, seed),
+            Some(taps) => {
+                let taps = taps
+                    .into_iter()
+                    .map(|t| small("taps", t))
+                    .collect::<PyResult<_>>()?;
+                VdConfig::new(k, n_in, n_out, nc, th, taps)
+            }
+        };
+        config.map(Self).map_err(value_error)
+    }
+
+    #[getter]
+    fn flip_flops(&self) -> u32 {
+        self.0.flip_flops()
+    }
+    #[getter]
+    fn n_in(&self) -> u32 {
+        self.0.n_in()
+    }
+    #[getter]
+    fn n_out(&self) -> u32 {
+        self.0.n_out()
+    }
+    #[getter]
+    fn comparator_bits(&self) -> u32 {
+        self.0.comparator_bits()
+    }
+    #[getter]
+    fn threshold(&self) -> u32 {
+        self.0.threshold()
+    }
+    #[getter]
+    fn taps(&self) -> Vec<u32> {
+        self.0.taps().to_vec()
+    }
+    /// Index compression ratio `n_out / n_in`: weights per index bit.
+    #[getter]
+    fn ratio(&self) -> f64 {
+        f64::from(self.0.n_out()) / f64::from(self.0.n_in())
+    }
+    /// Share of weights a random input keeps: `threshold / 2^comparator_bits`.
+    #[getter]
+    fn keep_fraction(&self) -> f64 {
+        f64::from(self.0.threshold()) / f64::from(1u32 << self.0.comparator_bits())
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.0;
+        format!(
+            "VDConfig(flip_flops={}, n_in={}, n_out={}, comparator_bits={}, threshold={}, taps=[{} masks])",
+            c.flip_flops(), c.n_in(), c.n_out(), c.comparator_bits(), c.threshold(), c.taps().len()
+        )
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let c = &slf.get().0;
+        let args = (
+            c.flip_flops(),
+            c.n_in(),
+            c.n_out(),
+            c.comparator_bits(),
+            c.threshold(),
+            c.taps().to_vec(),
+        );
+        Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
+    }
+}
+
+/// A borrowed 1-D float array of one of the supported dtypes.
+enum Floats<'py> {
+    F16(PyReadonlyArray1<'py, f16>),
+    F32(PyReadonlyArray1<'py, f32>),
+    F64(PyReadonlyArray1<'py, f64>),
+}
+
+impl<'py> Floats<'py> {
+    fn extract(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        if let Ok(a) = obj.extract() {
+            return Ok(Self::F32(a));
+        }
+        if let Ok(a) = obj.extract() {
+            return Ok(Self::F64(a));
+        }
+        if let Ok(a) = obj.extract() {
+            return Ok(Self::F16(a));
+        }
+        Err(PyTypeError::new_err(format!(
+            "{what}: expected a 1-D float16, float32 or float64 numpy array"
+        )))
+    }
+
+    fn weights(&self) -> PyResult<Weights<'_>> {
+        Ok(match self {
+            Self::F16(a) => Weights::F16(a.as_slice()?),
+            Self::F32(a) => Weights::F32(a.as_slice()?),
+            Self::F64(a) => Weights::F64(a.as_slice()?),
+        })
+    }
+}
+
+fn score_kind(score: &str) -> PyResult<Score> {
+    match score {
+        "abs" => Ok(Score::Abs),
+        "square" => Ok(Score::Square),
+        "raw" => Ok(Score::Raw),
+        _ => Err(PyValueError::new_err(format!(
+            "score = {score:?}: expected 'abs', 'square' or 'raw'"
+        ))),
+    }
+}
+
+/// Runs `f` without the interpreter, in `threads` threads, mapping errors.
+fn detached<R: Send>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    f: impl FnOnce() -> crate::Result<R> + Send,
+) -> PyResult<R> {
+    py.detach(|| with_threads(threads, f))
+        .and_then(|r| r)
+        .map_err(value_error)
+}
+
+/// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
+#[pyfunction]
+#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES))]
+#[allow(clippy::too_many_arguments)]
+fn search<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    weights: &Bound<'py, PyAny>,
+    score: &str,
+    lam: f64,
+    block_steps: usize,
+    threads: Option<usize>,
+    max_bytes: usize,
+) -> PyResult<(Bound<'py, PyArray1<u64>>, usize, f64)> {
+    if !lam.is_finite() {
+        return Err(PyValueError::new_err(format!(
+            "lam = {lam}: must be finite"
+        )));
+    }
+    let arr = Floats::extract(weights, "weights")?;
+    let w = arr.weights()?;
+    let (kind, cfg) = (score_kind(score)?, &config.0);
+    let (index, nnz, metric) = detached(py, threads, || {
+        let layout = Layout::new(cfg, w.len(), block_steps)?;
+        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
+        let mut index = vec![0u64; layout.index_len()];
+        let res = s.run(lam, &mut index)?;
+        Ok((
+            index,
+            res.iter().map(|b| b.kept).sum(),
+            res.iter().map(|b| b.metric).sum(),
+        ))
+    })?;
+    Ok((index.into_pyarray(py), nnz, metric))
+}
+
+/// Searches at the multiplier that prunes `rate`: `(index, nnz, lam, passes)`.
+#[pyfunction]
+#[pyo3(signature = (config, weights, score, rate, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES))]
+#[allow(clippy::too_many_arguments)]
+fn search_rate<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    weights: &Bound<'py, PyAny>,
+    score: &str,
+    rate: f64,
+    block_steps: usize,
+    threads: Option<usize>,
+    max_bytes: usize,
+) -> PyResult<(Bound<'py, PyArray1<u64>>, usize, f64, f64)> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(PyValueError::new_err(format!(
+            "rate = {rate}: must be in [0, 1)"
+        )));
+    }
+    let arr = Floats::extract(weights, "weights")?;
+    let w = arr.weights()?;
+    let (kind, cfg) = (score_kind(score)?, &config.0);
+    let (index, r) = detached(py, threads, || {
+        let layout = Layout::new(cfg, w.len(), block_steps)?;
+        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
+        let mut index = vec![0u64; layout.index_len()];
+        let r = prune_to_rate(&s, rate, &mut index)?;
+        Ok((index, r))
+    })?;
+    Ok((index.into_pyarray(py), r.kept, r.lam, r.passes))
+}
+
+/// The keep-mask (1-D bool) of `n_weights` weights.
+#[pyfunction]
+#[pyo3(signature = (config, index, n_weights, block_steps, threads=None))]
+fn expand<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'py, u64>,
+    n_weights: usize,
+    block_steps: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<bool>>> {
+    let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    layout.check_index(index.len()?).map_err(value_error)?;
+    let out = PyArray1::<bool>::zeros(py, n_weights, false);
+    {
+        let mut rw = out.readwrite();
+        let mask = rw.as_slice_mut()?;
+        let idx = index.as_slice()?;
+        let e = Expander::new(&config.0, layout);
+        detached(py, threads, || e.mask(idx, mask))?;
+    }
+    Ok(out)
+}
+
+/// Per-block kept counts of an index.
+#[pyfunction]
+#[pyo3(signature = (config, index, n_weights, block_steps, threads=None))]
+fn block_counts(
+    py: Python<'_>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'_, u64>,
+    n_weights: usize,
+    block_steps: usize,
+    threads: Option<usize>,
+) -> PyResult<Vec<usize>> {
+    let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    let idx = index.as_slice()?;
+    let e = Expander::new(&config.0, layout);
+    detached(py, threads, || e.counts(idx))
+}
+
+/// The kept weights, in C order and their own dtype.
+#[pyfunction]
+#[pyo3(signature = (config, index, block_steps, weights, threads=None))]
+fn gather<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'py, u64>,
+    block_steps: usize,
+    weights: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let arr = Floats::extract(weights, "weights")?;
+    let idx = index.as_slice()?;
+    let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
+    let e = Expander::new(&config.0, layout);
+    Ok(match arr.weights()? {
+        Weights::F16(w) => detached(py, threads, || e.gather(idx, w))?
+            .into_pyarray(py)
+            .into_any(),
+        Weights::F32(w) => detached(py, threads, || e.gather(idx, w))?
+            .into_pyarray(py)
+            .into_any(),
+        Weights::F64(w) => detached(py, threads, || e.gather(idx, w))?
+            .into_pyarray(py)
+            .into_any(),
+    })
+}
+
+/// A dense 1-D array: `values` on the mask, zero elsewhere.
+#[pyfunction]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None))]
+fn scatter<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'py, u64>,
+    block_steps: usize,
+    values: &Bound<'py, PyAny>,
+    n_weights: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let arr = Floats::extract(values, "values")?;
+    let idx = index.as_slice()?;
+    let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    let e = Expander::new(&config.0, layout);
+    macro_rules! fill {
+        ($v:expr, $t:ty) => {{
+            let out = PyArray1::<$t>::zeros(py, n_weights, false);
+            {
+                let mut rw = out.readwrite();
+                let dense = rw.as_slice_mut()?;
+                detached(py, threads, || e.scatter(idx, $v, dense))?;
+            }
+            out.into_any()
+        }};
+    }
+    Ok(match arr.weights()? {
+        Weights::F16(v) => fill!(v, f16),
+        Weights::F32(v) => fill!(v, f32),
+        Weights::F64(v) => fill!(v, f64),
+    })
+}
+
+/// `(n_blocks, index_len, index_bits)` of a tensor of `n_weights` weights.
+#[pyfunction]
+fn layout_info(
+    config: &PyConfig,
+    n_weights: usize,
+    block_steps: usize,
+) -> PyResult<(usize, usize, u64)> {
+    let l = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    Ok((l.n_blocks(), l.index_len(), l.index_bits()))
+}
+
+/// The pinned tap generator (see `vd::generate_taps`).
+#[pyfunction]
+fn generate_taps(
+    flip_flops: i64,
+    n_in: i64,
+    n_out: i64,
+    comparator_bits: i64,
+    seed: u64,
+) -> PyResult<Vec<u32>> {
+    let c = PyConfig::new(flip_flops, n_in, n_out, comparator_bits, 1, None, seed)?;
+    Ok(c.0.taps().to_vec())
+}
+
+/// `(comparator_bits, threshold)` with `threshold / 2^bits` close to `1 - rate`.
+#[pyfunction]
+fn default_comparator(rate: f64) -> PyResult<(u32, u32)> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(PyValueError::new_err(format!(
+            "rate = {rate}: must be in [0, 1)"
+        )));
+    }
+    Ok(crate::default_comparator(rate))
+}
+
+#[pymodule]
+fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyConfig>()?;
+    m.add_function(wrap_pyfunction!(search, m)?)?;
+    m.add_function(wrap_pyfunction!(search_rate, m)?)?;
+    m.add_function(wrap_pyfunction!(expand, m)?)?;
+    m.add_function(wrap_pyfunction!(block_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(gather, m)?)?;
+    m.add_function(wrap_pyfunction!(scatter, m)?)?;
+    m.add_function(wrap_pyfunction!(generate_taps, m)?)?;
+    m.add_function(wrap_pyfunction!(layout_info, m)?)?;
+    m.add_function(wrap_pyfunction!(default_comparator, m)?)?;
+    m.add(
+        "DEFAULT_MAX_SURVIVOR_BYTES",
+        crate::DEFAULT_MAX_SURVIVOR_BYTES,
+    )?;
+    m.add("MAX_BLOCK_STEPS", crate::layout::MAX_BLOCK_STEPS)?;
+    Ok(())
+}
