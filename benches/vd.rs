@@ -8,7 +8,9 @@ fn weights(n: usize) -> Vec<f32> {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     (0..n)
         .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
         })
         .collect()
@@ -23,7 +25,13 @@ fn search(c: &mut Criterion) {
         let blocks = if k >= 14 { 2 } else { 8 };
         let w = weights(blocks * 1024 * 5);
         let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
-        let s = Searcher::new(&cfg, layout, Scores::new(Weights::F32(&w), Score::Abs), 1 << 30).unwrap();
+        let s = Searcher::new(
+            &cfg,
+            layout,
+            Scores::new(Weights::F32(&w), Score::Abs),
+            1 << 30,
+        )
+        .unwrap();
         let mut index = vec![0u64; layout.index_len()];
         g.throughput(Throughput::Elements(((blocks * 1024) << k) as u64));
         g.bench_with_input(BenchmarkId::new("state-steps/flip_flops", k), &k, |b, _| {
@@ -40,10 +48,18 @@ fn prune(c: &mut Criterion) {
     let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
     let w = weights(1 << 20);
     let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
-    let s = Searcher::new(&cfg, layout, Scores::new(Weights::F32(&w), Score::Abs), 1 << 30).unwrap();
+    let s = Searcher::new(
+        &cfg,
+        layout,
+        Scores::new(Weights::F32(&w), Score::Abs),
+        1 << 30,
+    )
+    .unwrap();
     let mut index = vec![0u64; layout.index_len()];
     g.throughput(Throughput::Elements(w.len() as u64));
-    g.bench_function("rate 0.9, 1024x1024", |b| b.iter(|| black_box(prune_to_rate(&s, 0.9, &mut index).unwrap())));
+    g.bench_function("rate 0.9, 1024x1024", |b| {
+        b.iter(|| black_box(prune_to_rate(&s, 0.9, &mut index).unwrap()))
+    });
     g.finish();
 }
 
@@ -53,11 +69,15 @@ fn expand(c: &mut Criterion) {
     let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
     let n = 4096 * 4096;
     let layout = Layout::new(&cfg, n, 1024).unwrap();
-    let index: Vec<u64> = (0..layout.index_len() as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let index: Vec<u64> = (0..layout.index_len() as u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
     let e = Expander::new(&cfg, layout);
     let mut mask = vec![false; n];
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("mask 4096x4096", |b| b.iter(|| e.mask(&index, &mut mask).unwrap()));
+    g.bench_function("mask 4096x4096", |b| {
+        b.iter(|| e.mask(&index, &mut mask).unwrap())
+    });
     g.finish();
 }
 
