@@ -38,57 +38,77 @@ impl Expander {
         &self.layout
     }
 
-    /// Calls `f(t, bits)` with the keep bits of every step of block `b`,
-    /// bits for positions past the tensor's end cleared.
-    #[inline]
-    fn steps(&self, index: &[u64], b: usize, mut f: impl FnMut(usize, u64)) {
+    /// Writes block `b`'s mask as bits (bit `i` of word `i / 64` for the
+    /// block's weight `i`) into `out`, which holds at least
+    /// [`bits_words`](Self::bits_words) words; bits past the tensor's end are 0.
+    /// Bit-packed, the mask of a block stays in L1 for the passes that follow.
+    pub fn block_bits(&self, index: &[u64], b: usize, out: &mut [u64]) -> usize {
         let words = &index[self.layout.words(b)];
-        let steps = self.layout.steps(b);
-        let n_out = self.layout.n_out;
         let valid = self.layout.weights(b).len();
+        let n_out = self.layout.n_out;
+        let n_in = self.n_in as usize;
+        let nw = valid.div_ceil(64);
+        let out = &mut out[..nw + 1];
+        out.fill(0);
         let state_mask = (1u32 << self.k) - 1;
         let mut s = 0u32;
-        for t in 0..steps {
-            let r = (s << self.n_in) | read_bits(words, t * self.n_in as usize, self.n_in) as u32;
-            let mut bits = self.table[r as usize];
-            let left = valid - t * n_out;
-            if left < 64 {
-                bits &= (1u64 << left) - 1;
+        for t in 0..self.layout.steps(b) {
+            let r = (s << n_in) | read_bits(words, t * n_in, self.n_in) as u32;
+            let bits = self.table[r as usize];
+            let (w, o) = ((t * n_out) / 64, (t * n_out) % 64);
+            out[w] |= bits << o;
+            if o + n_out > 64 {
+                out[w + 1] |= bits >> (64 - o);
             }
-            f(t, bits);
             s = r & state_mask;
         }
+        if valid % 64 != 0 {
+            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
+        }
+        out[nw] = 0;
+        nw
+    }
+
+    /// Scratch words [`block_bits`](Self::block_bits) needs.
+    pub fn bits_words(&self) -> usize {
+        self.layout.block_weights().div_ceil(64) + 1
+    }
+
+    /// Runs `f(b, bits, out)` for every block in parallel, with block `b`'s
+    /// mask bits and its piece of `out` (`per_block` elements per block).
+    fn blocks<T: Send>(
+        &self,
+        index: &[u64],
+        out: &mut [T],
+        per_block: usize,
+        f: impl Fn(usize, &[u64], &mut [T]) + Sync,
+    ) {
+        out.par_chunks_mut(per_block).enumerate().for_each_init(
+            || vec![0u64; self.bits_words()],
+            |bits, (b, out)| {
+                let nw = self.block_bits(index, b, bits);
+                f(b, &bits[..nw], out)
+            },
+        );
     }
 
     /// Writes the mask of every weight into `out` (length `n_weights`).
     pub fn mask(&self, index: &[u64], out: &mut [bool]) -> Result<()> {
         self.check(index, out.len())?;
-        let n_out = self.layout.n_out;
-        out.par_chunks_mut(self.layout.block_weights())
-            .enumerate()
-            .for_each(|(b, out)| {
-                self.steps(index, b, |t, bits| {
-                    let end = ((t + 1) * n_out).min(out.len());
-                    let row = &mut out[t * n_out..end];
-                    for (j, o) in row.iter_mut().enumerate() {
-                        *o = (bits >> j) & 1 != 0;
-                    }
-                })
-            });
+        self.blocks(index, out, self.layout.block_weights(), |_, bits, out| {
+            unpack_bools(bits, out)
+        });
         Ok(())
     }
 
     /// Kept weights per block.
     pub fn counts(&self, index: &[u64]) -> Result<Vec<usize>> {
         self.check(index, self.layout.n_weights)?;
-        Ok((0..self.layout.n_blocks())
-            .into_par_iter()
-            .map(|b| {
-                let mut n = 0;
-                self.steps(index, b, |_, bits| n += bits.count_ones() as usize);
-                n
-            })
-            .collect())
+        let mut counts = vec![0usize; self.layout.n_blocks()];
+        self.blocks(index, &mut counts, 1, |_, bits, out| {
+            out[0] = bits.iter().map(|w| w.count_ones() as usize).sum()
+        });
+        Ok(counts)
     }
 
     /// The kept weights, in C order.
@@ -100,30 +120,33 @@ impl Expander {
         let counts = self.counts(index)?;
         self.check(index, weights.len())?;
         let mut values = vec![T::default(); counts.iter().sum()];
-        let n_out = self.layout.n_out;
+        let bw = self.layout.block_weights();
         split_by(&mut values, &counts)
             .into_par_iter()
             .enumerate()
-            .for_each(|(b, out)| {
-                let w = &weights[self.layout.weights(b)];
-                let mut k = 0;
-                self.steps(index, b, |t, mut bits| {
-                    while bits != 0 {
-                        out[k] = w[t * n_out + bits.trailing_zeros() as usize];
+            .for_each_init(
+                || vec![0u64; self.bits_words()],
+                |bits, (b, out)| {
+                    let nw = self.block_bits(index, b, bits);
+                    let w = &weights[b * bw..];
+                    let mut k = 0;
+                    for_each_set(&bits[..nw], |i| {
+                        out[k] = w[i];
                         k += 1;
-                        bits &= bits - 1;
-                    }
-                })
-            });
+                    });
+                },
+            );
         Ok(values)
     }
 
-    /// Fills `out` (length `n_weights`) with `values` on the mask and zero elsewhere.
+    /// Fills `out` (length `n_weights`) with `values` on the mask and zero
+    /// elsewhere; `zeroed` says `out` is already all zeros (a fresh array).
     pub fn scatter<T: Copy + Send + Sync + Default>(
         &self,
         index: &[u64],
         values: &[T],
         out: &mut [T],
+        zeroed: bool,
     ) -> Result<()> {
         let counts = self.counts(index)?;
         self.check(index, out.len())?;
@@ -134,28 +157,18 @@ impl Expander {
                 values.len()
             );
         }
-        let mut starts = Vec::with_capacity(counts.len());
-        counts.iter().fold(0, |s, &c| {
-            starts.push(s);
-            s + c
-        });
-        let n_out = self.layout.n_out;
-        out.par_chunks_mut(self.layout.block_weights())
-            .enumerate()
-            .for_each(|(b, out)| {
-                let mut v = values[starts[b]..].iter();
-                self.steps(index, b, |t, bits| {
-                    let end = ((t + 1) * n_out).min(out.len());
-                    let row = &mut out[t * n_out..end];
-                    for (j, o) in row.iter_mut().enumerate() {
-                        *o = if (bits >> j) & 1 != 0 {
-                            *v.next().unwrap_or(&T::default())
-                        } else {
-                            T::default()
-                        };
-                    }
-                })
+        let starts = offsets(&counts);
+        self.blocks(index, out, self.layout.block_weights(), |b, bits, out| {
+            if !zeroed {
+                out.fill(T::default());
+            }
+            let v = &values[starts[b]..starts[b] + counts[b]];
+            let mut k = 0;
+            for_each_set(bits, |i| {
+                out[i] = v[k];
+                k += 1;
             });
+        });
         Ok(())
     }
 
@@ -168,6 +181,57 @@ impl Expander {
             );
         }
         Ok(())
+    }
+}
+
+/// Exclusive prefix sums: where each block's values start.
+pub fn offsets(counts: &[usize]) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(counts.len());
+    counts.iter().fold(0, |s, &c| {
+        starts.push(s);
+        s + c
+    });
+    starts
+}
+
+/// Calls `f(i)` for every set bit `i` of a bit-packed mask, in order.
+#[inline]
+pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
+    for (w, &word) in bits.iter().enumerate() {
+        let mut x = word;
+        while x != 0 {
+            f(w * 64 + x.trailing_zeros() as usize);
+            x &= x - 1;
+        }
+    }
+}
+
+/// Bit-packed mask to one bool per weight, eight at a time through a table.
+fn unpack_bools(bits: &[u64], out: &mut [bool]) {
+    static BYTES: [u64; 256] = {
+        let mut t = [0u64; 256];
+        let mut b = 0;
+        while b < 256 {
+            let mut j = 0;
+            while j < 8 {
+                t[b] |= (((b >> j) & 1) as u64) << (8 * j);
+                j += 1;
+            }
+            b += 1;
+        }
+        t
+    };
+    // SAFETY: `bool` is one byte and only 0 or 1 is ever written.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
+    let mut chunks = bytes.chunks_exact_mut(8);
+    for (c, chunk) in chunks.by_ref().enumerate() {
+        let byte = (bits[c / 8] >> (8 * (c % 8))) & 0xff;
+        chunk.copy_from_slice(&BYTES[byte as usize].to_le_bytes());
+    }
+    let base = out.len() / 8 * 8;
+    for (j, o) in chunks.into_remainder().iter_mut().enumerate() {
+        let i = base + j;
+        *o = ((bits[i / 64] >> (i % 64)) & 1) as u8;
     }
 }
 

@@ -4,9 +4,11 @@
 //! ([`expand`]), the exact trellis search ([`search`]) and rate control
 //! ([`rate`]). The Python binding lives behind the `python` feature.
 
+pub mod acs;
 pub mod error;
 pub mod expand;
 pub mod layout;
+pub mod matmul;
 pub mod pool;
 pub mod rate;
 pub mod scores;

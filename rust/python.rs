@@ -169,6 +169,17 @@ fn score_kind(score: &str) -> PyResult<Score> {
     }
 }
 
+fn simd_level(name: Option<&str>) -> PyResult<crate::acs::Level> {
+    match name {
+        None => Ok(crate::acs::Level::best()),
+        Some(n) => crate::acs::Level::from_name(n).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "simd = {n:?}: expected 'portable', 'avx2' or 'avx512'"
+            ))
+        }),
+    }
+}
+
 /// Runs `f` without the interpreter, in `threads` threads, mapping errors.
 fn detached<R: Send>(
     py: Python<'_>,
@@ -182,7 +193,7 @@ fn detached<R: Send>(
 
 /// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
 #[pyfunction]
-#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES))]
+#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES, simd=None))]
 #[allow(clippy::too_many_arguments)]
 fn search<'py>(
     py: Python<'py>,
@@ -193,7 +204,9 @@ fn search<'py>(
     block_steps: usize,
     threads: Option<usize>,
     max_bytes: usize,
+    simd: Option<&str>,
 ) -> PyResult<(Bound<'py, PyArray1<u64>>, usize, f64)> {
+    let level = simd_level(simd)?;
     if !lam.is_finite() {
         return Err(PyValueError::new_err(format!(
             "lam = {lam}: must be finite"
@@ -204,7 +217,7 @@ fn search<'py>(
     let (kind, cfg) = (score_kind(score)?, &config.0);
     let (index, nnz, metric) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
-        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
+        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?.with_level(level)?;
         let mut index = vec![0u64; layout.index_len()];
         let res = s.run(lam, &mut index)?;
         Ok((
@@ -339,7 +352,7 @@ fn scatter<'py>(
             {
                 let mut rw = out.readwrite();
                 let dense = rw.as_slice_mut()?;
-                detached(py, threads, || e.scatter(idx, $v, dense))?;
+                detached(py, threads, || e.scatter(idx, $v, dense, true))?;
             }
             out.into_any()
         }};
@@ -348,6 +361,54 @@ fn scatter<'py>(
         Weights::F16(v) => fill!(v, f16),
         Weights::F32(v) => fill!(v, f32),
         Weights::F64(v) => fill!(v, f64),
+    })
+}
+
+/// `W @ x` for `W` (the pruned tensor as `rows` rows) and a C-order `x` of
+/// `cols * batch` elements; `values` and `x` share the dtype (float32 or float64).
+#[pyfunction]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn matmul<'py>(
+    py: Python<'py>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'py, u64>,
+    block_steps: usize,
+    values: &Bound<'py, PyAny>,
+    n_weights: usize,
+    rows: usize,
+    x: &Bound<'py, PyAny>,
+    batch: usize,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    let e = Expander::new(&config.0, layout);
+    let idx = index.as_slice()?;
+    let (v, xs) = (
+        Floats::extract(values, "values")?,
+        Floats::extract(x, "operand")?,
+    );
+    macro_rules! run {
+        ($v:expr, $x:expr, $t:ty) => {{
+            let out = PyArray1::<$t>::zeros(py, rows * batch, false);
+            {
+                let mut rw = out.readwrite();
+                let y = rw.as_slice_mut()?;
+                detached(py, threads, || {
+                    crate::matmul::matmul(&e, idx, $v, rows, $x, batch, y)
+                })?;
+            }
+            out.into_any()
+        }};
+    }
+    Ok(match (v.weights()?, xs.weights()?) {
+        (Weights::F32(v), Weights::F32(x)) => run!(v, x, f32),
+        (Weights::F64(v), Weights::F64(x)) => run!(v, x, f64),
+        _ => {
+            return Err(PyTypeError::new_err(
+                "values and operand must both be float32 or both float64",
+            ))
+        }
     })
 }
 
@@ -386,6 +447,16 @@ fn default_comparator(rate: f64) -> PyResult<(u32, u32)> {
     Ok(crate::default_comparator(rate))
 }
 
+/// Instruction-set levels this CPU runs, best last (the one used by default).
+#[pyfunction]
+fn simd_levels() -> Vec<&'static str> {
+    crate::acs::Level::all()
+        .into_iter()
+        .filter(|l| l.available())
+        .map(|l| l.name())
+        .collect()
+}
+
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConfig>()?;
@@ -397,6 +468,8 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scatter, m)?)?;
     m.add_function(wrap_pyfunction!(generate_taps, m)?)?;
     m.add_function(wrap_pyfunction!(layout_info, m)?)?;
+    m.add_function(wrap_pyfunction!(matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(default_comparator, m)?)?;
     m.add(
         "DEFAULT_MAX_SURVIVOR_BYTES",

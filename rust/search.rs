@@ -7,6 +7,7 @@
 //! for every `ns`, the best `p` (the survivor decision, bit-packed), and the
 //! traceback from the best final state replays the decisions into the input bits.
 
+use crate::acs::{self, subset_sums, Level};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
 
@@ -23,6 +24,9 @@ pub struct Trellis {
     /// `chunks[c][r]`: bits `8c .. 8c + 8` of `table[r]`, so a branch metric is a
     /// few lookups into per-step subset-sum tables of 256 entries at most.
     chunks: Vec<Vec<u8>>,
+    /// For the vector kernels (`n_in = 1`, `n_out <= 5`, `k >= 6`): keep
+    /// patterns laid out `[p][u][i]` so each run is contiguous in `i`.
+    lanes: Option<Vec<u32>>,
 }
 
 impl Trellis {
@@ -32,12 +36,23 @@ impl Trellis {
         let chunks = (0..n_out.div_ceil(8))
             .map(|c| table.iter().map(|&bits| (bits >> (8 * c)) as u8).collect())
             .collect();
+        let k = config.flip_flops();
+        let lanes = (config.n_in() == 1 && n_out <= 5 && k >= 6).then(|| {
+            let h = 1usize << (k - 1);
+            (0..4 * h)
+                .map(|x| {
+                    let (p, u, i) = (x / (2 * h), (x / h) % 2, x % h);
+                    table[(p << k) | (i << 1) | u] as u32
+                })
+                .collect()
+        });
         Self {
-            k: config.flip_flops(),
+            k,
             n_in: config.n_in(),
             n_out,
             table,
             chunks,
+            lanes,
         }
     }
 
@@ -62,7 +77,6 @@ pub struct Workspace {
     new: Vec<f32>,
     bm: Vec<f32>,
     sums: Vec<f32>,
-    choice: Vec<u8>,
     decisions: Vec<u64>,
     gains: Vec<f32>,
     words: Vec<u64>,
@@ -76,7 +90,6 @@ impl Workspace {
             new: vec![0.0; s],
             bm: vec![0.0; s << tr.n_in],
             sums: vec![0.0; 256],
-            choice: vec![0; s],
             decisions: vec![0; block_steps * tr.n_in as usize * tr.plane_words()],
             gains: vec![0.0; block_steps * tr.n_out],
             words: vec![0; (block_steps * tr.n_in as usize).div_ceil(64)],
@@ -87,12 +100,7 @@ impl Workspace {
 /// Branch metric of every register value for one step with gains `g`.
 fn branch_metrics(tr: &Trellis, g: &[f32], sums: &mut [f32], bm: &mut [f32]) {
     for (c, chunk) in tr.chunks.iter().enumerate() {
-        let g = &g[8 * c..(8 * c + 8).min(g.len())];
-        let sums = &mut sums[..1 << g.len()];
-        sums[0] = 0.0;
-        for m in 1..sums.len() {
-            sums[m] = sums[m & (m - 1)] + g[m.trailing_zeros() as usize];
-        }
+        subset_sums(&g[8 * c..(8 * c + 8).min(g.len())], sums);
         if c == 0 {
             bm.iter_mut()
                 .zip(chunk)
@@ -105,43 +113,37 @@ fn branch_metrics(tr: &Trellis, g: &[f32], sums: &mut [f32], bm: &mut [f32]) {
     }
 }
 
-/// One add-compare-select step: `new[ns] = max_p old[r >> n_in] + bm[r]`.
-fn acs(tr: &Trellis, old: &[f32], bm: &[f32], new: &mut [f32], choice: &mut [u8]) {
-    let s = tr.n_states();
-    let n_in = tr.n_in;
-    let shift = tr.k - n_in;
-    for p in 0..1usize << n_in {
-        let from = &old[p << shift..];
-        let bm = &bm[p * s..(p + 1) * s];
-        if p == 0 {
-            for (ns, (n, &b)) in new.iter_mut().zip(bm).enumerate() {
-                *n = from[ns >> n_in] + b;
-            }
-            choice.fill(0);
-        } else {
-            for (ns, ((n, c), &b)) in new.iter_mut().zip(choice.iter_mut()).zip(bm).enumerate() {
-                let cand = from[ns >> n_in] + b;
-                if cand > *n {
-                    *n = cand;
-                    *c = p as u8;
+/// The general add-compare-select step (any `n_in`, any `n_out`):
+/// `new[ns] = max_p old[r >> n_in] + bm[r]` with `r = (p << k) | ns`, the
+/// lowest `p` on ties; decisions in the layout of [`crate::acs`].
+fn acs_general(tr: &Trellis, old: &[f32], bm: &[f32], new: &mut [f32], dec: &mut [u64]) {
+    let n_in = tr.n_in as usize;
+    let shift = tr.k as usize - n_in;
+    let h = 1usize << shift;
+    let plane = tr.plane_words();
+    dec.fill(0);
+    for u in 0..1usize << n_in {
+        for i in 0..h {
+            let ns = (i << n_in) | u;
+            let (mut best, mut choice) = (old[i] + bm[ns], 0usize);
+            for p in 1..1usize << n_in {
+                let cand = old[(p << shift) | i] + bm[(p << tr.k) | ns];
+                if cand > best {
+                    (best, choice) = (cand, p);
                 }
+            }
+            new[ns] = best;
+            let pos = u * h + i;
+            for b in 0..n_in {
+                dec[b * plane + pos / 64] |= (((choice >> b) & 1) as u64) << (pos % 64);
             }
         }
     }
 }
 
-/// Packs one step's decisions into `n_in` bit-planes of `plane_words` words.
-fn pack_decisions(choice: &[u8], n_in: u32, out: &mut [u64]) {
-    let words = out.len() / n_in as usize;
-    for b in 0..n_in as usize {
-        for (w, chunk) in choice.chunks(64).enumerate() {
-            out[b * words + w] = chunk
-                .iter()
-                .enumerate()
-                .fold(0u64, |acc, (i, &c)| acc | u64::from((c >> b) & 1) << i);
-        }
-    }
-}
+/// Metrics are float32; subtracting the best every this many steps keeps
+/// them small whatever the block length (every kernel does it identically).
+const RENORMALISE_EVERY: usize = 32;
 
 /// What one block's search found.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -154,7 +156,13 @@ pub struct BlockResult {
 
 /// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
 /// them real), writing its input bits into `ws.words`.
-fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) -> BlockResult {
+fn search_block(
+    tr: &Trellis,
+    level: Level,
+    ws: &mut Workspace,
+    steps: usize,
+    valid: usize,
+) -> BlockResult {
     let s = tr.n_states();
     let n_in = tr.n_in as usize;
     let step_words = n_in * tr.plane_words();
@@ -162,16 +170,25 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
     ws.old[0] = 0.0;
     for t in 0..steps {
         let g = &ws.gains[t * tr.n_out..(t + 1) * tr.n_out];
-        branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
-        acs(tr, &ws.old, &ws.bm, &mut ws.new, &mut ws.choice);
-        pack_decisions(
-            &ws.choice,
-            tr.n_in,
-            &mut ws.decisions[t * step_words..(t + 1) * step_words],
-        );
-        // Renormalise so f32 metrics stay small whatever the block length.
-        let top = ws.new.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        ws.new.iter_mut().for_each(|m| *m -= top);
+        let dec = &mut ws.decisions[t * step_words..(t + 1) * step_words];
+        match &tr.lanes {
+            Some(patterns) => {
+                let st = acs::Step {
+                    old: &ws.old,
+                    patterns,
+                    gains: g,
+                };
+                acs::step1(level, &st, &mut ws.new, dec);
+            }
+            None => {
+                branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
+                acs_general(tr, &ws.old, &ws.bm, &mut ws.new, dec);
+            }
+        }
+        if (t + 1) % RENORMALISE_EVERY == 0 {
+            let top = ws.new.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            ws.new.iter_mut().for_each(|m| *m -= top);
+        }
         std::mem::swap(&mut ws.old, &mut ws.new);
     }
     // Traceback from the best final state (the lowest on ties).
@@ -179,14 +196,15 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
     let words = &mut ws.words[..(steps * n_in).div_ceil(64)];
     words.fill(0);
     let (mut metric, mut kept) = (0.0f64, 0usize);
-    let plane = tr.plane_words();
+    let (plane, shift, umask) = (tr.plane_words(), tr.k as usize - n_in, (1 << n_in) - 1);
     for t in (0..steps).rev() {
         let dec = &ws.decisions[t * step_words..(t + 1) * step_words];
+        let at = ((ns & umask) << shift) | (ns >> n_in);
         let p = (0..n_in).fold(0, |p, b| {
-            p | (((dec[b * plane + ns / 64] >> (ns % 64)) & 1) as usize) << b
+            p | (((dec[b * plane + at / 64] >> (at % 64)) & 1) as usize) << b
         });
         let pos = t * n_in;
-        let u = (ns & ((1 << n_in) - 1)) as u64;
+        let u = (ns & umask) as u64;
         words[pos / 64] |= u << (pos % 64);
         if pos % 64 + n_in > 64 {
             words[pos / 64 + 1] |= u >> (64 - pos % 64);
@@ -212,6 +230,7 @@ fn search_block(tr: &Trellis, ws: &mut Workspace, steps: usize, valid: usize) ->
 /// The search over a whole tensor: a trellis, a layout and the scores.
 pub struct Searcher<'a> {
     trellis: Trellis,
+    level: Level,
     keeps_all: bool,
     layout: Layout,
     scores: Scores<'a>,
@@ -243,6 +262,7 @@ impl<'a> Searcher<'a> {
         scores.check()?;
         Ok(Self {
             trellis,
+            level: Level::best(),
             keeps_all: config.keeps_all(),
             layout,
             scores,
@@ -251,6 +271,19 @@ impl<'a> Searcher<'a> {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Runs the kernels at `level` instead of the best one (for tests and
+    /// benchmarks; every level gives the same bits).
+    pub fn with_level(mut self, level: Level) -> Result<Self> {
+        if !level.available() {
+            bail!(
+                "instruction set {} is not available on this CPU",
+                level.name()
+            );
+        }
+        self.level = level;
+        Ok(self)
     }
 
     /// True when every input keeps every weight (`K = 2^nc`).
@@ -271,7 +304,7 @@ impl<'a> Searcher<'a> {
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        search_block(&self.trellis, ws, steps, valid)
+        search_block(&self.trellis, self.level, ws, steps, valid)
     }
 
     fn workspace(&self) -> Workspace {

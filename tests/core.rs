@@ -2,6 +2,7 @@
 //! step-by-step reference VD with brute-force search over every input.
 
 use serde_json::Value;
+use vitrust::acs::Level;
 use vitrust::pool::with_threads;
 use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
 
@@ -242,10 +243,47 @@ fn gather_and_scatter_round_trip() {
         .collect();
     assert_eq!(values, want);
     let mut dense = vec![-1.0; n];
-    e.scatter(&index, &values, &mut dense).unwrap();
+    e.scatter(&index, &values, &mut dense, false).unwrap();
     for i in 0..n {
         assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 });
     }
-    assert!(e.scatter(&index, &values[1..], &mut dense).is_err());
+    assert!(e.scatter(&index, &values[1..], &mut dense, false).is_err());
     assert!(e.mask(&index[1..], &mut mask).is_err());
+}
+
+#[test]
+fn every_instruction_set_gives_the_same_bits() {
+    let mut seed = 99u64;
+    for (k, n_out, nc, th) in [
+        (6, 5, 5, 3),
+        (8, 4, 3, 2),
+        (10, 5, 5, 3),
+        (11, 3, 2, 1),
+        (7, 1, 1, 1),
+    ] {
+        let cfg = VdConfig::from_seed(k, 1, n_out, nc, th, k as u64).unwrap();
+        let w: Vec<f32> = (0..20_011).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
+        let layout = Layout::new(&cfg, w.len(), 300).unwrap();
+        let run = |level: Level| {
+            let s = Searcher::new(
+                &cfg,
+                layout,
+                Scores::new(Weights::F32(&w), Score::Abs),
+                MAX_BYTES,
+            )
+            .unwrap()
+            .with_level(level)
+            .unwrap();
+            let mut index = vec![0u64; layout.index_len()];
+            let res = s.run(0.3, &mut index).unwrap();
+            (index, res)
+        };
+        let reference = run(Level::Portable);
+        for level in Level::all().into_iter().filter(|l| l.available()) {
+            assert!(
+                run(level) == reference,
+                "k = {k}, n_out = {n_out}: {level:?} differs from portable"
+            );
+        }
+    }
 }

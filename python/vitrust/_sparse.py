@@ -94,6 +94,31 @@ class ViterbiSparse:
         dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t)
         return dense.reshape(self.shape)
 
+    def __matmul__(self, other: Any) -> np.ndarray:
+        """``W @ X`` from the index and values, never forming the dense ``W``.
+
+        ``W`` is this tensor viewed as ``(shape[0], rest)``; ``X`` is a vector of
+        ``rest`` elements or a ``(rest, batch)`` matrix. Computed in float64 if
+        either side is float64, else float32; each output row is summed in C
+        order, so the result does not depend on the thread count.
+        """
+        x = np.asarray(other)
+        if x.dtype.kind not in "fiub" or x.dtype == np.longdouble:
+            raise TypeError(f"operand: expected a real numeric array, got {x.dtype}")
+        rows, cols = self.shape[0], self.size // self.shape[0]
+        if x.ndim not in (1, 2) or x.shape[0] != cols:
+            raise ValueError(f"operand: shape {x.shape} does not match; this tensor multiplies ({cols},) or ({cols}, batch)")
+        if x.size == 0:
+            raise ValueError("operand: the batch is empty")
+        dtype = np.float64 if np.float64 in (x.dtype, self.dtype) else np.float32
+        xs = np.ascontiguousarray(x, dtype=dtype)
+        if not np.isfinite(xs).all():
+            raise ValueError("operand: values must be finite")
+        values = self.values.astype(dtype, copy=False)
+        batch = 1 if x.ndim == 1 else x.shape[1]
+        y = _vitrust.matmul(self.config, self.index, self.block_steps, values, self.size, rows, xs.reshape(-1), batch, self._threads)
+        return y if x.ndim == 1 else y.reshape(rows, batch)
+
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if copy is False:
             raise ValueError("a ViterbiSparse cannot be viewed as a dense array without a copy")

@@ -46,6 +46,7 @@ def search(
     block_steps: int,
     threads: Optional[int] = None,
     max_bytes: int = ...,
+    simd: Optional[str] = None,
 ) -> Tuple[npt.NDArray[np.uint64], int, float]: ...
 def search_rate(
     config: VDConfig,
@@ -77,6 +78,18 @@ def scatter(
     n_weights: int,
     threads: Optional[int] = None,
 ) -> npt.NDArray[np.floating]: ...
+def matmul(
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    block_steps: int,
+    values: npt.NDArray[np.floating],
+    n_weights: int,
+    rows: int,
+    x: npt.NDArray[np.floating],
+    batch: int,
+    threads: Optional[int] = None,
+) -> npt.NDArray[np.floating]: ...
+def simd_levels() -> List[str]: ...
 def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int, int, int]: ...
 def generate_taps(flip_flops: int, n_in: int, n_out: int, comparator_bits: int, seed: int) -> List[int]: ...
 def default_comparator(rate: float) -> Tuple[int, int]: ...

@@ -1,0 +1,88 @@
+"""Optimised paths against plain references: every instruction set gives the
+same bits, and products on the compressed form match dense products."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import vitrust
+from vitrust import _vitrust
+
+from reference import brute_force_optimum
+
+LEVELS = _vitrust.simd_levels()
+
+
+def test_portable_is_always_available():
+    assert LEVELS[0] == "portable"
+
+
+@given(st.integers(6, 12), st.integers(1, 5), st.integers(0, 2**32), st.floats(0.0, 1.0))
+def test_levels_give_identical_bits(k, n_out, seed, lam):
+    cfg = vitrust.VDConfig(k, 1, n_out, 3, 2, seed=seed)
+    w = np.random.default_rng(seed).standard_normal(7_001).astype(np.float32)
+    results = [_vitrust.search(cfg, w, "abs", lam, 200, simd=level) for level in LEVELS]
+    for index, nnz, metric in results[1:]:
+        np.testing.assert_array_equal(index, results[0][0])
+        assert (nnz, metric) == results[0][1:]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_each_level_is_optimal(level):
+    rng = np.random.default_rng(8)
+    for seed in range(4):
+        cfg = vitrust.VDConfig(6, 1, 5, 5, 3, seed=seed)
+        scores = rng.exponential(size=60)
+        index, _, _ = _vitrust.search(cfg, scores, "raw", 0.8, 12, simd=level)
+        mask = vitrust.expand(cfg, index, 60, 12)
+        best = brute_force_optimum(cfg, scores, 0.8, 12)
+        assert abs((scores - 0.8)[mask].sum() - best) <= 1e-3 * np.abs(scores - 0.8).sum()
+
+
+def test_unknown_level():
+    cfg = vitrust.VDConfig(6, 1, 5, 5, 3)
+    with pytest.raises(ValueError, match="simd"):
+        _vitrust.search(cfg, np.ones(10), "abs", 0.5, 8, simd="mmx")
+
+
+@given(
+    st.tuples(st.integers(1, 40), st.integers(1, 70)),
+    st.sampled_from([np.float16, np.float32, np.float64]),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 9),
+    st.floats(0.0, 0.95),
+    st.integers(0, 2**32),
+)
+def test_matmul_matches_dense(shape, wdtype, xdtype, batch, rate, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(shape).astype(wdtype)
+    sp = vitrust.prune(w, rate, block_steps=7, flip_flops=6)
+    x = rng.standard_normal((shape[1], batch) if batch else shape[1]).astype(xdtype)
+    got = sp @ x
+    dt = np.float64 if np.float64 in (np.dtype(wdtype), np.dtype(xdtype)) else np.float32
+    assert got.dtype == dt and got.shape == ((shape[0], batch) if batch else (shape[0],))
+    want = sp.to_dense().astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-5 if dt == np.float32 else 1e-12)
+
+
+def test_matmul_is_thread_independent_and_views_nd_tensors():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((64, 4, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((256, 33)).astype(np.float32)
+    a = vitrust.prune(w, 0.8, threads=1)
+    b = vitrust.prune(w, 0.8, threads=2)
+    np.testing.assert_array_equal(a @ x, b @ x)
+    np.testing.assert_allclose(a @ x, a.to_dense().reshape(64, 256) @ x, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_errors():
+    sp = vitrust.prune(np.random.default_rng(2).standard_normal((10, 12)), 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        sp @ np.ones((11, 2))
+    with pytest.raises(ValueError, match="shape"):
+        sp @ np.ones((12, 2, 2))
+    with pytest.raises(ValueError, match="finite"):
+        sp @ np.full(12, np.nan)
+    with pytest.raises(TypeError, match="operand"):
+        sp @ np.ones(12, dtype=complex)
