@@ -62,7 +62,7 @@ impl Expander {
             }
             s = r & state_mask;
         }
-        if valid % 64 != 0 {
+        if !valid.is_multiple_of(64) {
             out[nw - 1] &= (1u64 << (valid % 64)) - 1;
         }
         out[nw] = 0;

@@ -42,7 +42,7 @@ pub fn matmul<R: Real>(
 ) -> Result<()> {
     let layout = *e.layout();
     let n = layout.n_weights;
-    if rows == 0 || n % rows != 0 {
+    if rows == 0 || !n.is_multiple_of(rows) {
         bail!("cannot view {n} weights as {rows} rows");
     }
     let cols = n / rows;
