@@ -51,16 +51,24 @@ impl Expander {
         let out = &mut out[..nw + 1];
         out.fill(0);
         let state_mask = (1u32 << self.k) - 1;
-        let mut s = 0u32;
+        // Bits gather in a register and go to memory a word at a time: a
+        // read-modify-write per step would chain every step through memory.
+        let (mut s, mut acc, mut fill, mut w) = (0u32, 0u64, 0usize, 0usize);
         for t in 0..self.layout.steps(b) {
             let r = (s << n_in) | read_bits(words, t * n_in, self.n_in) as u32;
             let bits = self.table[r as usize];
-            let (w, o) = ((t * n_out) / 64, (t * n_out) % 64);
-            out[w] |= bits << o;
-            if o + n_out > 64 {
-                out[w + 1] |= bits >> (64 - o);
+            acc |= bits << fill;
+            fill += n_out;
+            if fill >= 64 {
+                out[w] = acc;
+                w += 1;
+                fill -= 64;
+                acc = if fill > 0 { bits >> (n_out - fill) } else { 0 };
             }
             s = r & state_mask;
+        }
+        if fill > 0 {
+            out[w] = acc;
         }
         if !valid.is_multiple_of(64) {
             out[nw - 1] &= (1u64 << (valid % 64)) - 1;

@@ -23,5 +23,5 @@ pub use expand::Expander;
 pub use layout::Layout;
 pub use rate::{prune_to_rate, RateResult};
 pub use scores::{Float, Score, Scores, Weights};
-pub use search::{BlockResult, Searcher, DEFAULT_MAX_SURVIVOR_BYTES};
+pub use search::{BlockResult, Searcher, DEFAULT_MAX_SEARCH_BYTES};
 pub use vd::{default_comparator, generate_taps, VdConfig};

@@ -193,7 +193,7 @@ fn detached<R: Send>(
 
 /// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
 #[pyfunction]
-#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES, simd=None))]
+#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES, simd=None))]
 #[allow(clippy::too_many_arguments)]
 fn search<'py>(
     py: Python<'py>,
@@ -231,7 +231,7 @@ fn search<'py>(
 
 /// Searches at the multiplier that prunes `rate`: `(index, nnz, lam, passes)`.
 #[pyfunction]
-#[pyo3(signature = (config, weights, score, rate, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SURVIVOR_BYTES))]
+#[pyo3(signature = (config, weights, score, rate, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES))]
 #[allow(clippy::too_many_arguments)]
 fn search_rate<'py>(
     py: Python<'py>,
@@ -471,10 +471,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(default_comparator, m)?)?;
-    m.add(
-        "DEFAULT_MAX_SURVIVOR_BYTES",
-        crate::DEFAULT_MAX_SURVIVOR_BYTES,
-    )?;
+    m.add("DEFAULT_MAX_SEARCH_BYTES", crate::DEFAULT_MAX_SEARCH_BYTES)?;
     m.add("MAX_BLOCK_STEPS", crate::layout::MAX_BLOCK_STEPS)?;
     Ok(())
 }

@@ -11,8 +11,9 @@ use crate::acs::{self, subset_sums, Level};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
 
-/// Refuse configurations whose survivor memory per block would exceed this.
-pub const DEFAULT_MAX_SURVIVOR_BYTES: usize = 1 << 30;
+/// Refuse searches whose working memory (tables plus one workspace per
+/// thread, survivor decisions included) would exceed this by default.
+pub const DEFAULT_MAX_SEARCH_BYTES: usize = 1 << 30;
 
 /// The parts of a config the search needs, tabulated once.
 pub struct Trellis {
@@ -65,9 +66,20 @@ impl Trellis {
         self.n_states().div_ceil(64)
     }
 
-    /// Survivor-decision bytes for a block of `steps` steps.
-    pub fn survivor_bytes(&self, steps: usize) -> usize {
-        steps * self.n_in as usize * self.plane_words() * 8
+    /// Bytes of the tables shared by all threads.
+    fn table_bytes(&self) -> usize {
+        let entries = self.table.len();
+        entries * 8 + self.chunks.len() * entries + self.lanes.as_ref().map_or(0, |l| l.len() * 4)
+    }
+
+    /// Bytes of one thread's [`Workspace`] for blocks of `block_steps` steps;
+    /// the survivor decisions dominate: `block_steps * n_in * 2^k` bits.
+    fn workspace_bytes(&self, block_steps: usize) -> usize {
+        let s = self.n_states();
+        let floats = 2 * s + (s << self.n_in) + 256 + block_steps * self.n_out;
+        let words = block_steps * self.n_in as usize * self.plane_words()
+            + (block_steps * self.n_in as usize).div_ceil(64);
+        floats * 4 + words * 8
     }
 }
 
@@ -237,7 +249,8 @@ pub struct Searcher<'a> {
 }
 
 impl<'a> Searcher<'a> {
-    /// Checks the scores and refuses survivor memory above `max_bytes` per block.
+    /// Checks the scores and refuses a search whose working memory, with one
+    /// workspace per thread of the current pool, would exceed `max_bytes`.
     pub fn new(
         config: &VdConfig,
         layout: Layout,
@@ -252,10 +265,11 @@ impl<'a> Searcher<'a> {
             );
         }
         let trellis = Trellis::new(config);
-        let need = trellis.survivor_bytes(layout.block_steps);
+        let threads = rayon::current_num_threads();
+        let need = trellis.table_bytes() + threads * trellis.workspace_bytes(layout.block_steps);
         if need > max_bytes {
             bail!(
-                "flip_flops = {}, n_in = {} with block_steps = {} needs {need} bytes of survivor memory per block and thread, above the limit of {max_bytes}; use fewer flip-flops or shorter blocks",
+                "flip_flops = {}, n_in = {} with block_steps = {} on {threads} threads needs {need} bytes of search memory (survivor memory per block and thread included), above the limit of {max_bytes}; use fewer flip-flops, shorter blocks, fewer threads or a larger max_memory",
                 config.flip_flops(), config.n_in(), layout.block_steps
             );
         }

@@ -6,7 +6,7 @@ use vitrust::acs::Level;
 use vitrust::pool::with_threads;
 use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
 
-const MAX_BYTES: usize = vitrust::DEFAULT_MAX_SURVIVOR_BYTES;
+const MAX_BYTES: usize = vitrust::DEFAULT_MAX_SEARCH_BYTES;
 
 fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/vd_v1.json");

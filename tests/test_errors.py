@@ -56,7 +56,9 @@ def test_bad_weights(weights, exc, match):
         (dict(rate=0.5, scores=np.full((20, 30), np.nan)), ValueError, "finite"),
         (dict(rate=0.5, threads=0), ValueError, "threads"),
         (dict(rate=0.5, config="10 flip-flops"), TypeError, "config"),
-        (dict(rate=0.5, flip_flops=16, n_in=4, block_steps=1 << 20), ValueError, "survivor memory"),
+        (dict(rate=0.5, flip_flops=16, n_in=4, block_steps=1 << 20), ValueError, "search memory"),
+        (dict(rate=0.5, flip_flops=10, max_memory=100_000), ValueError, "max_memory"),
+        (dict(rate=0.5, max_memory=0), ValueError, "max_memory"),
     ],
 )
 def test_bad_options(kwargs, exc, match):

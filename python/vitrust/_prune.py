@@ -31,6 +31,7 @@ def prune(
     seed: int = 0,
     config: Optional[VDConfig] = None,
     threads: Optional[int] = None,
+    max_memory: Optional[int] = None,
 ) -> ViterbiSparse:
     """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
 
@@ -48,6 +49,9 @@ def prune(
     or the share of scores above ``lam``). Taps come from ``seed``; pass
     ``config`` instead to fix the whole VD. ``threads`` bounds the worker
     threads (default: all cores); the result never depends on it.
+    ``max_memory`` (bytes, default 1 GiB) bounds the search's working memory
+    (survivor decisions of one block per thread, metrics and tables); a
+    configuration that would need more is refused with a ``ValueError``.
     """
     w = _checks.float_array(weights, "weights")
     if (rate is None) == (lam is None):
@@ -58,6 +62,7 @@ def prune(
         raise ValueError(f"score = {score!r}: expected one of {SCORES}")
     block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
     threads = _checks.threads(threads)
+    budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else _checks.integer(max_memory, "max_memory", 1)
     w_flat = _checks.flat(w)
     src, kind = w_flat, score
     if scores is not None:
@@ -72,9 +77,9 @@ def prune(
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
 
     if rate is not None:
-        index, nnz, lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads)
+        index, nnz, lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget)
     else:
-        index, nnz, _ = _vitrust.search(config, src, kind, lam, block_steps, threads)
+        index, nnz, _ = _vitrust.search(config, src, kind, lam, block_steps, threads, budget)
     values = _vitrust.gather(config, index, block_steps, w_flat, threads)
     return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True)
 

@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-DEFAULT_MAX_SURVIVOR_BYTES: int
+DEFAULT_MAX_SEARCH_BYTES: int
 MAX_BLOCK_STEPS: int
 
 class VDConfig:
