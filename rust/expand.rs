@@ -16,6 +16,17 @@ pub fn read_bits(words: &[u64], pos: usize, n: u32) -> u64 {
     v & ((1 << n) - 1)
 }
 
+/// True when variable shifts are single instructions (x86 BMI2).
+fn fast_shifts() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static BMI2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *BMI2.get_or_init(|| is_x86_feature_detected!("bmi2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// A config's keep table together with the layout it expands.
 pub struct Expander {
     table: Vec<u64>,
@@ -45,17 +56,38 @@ impl Expander {
     pub fn block_bits(&self, index: &[u64], b: usize, out: &mut [u64]) -> usize {
         let words = &index[self.layout.words(b)];
         let valid = self.layout.weights(b).len();
-        let n_out = self.layout.n_out;
-        let n_in = self.n_in as usize;
         let nw = valid.div_ceil(64);
         let out = &mut out[..nw + 1];
         out.fill(0);
+        let steps = self.layout.steps(b);
+        match (self.n_in, fast_shifts()) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `fast_shifts` checked that the CPU has BMI2.
+            (1, true) => unsafe { self.run_bmi2(words, steps, out) },
+            _ => self.run(words, steps, out),
+        }
+        if !valid.is_multiple_of(64) {
+            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
+        }
+        out[nw] = 0;
+        nw
+    }
+
+    /// The step loop of [`block_bits`](Self::block_bits). Bits gather in a
+    /// register and go to memory a word at a time: a read-modify-write per
+    /// step would chain every step through memory.
+    #[inline(always)]
+    fn run(&self, words: &[u64], steps: usize, out: &mut [u64]) {
+        let (n_in, n_out) = (self.n_in as usize, self.layout.n_out);
         let state_mask = (1u32 << self.k) - 1;
-        // Bits gather in a register and go to memory a word at a time: a
-        // read-modify-write per step would chain every step through memory.
         let (mut s, mut acc, mut fill, mut w) = (0u32, 0u64, 0usize, 0usize);
-        for t in 0..self.layout.steps(b) {
-            let r = (s << n_in) | read_bits(words, t * n_in, self.n_in) as u32;
+        for t in 0..steps {
+            let u = if n_in == 1 {
+                (words[t / 64] >> (t % 64)) & 1
+            } else {
+                read_bits(words, t * n_in, self.n_in)
+            };
+            let r = (s << n_in) | u as u32;
             let bits = self.table[r as usize];
             acc |= bits << fill;
             fill += n_out;
@@ -70,11 +102,13 @@ impl Expander {
         if fill > 0 {
             out[w] = acc;
         }
-        if !valid.is_multiple_of(64) {
-            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
-        }
-        out[nw] = 0;
-        nw
+    }
+
+    /// [`run`](Self::run) with one-instruction variable shifts.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi2")]
+    unsafe fn run_bmi2(&self, words: &[u64], steps: usize, out: &mut [u64]) {
+        self.run(words, steps, out)
     }
 
     /// Scratch words [`block_bits`](Self::block_bits) needs.
