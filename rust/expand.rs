@@ -30,6 +30,9 @@ fn fast_shifts() -> bool {
 /// A config's keep table together with the layout it expands.
 pub struct Expander {
     table: Vec<u64>,
+    /// For `n_in = 1`, `k <= 12`, `n_out <= 16`: the keep bits of four steps at
+    /// once, indexed by `(state << 4) | (the four input bits in stream order)`.
+    quad: Option<Vec<u64>>,
     k: u32,
     n_in: u32,
     layout: Layout,
@@ -37,9 +40,26 @@ pub struct Expander {
 
 impl Expander {
     pub fn new(config: &VdConfig, layout: Layout) -> Self {
+        let table = config.keep_table();
+        let (k, n_out) = (config.flip_flops(), layout.n_out);
+        let quad = (config.n_in() == 1 && k <= 12 && n_out <= 16).then(|| {
+            let mask = (1usize << k) - 1;
+            (0..1usize << (k + 4))
+                .map(|x| {
+                    let (mut s, mut bits) = (x >> 4, 0u64);
+                    for j in 0..4 {
+                        let r = (s << 1) | ((x >> j) & 1);
+                        bits |= table[r] << (j * n_out);
+                        s = r & mask;
+                    }
+                    bits
+                })
+                .collect()
+        });
         Self {
-            table: config.keep_table(),
-            k: config.flip_flops(),
+            table,
+            quad,
+            k,
             n_in: config.n_in(),
             layout,
         }
@@ -81,7 +101,28 @@ impl Expander {
         let (n_in, n_out) = (self.n_in as usize, self.layout.n_out);
         let state_mask = (1u32 << self.k) - 1;
         let (mut s, mut acc, mut fill, mut w) = (0u32, 0u64, 0usize, 0usize);
-        for t in 0..steps {
+        let mut t = 0;
+        if let Some(quad) = &self.quad {
+            // Four steps per lookup; the state advances by the four input bits,
+            // reversed (the first step's bit ends up highest).
+            const REV4: u64 = 0xF7B3_D591_E6A2_C480;
+            let width = 4 * n_out;
+            while t + 4 <= steps {
+                let v = (words[t / 64] >> (t % 64)) & 0xF;
+                let bits = quad[((s as usize) << 4) | v as usize];
+                acc |= bits << fill;
+                fill += width;
+                if fill >= 64 {
+                    out[w] = acc;
+                    w += 1;
+                    fill -= 64;
+                    acc = if fill > 0 { bits >> (width - fill) } else { 0 };
+                }
+                s = ((s << 4) | ((REV4 >> (4 * v)) & 0xF) as u32) & state_mask;
+                t += 4;
+            }
+        }
+        for t in t..steps {
             let u = if n_in == 1 {
                 (words[t / 64] >> (t % 64)) & 1
             } else {
