@@ -250,6 +250,9 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
             ))
         })?;
         let dt = verify(name, view, entry)?;
+        if dt == DType::Bool && view.data().iter().any(|&b| b > 1) {
+            bail!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
+        }
         if !is_reserved(name) {
             let data = Cow::Borrowed(view.data());
             out.insert(
@@ -295,6 +298,9 @@ fn plain_items<'a>(views: &HashMap<String, TensorView<'a>>) -> Result<Vec<(Strin
                     v.dtype()
                 ))
             })?;
+            if dt == DType::Bool && v.data().iter().any(|&b| b > 1) {
+                bail!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
+            }
             let data = Cow::Borrowed(v.data());
             Ok((
                 name.clone(),
