@@ -41,8 +41,8 @@ def body(header: Dict[str, Any]) -> Dict[str, Any]:
 def set_body(header: Dict[str, Any], b: Dict[str, Any], recheck: bool = True) -> None:
     """Stores ``b`` as the vitrust metadata, with a matching check if ``recheck``
     (so the edit reaches the deeper validation)."""
-    b = dict(b)
-    if recheck:
+    if recheck and isinstance(b, dict):
+        b = dict(b)
         b.pop("check", None)
         b["check"] = zlib.crc32(canonical(b))
     header["__metadata__"]["vitrust"] = json.dumps(b)
@@ -116,19 +116,27 @@ def _edit_value(v: Any, draw: Draw) -> Any:
     return v
 
 
-def header_edit(buf: bytes, draw: Draw) -> bytes:
+def header_edit(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
     """Edits one field of the safetensors header or of vitrust's metadata,
-    re-framed so the file still parses as far as possible."""
+    re-framed so the file still parses as far as possible. Returns the file
+    and whether the edit was forged (the metadata check recomputed to match)."""
     header, data = split(buf)
+    forged = False
     if draw(0, 1):
         b = body(header)
-        set_body(header, _edit_value(b, draw) if draw(0, 3) else {**b, "sparse": _edit_value(b["sparse"], draw)}, recheck=bool(draw(0, 3)))
+        edited = _edit_value(b, draw) if draw(0, 3) else {**b, "sparse": _edit_value(b["sparse"], draw)}
+        forged = bool(draw(0, 3))
+        set_body(header, edited, recheck=forged)
     else:
         header = _edit_value(header, draw)
-    return join(header, data)
+    return join(header, data), forged
 
 
-def mutate(buf: bytes, draw: Draw) -> bytes:
+def mutate(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
+    """A damaged copy of ``buf``, and whether the damage is a forgery: an edit
+    whose metadata check was recomputed. Damage must never load as different
+    data; a forgery can (no unkeyed checksum stops a forger), but must still
+    load only as valid, self-consistent tensors."""
     kind = draw(0, 5)
     b = bytearray(buf)
     if kind == 0:  # bit flips anywhere
@@ -147,4 +155,14 @@ def mutate(buf: bytes, draw: Draw) -> bytes:
         b[:8] = struct.pack("<Q", [0, 1, 2**63, 2**64 - 1, len(b), struct.unpack("<Q", buf[:8])[0] + draw(-9, 9)][draw(0, 5)] % 2**64)
     else:
         return header_edit(buf, draw)
-    return bytes(b)
+    return bytes(b), False
+
+
+def consistent(loaded: Dict[str, Any]) -> bool:
+    """Every pruned tensor passes the constructor's full validation again."""
+    for x in loaded.values():
+        if isinstance(x, vitrust.ViterbiSparse):
+            y = vitrust.ViterbiSparse(x.shape, x.config, x.block_steps, x.index, x.values, x.lam)
+            if y.to_dense().shape != x.shape:
+                return False
+    return True
