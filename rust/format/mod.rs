@@ -286,6 +286,27 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     Ok(path.with_file_name(tmp))
 }
 
+/// The permissions the new file gets: those of the file it replaces, else
+/// read-write for the owner and readable by all (the temporary file starts
+/// owner-only).
+fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    if let Ok(m) = std::fs::metadata(path) {
+        return Ok(m.permissions());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(std::fs::Permissions::from_mode(0o644))
+    }
+    #[cfg(not(unix))]
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let mut p = std::fs::metadata(dir.unwrap_or(Path::new(".")))?.permissions();
+        p.set_readonly(false);
+        Ok(p)
+    }
+}
+
 /// Writes `items` to `path` atomically: a temporary file in the same
 /// directory is written, flushed to disk and renamed over `path`, so a failed
 /// save leaves any existing file untouched. `metadata` is the caller's own
@@ -308,7 +329,10 @@ pub fn save(
         .map_err(|e| io("cannot write", &e))
         .and_then(|()| {
             std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
+                .and_then(|f| {
+                    f.set_permissions(permissions(path)?)?;
+                    f.sync_all()
+                })
                 .map_err(|e| io("cannot sync", &e))
         })
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));

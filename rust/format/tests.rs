@@ -125,3 +125,16 @@ fn direct_count_matches_the_expander() {
         assert_eq!(kept_count(&config, &layout, &index).unwrap(), want);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn permissions_are_kept_or_usual() {
+    use std::os::unix::fs::PermissionsExt;
+    let items = sample();
+    let (_dir, path) = write(&items);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o644);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    save(&path, &items, &HashMap::new()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
