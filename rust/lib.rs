@@ -5,8 +5,10 @@
 //! ([`rate`]). The Python binding lives behind the `python` feature.
 
 pub mod acs;
+pub mod cost;
 pub mod error;
 pub mod expand;
+pub mod format;
 pub mod layout;
 pub mod matmul;
 pub mod pool;
