@@ -46,7 +46,7 @@ pub fn index_cost(mask: &[bool], rows: usize, fmt: CostFormat) -> Result<Cost> {
     if n == 0 {
         bail!("mask is empty");
     }
-    if rows == 0 || n % rows != 0 {
+    if rows == 0 || !n.is_multiple_of(rows) {
         bail!("rows = {rows} does not divide the mask's {n} entries");
     }
     let cols = n / rows;
