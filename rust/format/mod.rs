@@ -135,7 +135,7 @@ impl Sparse<'_> {
         }
         let layout = self.layout().map_err(ctx)?;
         layout.check_index(self.index.len()).map_err(ctx)?;
-        if self.values.len() % self.dtype.size() != 0 {
+        if !self.values.len().is_multiple_of(self.dtype.size()) {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
         let kept = kept_count(&self.config, &layout, &self.index).map_err(ctx)?;
