@@ -289,8 +289,31 @@ pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
     }
 }
 
-/// Bit-packed mask to one bool per weight, eight at a time through a table.
+/// Bit-packed mask to one bool per weight: 64 at a time with AVX-512,
+/// else eight at a time through a table.
 fn unpack_bools(bits: &[u64], out: &mut [bool]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::acs::Level::best() == crate::acs::Level::Avx512 {
+        // SAFETY: the CPU runs AVX-512BW (checked by `Level::best`).
+        return unsafe { unpack_bools_avx512(bits, out) };
+    }
+    unpack_bools_table(bits, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack_bools_avx512(bits: &[u64], out: &mut [bool]) {
+    use std::arch::x86_64::*;
+    let ones = _mm512_set1_epi8(1);
+    let full = out.len() / 64;
+    let dst = out.as_mut_ptr() as *mut __m512i;
+    for (w, &word) in bits[..full].iter().enumerate() {
+        _mm512_storeu_si512(dst.add(w), _mm512_maskz_mov_epi8(word, ones));
+    }
+    unpack_bools_table(&bits[full..], &mut out[full * 64..]);
+}
+
+fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {
     static BYTES: [u64; 256] = {
         let mut t = [0u64; 256];
         let mut b = 0;
@@ -327,4 +350,27 @@ pub fn split_by<'a, T>(mut s: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
             head
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unpack_path_agrees_with_the_bits() {
+        let bits: Vec<u64> = (0..9u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
+            .collect();
+        for n in [0, 1, 63, 64, 65, 200, 575, 576] {
+            let want: Vec<bool> = (0..n)
+                .map(|i| (bits[i / 64] >> (i % 64)) & 1 == 1)
+                .collect();
+            let mut got = vec![false; n];
+            unpack_bools_table(&bits, &mut got);
+            assert_eq!(got, want, "table, n = {n}");
+            let mut got = vec![false; n];
+            unpack_bools(&bits, &mut got);
+            assert_eq!(got, want, "dispatched, n = {n}");
+        }
+    }
 }
