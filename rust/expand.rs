@@ -241,11 +241,25 @@ impl Expander {
             );
         }
         let starts = offsets(&counts);
+        let expand32 =
+            std::mem::size_of::<T>() == 4 && crate::acs::Level::best() == crate::acs::Level::Avx512;
         self.blocks(index, out, self.layout.block_weights(), |b, bits, out| {
+            let v = &values[starts[b]..starts[b] + counts[b]];
+            if expand32 {
+                // SAFETY: AVX-512 is available and `T` is a 4-byte `Copy` type,
+                // moved as raw 32-bit lanes.
+                return unsafe {
+                    expand_lanes32(
+                        bits,
+                        v.as_ptr() as *const u32,
+                        out.as_mut_ptr() as *mut u32,
+                        out.len(),
+                    )
+                };
+            }
             if !zeroed {
                 out.fill(T::default());
             }
-            let v = &values[starts[b]..starts[b] + counts[b]];
             let mut k = 0;
             for_each_set(bits, |i| {
                 out[i] = v[k];
@@ -338,6 +352,30 @@ fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {
     for (j, o) in chunks.into_remainder().iter_mut().enumerate() {
         let i = base + j;
         *o = ((bits[i / 64] >> (i % 64)) & 1) as u8;
+    }
+}
+
+/// Writes `n` 32-bit lanes: the next value where the mask bit is set, zero
+/// elsewhere, 16 lanes per instruction (AVX-512 expand-load). Every lane is
+/// written, so the output needs no zeroing first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn expand_lanes32(bits: &[u64], mut values: *const u32, out: *mut u32, n: usize) {
+    use std::arch::x86_64::*;
+    let full = n / 16;
+    for c in 0..full {
+        let m = (bits[c / 4] >> (16 * (c % 4))) as u16;
+        let v = _mm512_maskz_expandloadu_epi32(m, values as *const i32);
+        _mm512_storeu_si512(out.add(16 * c) as *mut __m512i, v);
+        values = values.add(m.count_ones() as usize);
+    }
+    for i in 16 * full..n {
+        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
+            *out.add(i) = *values;
+            values = values.add(1);
+        } else {
+            *out.add(i) = 0;
+        }
     }
 }
 

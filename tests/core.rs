@@ -287,3 +287,28 @@ fn every_instruction_set_gives_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn scatter_of_four_byte_values_overwrites_everything() {
+    let cfg = VdConfig::from_seed(8, 1, 5, 3, 3, 4).unwrap();
+    let n = 3 * 5120 + 77;
+    let layout = Layout::new(&cfg, n, 1024).unwrap();
+    let mut seed = 5u64;
+    let index: Vec<u64> = (0..layout.index_len())
+        .map(|_| (lcg(&mut seed) * u64::MAX as f64) as u64)
+        .collect();
+    let w: Vec<f32> = (0..n).map(|i| i as f32 - 0.5).collect();
+    let e = Expander::new(&cfg, layout);
+    let mut mask = vec![false; n];
+    e.mask(&index, &mut mask).unwrap();
+    let values = e.gather(&index, &w).unwrap();
+    let mut dense = vec![f32::NAN; n];
+    e.scatter(&index, &values, &mut dense, false).unwrap();
+    for i in 0..n {
+        assert_eq!(
+            dense[i].to_bits(),
+            if mask[i] { w[i] } else { 0.0 }.to_bits(),
+            "weight {i}"
+        );
+    }
+}
