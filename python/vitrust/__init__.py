@@ -9,6 +9,7 @@ mask or a dense array in parallel.
 from ._vitrust import VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
+from ._quality import Quality, rd_bound
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,7 @@ __all__ = [
     "expand",
     "generate_taps",
     "prune",
+    "Quality",
+    "rd_bound",
     "__version__",
 ]
