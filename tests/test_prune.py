@@ -61,14 +61,14 @@ def test_rate_is_within_tolerance(shape, rate, kind, seed):
         w = rng.standard_normal(shape) * rng.lognormal(0, 0.5, size=(shape[0], 1))
     w = w.astype(np.float32)
     assert w.size >= 10_000
-    sp = vitrust.prune(w, rate)
+    sp = vitrust.prune(w, rate, flip_flops=10, n_in=1)
     assert abs(sp.rate - rate) <= 0.002, (sp.rate, rate)
 
 
 def test_rate_on_a_larger_tensor():
     w = np.random.default_rng(1).standard_normal((700, 1000)).astype(np.float32)
     for rate in (0.5, 0.9, 0.95):
-        sp = vitrust.prune(w, rate)
+        sp = vitrust.prune(w, rate, flip_flops=10, n_in=1)
         assert abs(sp.rate - rate) <= 0.002
         # Far better than chance; close to what the paper's VD reaches.
         assert retained(sp.mask(), np.abs(w)) > 0.75
@@ -97,9 +97,9 @@ def test_lam_mode_and_scores():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dtypes_and_threads_give_identical_bits(dtype):
     w = np.random.default_rng(3).standard_normal((300, 256)).astype(dtype)
-    one = vitrust.prune(w, 0.9, threads=1)
-    two = vitrust.prune(w, 0.9, threads=2)
-    default = vitrust.prune(w, 0.9)
+    one = vitrust.prune(w, 0.9, threads=1, flip_flops=10, n_in=1)
+    two = vitrust.prune(w, 0.9, threads=2, flip_flops=10, n_in=1)
+    default = vitrust.prune(w, 0.9, flip_flops=10, n_in=1)
     np.testing.assert_array_equal(one.index, two.index)
     np.testing.assert_array_equal(one.index, default.index)
     assert one.lam == two.lam and one.values.dtype == dtype
@@ -108,7 +108,7 @@ def test_dtypes_and_threads_give_identical_bits(dtype):
 
 def test_seed_changes_taps_and_index():
     w = np.random.default_rng(4).standard_normal(20_000)
-    a, b = vitrust.prune(w, 0.8, seed=1), vitrust.prune(w, 0.8, seed=2)
+    a, b = vitrust.prune(w, 0.8, seed=1, effort="fast"), vitrust.prune(w, 0.8, seed=2, effort="fast")
     assert a.config.taps != b.config.taps
     assert not np.array_equal(a.index, b.index)
 
@@ -125,11 +125,11 @@ def test_repr_and_config():
     r = repr(sp)
     assert "rate=" in r and "bit/weight" in r and "(50, 50)" in r
     c = sp.config
-    assert (c.flip_flops, c.n_in, c.n_out) == (10, 1, 5)
-    assert c.comparator_bits == 5 and c.threshold == 3
+    assert (c.flip_flops, c.n_in, c.n_out) == (12, 2, 10)  # effort="default"
+    assert (c.comparator_bits, c.threshold) == vitrust.default_comparator(0.9)
     assert c.ratio == 5.0 and len(c.taps) == c.n_out * c.comparator_bits
     assert sp.bits_per_weight == pytest.approx(0.2, abs=0.01)
-    assert "VDConfig(flip_flops=10" in repr(c)
+    assert "VDConfig(flip_flops=12" in repr(c)
 
 
 def test_viterbi_sparse_from_parts():

@@ -10,6 +10,7 @@ from ._vitrust import VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
+from ._quality import Quality, rd_bound
 from ._storage import StorageTable, index_cost
 
 __version__ = "0.1.0"
@@ -21,9 +22,11 @@ __all__ = [
     "expand",
     "generate_taps",
     "prune",
+    "Quality",
     "StorageTable",
     "index_cost",
     "load_file",
+    "rd_bound",
     "save_file",
     "__version__",
 ]

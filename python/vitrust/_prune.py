@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _checks, _vitrust
+from . import _checks, _presets, _vitrust
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
 
@@ -21,8 +21,8 @@ def prune(
     *,
     lam: Optional[float] = None,
     ratio: int = 5,
-    flip_flops: int = 10,
-    n_in: int = 1,
+    flip_flops: Optional[int] = None,
+    n_in: Optional[int] = None,
     comparator_bits: Optional[int] = None,
     threshold: Optional[int] = None,
     block_steps: int = 1024,
@@ -32,6 +32,8 @@ def prune(
     config: Optional[VDConfig] = None,
     threads: Optional[int] = None,
     max_memory: Optional[int] = None,
+    effort: str = "default",
+    tap_seeds: Optional[int] = None,
 ) -> ViterbiSparse:
     """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
 
@@ -52,6 +54,13 @@ def prune(
     ``max_memory`` (bytes, default 1 GiB) bounds the search's working memory
     (survivor decisions of one block per thread, metrics and tables); a
     configuration that would need more is refused with a ``ValueError``.
+
+    ``effort`` (``"fast"``, ``"default"`` or ``"best"``) picks ``flip_flops``,
+    ``n_in`` and ``tap_seeds`` (the number of tap seeds tried, ``seed``,
+    ``seed + 1``, ..., keeping the mask that retains the most importance; the
+    winner's taps are in the result's config). Each of these three given
+    explicitly wins over the preset; ``config`` wins over all of them. Speed
+    and quality of each preset are in the README ("Quality").
     """
     w = _checks.float_array(weights, "weights")
     if (rate is None) == (lam is None):
@@ -72,16 +81,45 @@ def prune(
         src, kind = _checks.flat(s), "raw"
 
     if config is None:
-        config = _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed)
+        flip_flops, n_in, n_seeds = _presets.resolve(effort, flip_flops, n_in, tap_seeds)
+        c = _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed)
+        more = [(seed + i) % 2**64 for i in range(1, n_seeds)]
+        configs = [c] + [VDConfig(c.flip_flops, c.n_in, c.n_out, c.comparator_bits, c.threshold, seed=t) for t in more]
     elif not isinstance(config, VDConfig):
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
-
-    if rate is not None:
-        index, nnz, lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget)
     else:
-        index, nnz, _ = _vitrust.search(config, src, kind, lam, block_steps, threads, budget)
+        _presets.resolve(effort, None, None, None)
+        if tap_seeds not in (None, 1):
+            raise ValueError("tap_seeds: config fixes the taps; give one or the other")
+        configs = [config]
+
+    index, nnz, lam, config = _search_best(configs, src, kind, rate, lam, block_steps, threads, budget)
     values = _vitrust.gather(config, index, block_steps, w_flat, threads)
     return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True)
+
+
+def _search_best(configs, src, kind, rate, lam, block_steps, threads, budget):
+    """Search with each config and keep the result retaining the most importance (first on ties).
+
+    At a fixed ``lam`` that is the search's own objective, ``sum over kept
+    (score - lam)``; at a target rate the achieved counts differ slightly, so
+    the kept score is taken relative to magnitude pruning at the same count.
+    """
+    best, best_value = None, -np.inf
+    top = _presets.top_sums(src, kind) if len(configs) > 1 and rate is not None else None
+    for config in configs:
+        if rate is not None:
+            index, nnz, found_lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget)
+        else:
+            (index, nnz, _), found_lam = _vitrust.search(config, src, kind, lam, block_steps, threads, budget), lam
+        if len(configs) > 1:
+            kept = _presets.kept_score(config, index, block_steps, src, kind, threads)
+            value = kept - lam * nnz if top is None else (kept / top[nnz] if top[nnz] > 0 else 1.0)
+            if value <= best_value:
+                continue
+            best_value = value
+        best = (index, nnz, found_lam, config)
+    return best
 
 
 def _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed) -> VDConfig:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import numpy as np
 
 from . import _checks, _vitrust
 from ._vitrust import VDConfig
+
+if TYPE_CHECKING:
+    from ._quality import Quality
 
 
 class ViterbiSparse:
@@ -124,6 +127,24 @@ class ViterbiSparse:
             raise ValueError("a ViterbiSparse cannot be viewed as a dense array without a copy")
         dense = self.to_dense()
         return dense if dtype is None else dense.astype(dtype, copy=False)
+
+    def quality(self, weights_or_scores: Any, *, score: str = "abs") -> "Quality":
+        """How good this mask is for ``weights_or_scores`` (of the pruned tensor's shape).
+
+        Returns a :class:`vitrust.Quality`: ``retained`` (sum of kept scores over
+        the top-``nnz`` scores), ``bound`` (:func:`vitrust.rd_bound` at this
+        density and index cost), ``efficiency`` (their ratio) and
+        ``top_pruned`` (share of the top-``nnz`` scores that were pruned).
+        Scores are ``|x|`` (``score="abs"``) or ``x**2`` (``"square"``); pass
+        non-negative importance scores as they are with the default.
+        """
+        from ._quality import quality, scores_of
+
+        s = scores_of(weights_or_scores, score, "weights_or_scores")
+        shape = np.shape(weights_or_scores)
+        if tuple(shape) != self.shape:
+            raise ValueError(f"weights_or_scores: shape {tuple(shape)} differs from the pruned shape {self.shape}")
+        return quality(self.mask().reshape(-1), s, self.bits_per_weight)
 
     def __repr__(self) -> str:
         c = self.config

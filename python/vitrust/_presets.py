@@ -1,0 +1,61 @@
+"""``effort`` presets for ``prune`` and the tap-seed trial that ``"best"`` uses.
+
+Each preset fixes the VD's size (``flip_flops``, ``n_in``) and how many tap
+seeds are tried per tensor; the comparator always follows the rate
+(:func:`vitrust.default_comparator`). The choices come from
+``benches/explore.py`` and ``benches/quality.py`` (figures in the README,
+"Quality"): efficiency against the rate-distortion bound grows by about 0.4
+points per added flip-flop, ``n_in = 2`` at the same ratio adds about 0.3,
+and the best of 4 tap seeds about 0.2, while the search costs ``2^k`` per
+step, so each preset buys quality with time.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from . import _checks, _vitrust
+
+
+class Preset(NamedTuple):
+    flip_flops: int
+    n_in: int
+    tap_seeds: int
+
+
+EFFORTS: Dict[str, Preset] = {
+    "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1),
+    "default": Preset(flip_flops=12, n_in=2, tap_seeds=1),
+    "best": Preset(flip_flops=16, n_in=2, tap_seeds=4),
+}
+
+
+def resolve(effort: str, flip_flops: Optional[int], n_in: Optional[int], tap_seeds: Optional[int]) -> Tuple[int, int, int]:
+    """The preset's values, each replaced by the caller's when given.
+
+    When only ``flip_flops`` is given and it is below the preset's ``n_in``,
+    ``n_in`` drops to fit (``n_in <= flip_flops``).
+    """
+    if not isinstance(effort, str) or effort not in EFFORTS:
+        raise ValueError(f"effort = {effort!r}: expected one of {tuple(EFFORTS)}")
+    p = EFFORTS[effort]
+    ff = p.flip_flops if flip_flops is None else flip_flops
+    if n_in is None:
+        n_in = p.n_in if flip_flops is None else min(p.n_in, max(_checks.integer(ff, "flip_flops", 1, 16), 1))
+    seeds = p.tap_seeds if tap_seeds is None else _checks.integer(tap_seeds, "tap_seeds", 1, 64)
+    return ff, n_in, seeds
+
+
+def kept_score(config, index, block_steps: int, src: np.ndarray, kind: str, threads) -> float:
+    """Sum of the kept weights' scores."""
+    v = _vitrust.gather(config, index, block_steps, src, threads).astype(np.float64)
+    return float(np.abs(v).sum() if kind == "abs" else (v * v).sum() if kind == "square" else v.sum())
+
+
+def top_sums(src: np.ndarray, kind: str) -> np.ndarray:
+    """``t[n]``: the sum of the ``n`` largest scores (magnitude pruning keeping ``n``)."""
+    x = src.astype(np.float64)
+    s = np.abs(x) if kind == "abs" else x * x if kind == "square" else x
+    return np.concatenate([[0.0], np.cumsum(np.sort(s)[::-1])])
