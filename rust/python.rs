@@ -386,6 +386,13 @@ fn default_comparator(rate: f64) -> PyResult<(u32, u32)> {
     Ok(crate::default_comparator(rate))
 }
 
+/// The number of threads work with `threads=None` runs on (`VITRUST_NUM_THREADS`
+/// or one per core).
+#[pyfunction]
+fn default_threads() -> PyResult<usize> {
+    crate::pool::default_threads().map_err(value_error)
+}
+
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConfig>()?;
@@ -398,6 +405,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(generate_taps, m)?)?;
     m.add_function(wrap_pyfunction!(layout_info, m)?)?;
     m.add_function(wrap_pyfunction!(default_comparator, m)?)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add(
         "DEFAULT_MAX_SURVIVOR_BYTES",
         crate::DEFAULT_MAX_SURVIVOR_BYTES,
