@@ -4,8 +4,10 @@
 //! ([`expand`]), the exact trellis search ([`search`]) and rate control
 //! ([`rate`]). The Python binding lives behind the `python` feature.
 
+pub mod cost;
 pub mod error;
 pub mod expand;
+pub mod format;
 pub mod layout;
 pub mod pool;
 pub mod rate;

@@ -10,6 +10,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+mod format;
+
 fn value_error(e: Error) -> PyErr {
     PyValueError::new_err(e.0)
 }
@@ -411,5 +413,6 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
         crate::DEFAULT_MAX_SURVIVOR_BYTES,
     )?;
     m.add("MAX_BLOCK_STEPS", crate::layout::MAX_BLOCK_STEPS)?;
+    format::register(m)?;
     Ok(())
 }

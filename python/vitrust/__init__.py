@@ -9,6 +9,8 @@ mask or a dense array in parallel.
 from ._vitrust import VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
+from ._format import load_file, save_file
+from ._storage import StorageTable, index_cost
 
 __version__ = "0.1.0"
 
@@ -19,5 +21,9 @@ __all__ = [
     "expand",
     "generate_taps",
     "prune",
+    "StorageTable",
+    "index_cost",
+    "load_file",
+    "save_file",
     "__version__",
 ]

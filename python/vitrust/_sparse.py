@@ -108,3 +108,48 @@ class ViterbiSparse:
             f"flip_flops={c.flip_flops}, n_in={c.n_in}, n_out={c.n_out}, "
             f"comparator={c.threshold}/{2 ** c.comparator_bits})"
         )
+
+    # -- storage and interop -------------------------------------------------------
+    def storage(self, relative_bits: Any = (4, 5)) -> Any:
+        """Index bits, bits per weight and total bytes of this tensor under each
+        index format (vitrust, bitmask, CSR, relative, entropy): a
+        ``StorageTable`` (a dict that prints as a table)."""
+        from ._storage import storage
+
+        return storage(self, relative_bits)
+
+    def astype(self, dtype: Any) -> "ViterbiSparse":
+        """A copy with the values cast to ``dtype`` (float16, float32 or float64).
+        A cast that would overflow a finite value to infinity is refused."""
+        dt = np.dtype(dtype)
+        if dt not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"astype: expected float16, float32 or float64, got {dt}")
+        with np.errstate(over="ignore"):
+            values = self.values.astype(dt)
+        if not np.isfinite(values).all() and np.isfinite(self.values).all():
+            big = float(np.abs(self.values).max())
+            raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
+        return ViterbiSparse(
+            self.shape, self.config, self.block_steps, self.index.copy(), values, self.lam,
+            threads=self._threads, _trusted=True,
+        )
+
+    def to_scipy(self) -> Any:
+        """A ``scipy.sparse.csr_array`` of the 2-D view ``(shape[0], rest)``
+        (one row for a 1-D tensor). Needs scipy."""
+        try:
+            from scipy.sparse import csr_array
+        except ImportError:
+            raise ImportError("ViterbiSparse.to_scipy() needs scipy: pip install scipy") from None
+        rows = self.shape[0] if len(self.shape) >= 2 else 1
+        cols = self.size // rows
+        pos = np.flatnonzero(self.mask())
+        itype = np.int32 if max(self.size, self.nnz) < 2**31 else np.int64
+        indices = (pos % cols).astype(itype)
+        indptr = np.zeros(rows + 1, dtype=itype)
+        np.cumsum(np.bincount(pos // cols, minlength=rows), out=indptr[1:])
+        return csr_array((self.values.copy(), indices, indptr), shape=(rows, cols))
+
+    def __reduce__(self) -> Any:
+        # Rebuilt through __init__, so an unpickled object is validated again.
+        return (ViterbiSparse, (self.shape, self.config, self.block_steps, self.index, self.values, self.lam))

@@ -1,6 +1,6 @@
 """Type stubs for the compiled core ``vitrust._vitrust``."""
 
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -80,4 +80,30 @@ def scatter(
 def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int, int, int]: ...
 def generate_taps(flip_flops: int, n_in: int, n_out: int, comparator_bits: int, seed: int) -> List[int]: ...
 def default_comparator(rate: float) -> Tuple[int, int]: ...
+
+FORMAT_VERSION: int
+
+def save_file(
+    path: str,
+    plain: List[Tuple[str, str, List[int], npt.NDArray[np.uint8]]],
+    sparse: List[
+        Tuple[str, str, List[int], npt.NDArray[np.uint8], VDConfig, int, float, npt.NDArray[np.uint64]]
+    ],
+    metadata: Dict[str, str],
+    threads: Optional[int] = None,
+) -> None: ...
+def load_file(
+    path: str, threads: Optional[int] = None
+) -> Tuple[
+    List[Tuple[str, str, List[int], npt.NDArray[Any]]],
+    List[Tuple[str, str, List[int], npt.NDArray[Any], VDConfig, int, float, npt.NDArray[np.uint64]]],
+]: ...
+def index_cost(
+    mask: npt.NDArray[np.bool_],
+    rows: int,
+    fmt: str,
+    n_out: Optional[int] = None,
+    n_in: int = 1,
+    bits: Optional[int] = None,
+) -> Tuple[int, int]: ...
 def default_threads() -> int: ...

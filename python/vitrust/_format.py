@@ -1,0 +1,121 @@
+"""``save_file`` and ``load_file``: vitrust's safetensors files.
+
+A pruned tensor ``name`` is stored as the sibling tensors ``name.vitrust.index``
+(U64) and ``name.vitrust.values`` (its dtype); plain arrays pass through, so any
+safetensors reader opens the file. Writing, parsing and every check happen in
+the compiled core (the Rust ``safetensors`` crate underneath).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _checks, _vitrust
+from ._sparse import ViterbiSparse
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# numpy dtype -> safetensors name. bfloat16 (from the ml_dtypes package) is
+# recognised by name, since numpy has no bfloat16 of its own.
+_NAMES = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.uint64): "U64",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.float64): "F64",
+}
+_DTYPES = {v: k for k, v in _NAMES.items()}
+
+
+def _bfloat16() -> Optional[np.dtype]:
+    try:
+        import ml_dtypes  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _dtype_name(a: np.ndarray, what: str) -> str:
+    if a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
+        return "BF16"
+    name = _NAMES.get(a.dtype.newbyteorder("="))
+    if name is None:
+        raise TypeError(f"{what}: dtype {a.dtype} cannot be stored (bool, integers, float16/32/64 or bfloat16)")
+    return name
+
+
+def _le_bytes(a: np.ndarray) -> np.ndarray:
+    """The array's elements as little-endian bytes in C order (a view when possible)."""
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+def _from_bytes(name: str, dtype_name: str, data: np.ndarray) -> np.ndarray:
+    if dtype_name == "BF16":
+        bf16 = _bfloat16()
+        if bf16 is None:
+            raise ValueError(f"tensor {name!r} is bfloat16, which numpy holds only with the ml_dtypes package installed")
+        return data.view(bf16)
+    return data
+
+
+def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
+    """Write ``tensors`` (names to ``ViterbiSparse`` or arrays) to a safetensors file.
+
+    Pruned tensors are stored as index and values with their config, shape, λ
+    and a CRC-32 per stored tensor in the metadata; arrays pass through.
+    ``metadata`` is your own string metadata (the key ``"vitrust"`` is
+    reserved). The write is atomic: a temporary file in the same directory is
+    renamed over ``path`` only when complete, so a failed save leaves an
+    existing file untouched.
+    """
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors: expected a mapping of names to arrays, got {type(tensors).__name__}")
+    meta = {} if metadata is None else metadata
+    if not isinstance(meta, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise TypeError("metadata: expected a mapping of str to str")
+    plain: List[Tuple[Any, ...]] = []
+    sparse: List[Tuple[Any, ...]] = []
+    for name, t in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, got {type(name).__name__}")
+        if isinstance(t, ViterbiSparse):
+            dt = _dtype_name(t.values, f"tensor {name!r} values")
+            sparse.append(
+                (name, dt, list(t.shape), _le_bytes(t.values), t.config, t.block_steps, t.lam, t.index)
+            )
+        else:
+            a = t if isinstance(t, np.ndarray) else np.asarray(t)
+            plain.append((name, _dtype_name(a, f"tensor {name!r}"), list(a.shape), _le_bytes(a)))
+    _vitrust.save_file(os.fspath(path), plain, sparse, dict(meta))
+
+
+def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Load a safetensors file: pruned tensors as ``ViterbiSparse``, the rest as arrays.
+
+    Everything is validated before anything is returned: the container, the
+    format version, every config and layout, each tensor's dtype, shape and
+    CRC-32, and each pruned tensor's value count against its index. A damaged,
+    truncated or hostile file raises ``ValueError`` naming the problem.
+    """
+    t = _checks.threads(threads)
+    plain, sparse = _vitrust.load_file(os.fspath(path), t)
+    out: Dict[str, Any] = {}
+    for name, dt, shape, data in plain:
+        out[name] = _from_bytes(name, dt, data).reshape(shape)
+    for name, dt, shape, values, config, block_steps, lam, index in sparse:
+        if dt not in ("F16", "F32", "F64"):
+            raise ValueError(f"pruned tensor {name!r}: {dt} values are not supported by ViterbiSparse yet")
+        out[name] = ViterbiSparse(tuple(shape), config, block_steps, index, values, lam, threads=t, _trusted=True)
+    return dict(sorted(out.items()))

@@ -1,0 +1,140 @@
+"""Index-cost models and storage tables (DESIGN.md, "The sparse object and the file").
+
+``index_cost(mask, fmt, **params)`` gives the bits an index of ``mask`` costs
+under one format; ``StorageTable`` (from ``ViterbiSparse.storage()``) sets the
+formats side by side with the bytes they need including the values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, Tuple
+
+import numpy as np
+
+from . import _checks, _vitrust
+
+FORMATS = ("viterbi", "bitmask", "csr32", "csr16", "csr-min", "relative", "entropy")
+_PARAMS = {"viterbi": {"ratio", "n_in", "block_steps"}, "relative": {"bits"}}
+
+
+def _rows(shape: Tuple[int, ...]) -> int:
+    """Rows of the 2-D view: ``shape[0]`` (one row for a 1-D tensor)."""
+    return shape[0] if len(shape) >= 2 else 1
+
+
+def _mask(mask: Any) -> np.ndarray:
+    m = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask: expected a bool array, got {m.dtype}")
+    if m.ndim == 0 or m.size == 0:
+        raise ValueError(f"mask: expected a non-empty array with at least one dimension, got shape {m.shape}")
+    return m
+
+
+def _cost(m: np.ndarray, fmt: str, params: Dict[str, Any]) -> Tuple[int, int]:
+    """``(bits, padding entries)`` of a checked bool mask."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt = {fmt!r}: expected one of {', '.join(FORMATS)}")
+    unknown = set(params) - _PARAMS.get(fmt, set())
+    if unknown:
+        raise TypeError(f"index_cost({fmt!r}): unexpected parameter(s) {', '.join(sorted(unknown))}")
+    flat = np.ascontiguousarray(m).reshape(-1)
+    rows = _rows(m.shape)
+    if fmt == "viterbi":
+        if "ratio" not in params:
+            raise TypeError("index_cost('viterbi') needs ratio= (weights per index bit, e.g. 5)")
+        ratio = _checks.integer(params["ratio"], "ratio", 1, 64)
+        n_in = _checks.integer(params.get("n_in", 1), "n_in", 1, 4)
+        # The cost does not depend on block_steps (every block but the last is
+        # whole steps), but a given value is still checked.
+        _checks.integer(params.get("block_steps", 1024), "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+        if ratio * n_in > 64:
+            raise ValueError(f"ratio * n_in = {ratio * n_in}: must be at most 64")
+        return _vitrust.index_cost(flat, rows, fmt, n_out=ratio * n_in, n_in=n_in)
+    if fmt == "relative":
+        if "bits" not in params:
+            raise TypeError("index_cost('relative') needs bits= (bits per gap entry, e.g. 4)")
+        return _vitrust.index_cost(flat, rows, fmt, bits=_checks.integer(params["bits"], "bits", 1, 32))
+    return _vitrust.index_cost(flat, rows, fmt)
+
+
+def index_cost(mask: Any, fmt: str, **params: Any) -> int:
+    """Index bits of the keep-``mask`` under ``fmt``, exactly as DESIGN.md defines them.
+
+    A tensor of more than two dimensions is viewed as ``(shape[0], rest)``, a
+    1-D one as one row. Formats: ``"viterbi"`` (``ratio=``, optional
+    ``n_in=1`` and ``block_steps``: ``ceil(N / (ratio * n_in)) * n_in`` bits,
+    equal to a ``ViterbiSparse``'s ``index_bits``), ``"bitmask"`` (``N``),
+    ``"csr32"`` / ``"csr16"`` (``32`` / ``16`` bits per kept weight and per row
+    pointer, ``rows + 1`` of them), ``"csr-min"`` (the fewest bits holding a
+    column index, and a row pointer), ``"relative"`` (``bits=b``: the gap
+    from the previous kept weight in the flattened C-order stream, the first
+    from -1, plus ``(gap - 1) // (2**b - 1)`` padding entries, ``b`` bits
+    each) and ``"entropy"`` (``ceil(N * H(nnz / N))``).
+    A ``ViterbiSparse`` may be passed instead of a mask.
+    """
+    if hasattr(mask, "index_bits") and hasattr(mask, "mask"):
+        if fmt == "viterbi" and not params:
+            return int(mask.index_bits)
+        mask = mask.mask()
+    return int(_cost(_mask(mask), fmt, params)[0])
+
+
+class StorageTable(Dict[str, Dict[str, float]]):
+    """Format name -> ``{"index_bits", "bits_per_weight", "padding", "total_bytes"}``.
+
+    ``total_bytes`` is the index plus the values at their dtype: for
+    ``viterbi`` the index as stored (whole ``u64`` words per block), for the
+    models ``ceil(index_bits / 8)``; relative indexing also stores a zero
+    value per padding entry. ``dense`` is the unpruned tensor.
+    """
+
+    def __init__(self, rows: Iterable[Tuple[str, Dict[str, float]]], n_weights: int, nnz: int, itemsize: int):
+        super().__init__(rows)
+        self.n_weights, self.nnz, self.itemsize = n_weights, nnz, itemsize
+
+    def __str__(self) -> str:
+        ref = self["viterbi"]["index_bits"] if "viterbi" in self else None
+        lines = [
+            f"{self.n_weights} weights, {self.nnz} kept ({1 - self.nnz / self.n_weights:.2%} pruned), "
+            f"values {self.itemsize} bytes each",
+            f"{'format':<12}{'index bits':>14}{'bits/weight':>13}{'padding':>10}{'total bytes':>14}{'index vs viterbi':>18}",
+        ]
+        for name, r in self.items():
+            vs = f"{r['index_bits'] / ref:.2f}x" if ref and name != "dense" else ""
+            lines.append(
+                f"{name:<12}{r['index_bits']:>14,}{r['bits_per_weight']:>13.4f}{r['padding']:>10,}"
+                f"{r['total_bytes']:>14,}{vs:>18}"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"StorageTable({dict(self)!r})"
+
+
+def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
+    """The storage table of a ``ViterbiSparse`` (see ``StorageTable``)."""
+    n, nnz, item = sp.size, sp.nnz, sp.values.dtype.itemsize
+    m = sp.mask()
+
+    def row(bits: int, total: int, padding: int = 0) -> Dict[str, float]:
+        return {"index_bits": bits, "bits_per_weight": bits / n, "padding": padding, "total_bytes": total}
+
+    def model(bits: int, padding: int = 0) -> Dict[str, float]:
+        return row(bits, math.ceil(bits / 8) + (nnz + padding) * item, padding)
+
+    rows = [
+        ("dense", row(0, n * item)),
+        ("viterbi", row(sp.index_bits, sp.index.nbytes + nnz * item)),
+        ("bitmask", model(n)),
+        ("csr32", model(*_cost(m, "csr32", {}))),
+    ]
+    cols = n // _rows(sp.shape)
+    if cols <= 1 << 16:
+        rows.append(("csr16", model(*_cost(m, "csr16", {}))))
+    rows.append(("csr-min", model(*_cost(m, "csr-min", {}))))
+    for b in relative_bits:
+        rows.append((f"relative-{b}", model(*_cost(m, "relative", {"bits": b}))))
+    rows.append(("entropy", model(*_cost(m, "entropy", {}))))
+    return StorageTable(rows, n, nnz, item)

@@ -1,0 +1,116 @@
+//! The element types a vitrust file carries, and their safetensors names.
+
+use safetensors::Dtype as St;
+
+/// Element types of plain tensors; [`DType::is_value`] marks those a pruned
+/// tensor's values may have. Data is always little-endian, as in safetensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    Bool,
+    U8,
+    I8,
+    U16,
+    I16,
+    F16,
+    BF16,
+    U32,
+    I32,
+    F32,
+    U64,
+    I64,
+    F64,
+}
+
+const ALL: [DType; 13] = [
+    DType::Bool,
+    DType::U8,
+    DType::I8,
+    DType::U16,
+    DType::I16,
+    DType::F16,
+    DType::BF16,
+    DType::U32,
+    DType::I32,
+    DType::F32,
+    DType::U64,
+    DType::I64,
+    DType::F64,
+];
+
+impl DType {
+    /// The safetensors name (`"F32"`, ...), also used in vitrust's metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOL",
+            Self::U8 => "U8",
+            Self::I8 => "I8",
+            Self::U16 => "U16",
+            Self::I16 => "I16",
+            Self::F16 => "F16",
+            Self::BF16 => "BF16",
+            Self::U32 => "U32",
+            Self::I32 => "I32",
+            Self::F32 => "F32",
+            Self::U64 => "U64",
+            Self::I64 => "I64",
+            Self::F64 => "F64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Bool | Self::U8 | Self::I8 => 1,
+            Self::U16 | Self::I16 | Self::F16 | Self::BF16 => 2,
+            Self::U32 | Self::I32 | Self::F32 => 4,
+            Self::U64 | Self::I64 | Self::F64 => 8,
+        }
+    }
+
+    /// A floating type that a pruned tensor's values may have.
+    pub fn is_value(self) -> bool {
+        matches!(self, Self::F16 | Self::BF16 | Self::F32 | Self::F64)
+    }
+
+    pub fn to_safetensors(self) -> St {
+        match self {
+            Self::Bool => St::BOOL,
+            Self::U8 => St::U8,
+            Self::I8 => St::I8,
+            Self::U16 => St::U16,
+            Self::I16 => St::I16,
+            Self::F16 => St::F16,
+            Self::BF16 => St::BF16,
+            Self::U32 => St::U32,
+            Self::I32 => St::I32,
+            Self::F32 => St::F32,
+            Self::U64 => St::U64,
+            Self::I64 => St::I64,
+            Self::F64 => St::F64,
+        }
+    }
+
+    /// `None` for the safetensors types vitrust does not carry (fp8, complex, ...).
+    pub fn from_safetensors(d: St) -> Option<Self> {
+        ALL.into_iter().find(|x| x.to_safetensors() == d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for d in ALL {
+            assert_eq!(DType::from_name(d.name()), Some(d));
+            assert_eq!(DType::from_safetensors(d.to_safetensors()), Some(d));
+            assert_eq!(d.to_safetensors().bitsize(), 8 * d.size());
+        }
+        assert_eq!(DType::from_name("C64"), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! The vitrust file: a safetensors file (written and parsed by the
+//! `safetensors` crate) in which a pruned tensor `name` is stored as sibling
+//! tensors `name.vitrust.index` (U64) and `name.vitrust.values` (its dtype),
+//! and plain tensors pass through, so any safetensors reader opens it.
+//!
+//! The string metadata holds, under the key `"vitrust"`, one JSON object:
+//!
+//! ```text
+//! {"version": 1,
+//!  "sparse":  {name: {"shape", "dtype", "nnz", "block_steps", "lam",
+//!                     "config": {"flip_flops", "n_in", "n_out",
+//!                                "comparator_bits", "threshold", "taps"}}},
+//!  "tensors": {stored name: {"dtype", "shape", "crc32"}},
+//!  "check":   crc32 of the canonical JSON of the three fields above}
+//! ```
+//!
+//! `crc32` is CRC-32 (IEEE, as zlib's) of a stored tensor's bytes. Checking
+//! dtype and shape as well as the bytes, and the metadata by its own CRC,
+//! means a damaged file is refused rather than loaded as different data.
+//! Loading ([`load`]) validates everything before it returns anything.
+
+mod dtype;
+mod read;
+
+pub use dtype::DType;
+pub use read::{load, read_file};
+
+use crate::{bail, Error, Expander, Layout, Result, VdConfig};
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+/// The metadata key holding vitrust's JSON.
+pub const META_KEY: &str = "vitrust";
+pub const INDEX_SUFFIX: &str = ".vitrust.index";
+pub const VALUES_SUFFIX: &str = ".vitrust.values";
+/// More dimensions than numpy allows are refused.
+pub const MAX_DIMS: usize = 64;
+
+/// A dense tensor: little-endian bytes of `dtype` in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plain<'a> {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// A pruned tensor: everything a `ViterbiSparse` holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sparse<'a> {
+    pub shape: Vec<usize>,
+    pub config: VdConfig,
+    pub block_steps: usize,
+    pub lam: f64,
+    pub index: Cow<'a, [u64]>,
+    /// The kept values' type; `values` holds their little-endian bytes.
+    pub dtype: DType,
+    pub values: Cow<'a, [u8]>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item<'a> {
+    Plain(Plain<'a>),
+    Sparse(Sparse<'a>),
+}
+
+/// Elements of a shape, refusing overflow and too many dimensions.
+pub fn numel(shape: &[usize]) -> Result<usize> {
+    if shape.len() > MAX_DIMS {
+        bail!(
+            "{} dimensions: at most {MAX_DIMS} are supported",
+            shape.len()
+        );
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error(format!("shape {shape:?}: the element count overflows")))
+}
+
+fn is_reserved(name: &str) -> bool {
+    name.ends_with(INDEX_SUFFIX) || name.ends_with(VALUES_SUFFIX)
+}
+
+impl Plain<'_> {
+    fn check(&self, name: &str) -> Result<()> {
+        if is_reserved(name) {
+            bail!("tensor {name:?}: names ending in {INDEX_SUFFIX:?} or {VALUES_SUFFIX:?} are reserved");
+        }
+        let want = numel(&self.shape)?
+            .checked_mul(self.dtype.size())
+            .ok_or_else(|| Error(format!("tensor {name:?}: size overflows")))?;
+        if self.data.len() != want {
+            bail!(
+                "tensor {name:?}: {} bytes, but shape {:?} of {} needs {want}",
+                self.data.len(),
+                self.shape,
+                self.dtype.name()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Sparse<'_> {
+    /// The block layout of this tensor.
+    pub fn layout(&self) -> Result<Layout> {
+        if self.shape.is_empty() {
+            bail!("shape []: a pruned tensor has at least one dimension");
+        }
+        Layout::new(&self.config, numel(&self.shape)?, self.block_steps)
+    }
+
+    /// Number of kept values, from the length of `values`.
+    pub fn nnz(&self) -> usize {
+        self.values.len() / self.dtype.size()
+    }
+
+    /// Full consistency: dtype, finite λ, index length against the layout, and
+    /// the values' count against the kept count the index expands to.
+    pub fn check(&self, name: &str) -> Result<()> {
+        let ctx = |e: Error| Error(format!("pruned tensor {name:?}: {}", e.0));
+        if !self.dtype.is_value() {
+            bail!(
+                "pruned tensor {name:?}: values of type {} (need F16, BF16, F32 or F64)",
+                self.dtype.name()
+            );
+        }
+        if !self.lam.is_finite() {
+            bail!("pruned tensor {name:?}: lam = {} is not finite", self.lam);
+        }
+        let layout = self.layout().map_err(ctx)?;
+        layout.check_index(self.index.len()).map_err(ctx)?;
+        if self.values.len() % self.dtype.size() != 0 {
+            bail!("pruned tensor {name:?}: values are not a whole number of elements");
+        }
+        let kept: usize = Expander::new(&self.config, layout)
+            .counts(&self.index)
+            .map_err(ctx)?
+            .iter()
+            .sum();
+        if kept != self.nnz() {
+            bail!(
+                "pruned tensor {name:?}: {} values, but the index keeps {kept} weights",
+                self.nnz()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One stored safetensors tensor, borrowed for writing.
+struct Stored<'a> {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Cow<'a, [u8]>,
+}
+
+impl safetensors::View for Stored<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype.to_safetensors()
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn u64_bytes(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn config_json(c: &VdConfig) -> Value {
+    json!({
+        "flip_flops": c.flip_flops(), "n_in": c.n_in(), "n_out": c.n_out(),
+        "comparator_bits": c.comparator_bits(), "threshold": c.threshold(), "taps": c.taps(),
+    })
+}
+
+/// CRC-32 of the canonical (re-serialised) JSON of `body`.
+fn body_check(body: &Value) -> u32 {
+    crc32fast::hash(body.to_string().as_bytes())
+}
+
+/// The stored tensors and the `"vitrust"` metadata JSON of `items`.
+fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stored<'a>)>, String)> {
+    let (mut stored, mut sparse) = (Vec::new(), Map::new());
+    for (name, item) in items {
+        match item {
+            Item::Plain(p) => {
+                p.check(name)?;
+                let data = Cow::Borrowed(p.data.as_ref());
+                stored.push((
+                    name.clone(),
+                    Stored {
+                        dtype: p.dtype,
+                        shape: p.shape.clone(),
+                        data,
+                    },
+                ));
+            }
+            Item::Sparse(s) => {
+                s.check(name)?;
+                let record = json!({
+                    "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
+                    "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
+                });
+                sparse.insert(name.clone(), record);
+                let index = Stored {
+                    dtype: DType::U64,
+                    shape: vec![s.index.len()],
+                    data: Cow::Owned(u64_bytes(&s.index)),
+                };
+                let values = Stored {
+                    dtype: s.dtype,
+                    shape: vec![s.nnz()],
+                    data: Cow::Borrowed(s.values.as_ref()),
+                };
+                stored.push((format!("{name}{INDEX_SUFFIX}"), index));
+                stored.push((format!("{name}{VALUES_SUFFIX}"), values));
+            }
+        }
+    }
+    let mut tensors = Map::new();
+    for (name, t) in &stored {
+        let entry =
+            json!({"dtype": t.dtype.name(), "shape": t.shape, "crc32": crc32fast::hash(&t.data)});
+        if tensors.insert(name.clone(), entry).is_some() {
+            bail!("tensor name {name:?} is used twice");
+        }
+    }
+    let mut body = json!({"version": FORMAT_VERSION, "sparse": sparse, "tensors": tensors});
+    let check = body_check(&body);
+    body["check"] = json!(check);
+    Ok((stored, body.to_string()))
+}
+
+/// A temporary path in `path`'s directory, unique to this process and call.
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file = path
+        .file_name()
+        .ok_or_else(|| Error(format!("{}: not a file path", path.display())))?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = format!(
+        ".{}.{}-{n}.vitrust-tmp",
+        file.to_string_lossy(),
+        std::process::id()
+    );
+    Ok(path.with_file_name(tmp))
+}
+
+/// Writes `items` to `path` atomically: a temporary file in the same
+/// directory is written, flushed to disk and renamed over `path`, so a failed
+/// save leaves any existing file untouched. `metadata` is the caller's own
+/// string metadata (the key `"vitrust"` is reserved).
+pub fn save(
+    path: &Path,
+    items: &[(String, Item<'_>)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    if metadata.contains_key(META_KEY) {
+        bail!("metadata key {META_KEY:?} is reserved");
+    }
+    let (stored, body) = layout_file(items)?;
+    let mut meta = metadata.clone();
+    meta.insert(META_KEY.to_string(), body);
+    let io =
+        |what: &str, e: &dyn std::fmt::Display| Error(format!("{}: {what}: {e}", path.display()));
+    let tmp = temp_path(path)?;
+    let written = safetensors::serialize_to_file(stored, Some(meta), &tmp)
+        .map_err(|e| io("cannot write", &e))
+        .and_then(|()| {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("cannot sync", &e))
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable; not every platform can sync a directory.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+use super::*;
+
+fn sample() -> Vec<(String, Item<'static>)> {
+    let config = VdConfig::from_seed(6, 1, 5, 2, 1, 3).unwrap();
+    let layout = Layout::new(&config, 3 * 70, 16).unwrap();
+    let index: Vec<u64> = (0..layout.index_len() as u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    let kept: usize = Expander::new(&config, layout)
+        .counts(&index)
+        .unwrap()
+        .iter()
+        .sum();
+    let values: Vec<u8> = (0..kept as u32)
+        .flat_map(|v| (v as f32).to_le_bytes())
+        .collect();
+    let sparse = Sparse {
+        shape: vec![3, 70],
+        config,
+        block_steps: 16,
+        lam: 0.125,
+        index: Cow::Owned(index),
+        dtype: DType::F32,
+        values: Cow::Owned(values),
+    };
+    let bias = Plain {
+        dtype: DType::I16,
+        shape: vec![2, 2],
+        data: Cow::Owned(vec![1, 0, 2, 0, 3, 0, 4, 0]),
+    };
+    vec![
+        ("bias".into(), Item::Plain(bias)),
+        ("w".into(), Item::Sparse(sparse)),
+    ]
+}
+
+fn write(items: &[(String, Item<'_>)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    save(&path, items, &HashMap::new()).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn round_trip() {
+    let items = sample();
+    let (_dir, path) = write(&items);
+    let buf = read_file(&path).unwrap();
+    assert_eq!(load(&buf).unwrap(), items);
+    // Only the target is left in the directory: no temporary files.
+    assert_eq!(std::fs::read_dir(_dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn every_single_bit_flip_is_refused_or_harmless() {
+    let items = sample();
+    let (_dir, path) = write(&items);
+    let buf = read_file(&path).unwrap();
+    for bit in (0..buf.len() * 8).step_by(3) {
+        let mut b = buf.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        if let Ok(got) = load(&b) {
+            assert_eq!(got, items, "bit {bit} loaded as different data");
+        }
+    }
+    for len in 0..buf.len() {
+        assert!(load(&buf[..len]).is_err(), "truncated to {len}");
+    }
+}
+
+#[test]
+fn bad_items_are_refused_and_the_old_file_survives() {
+    let items = sample();
+    let (_dir, path) = write(&items);
+    let before = std::fs::read(&path).unwrap();
+    let mut bad = sample();
+    if let Item::Sparse(s) = &mut bad[1].1 {
+        s.values.to_mut().truncate(4);
+    }
+    let err = save(&path, &bad, &HashMap::new()).unwrap_err();
+    assert!(err.0.contains("values"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let reserved = vec![("x.vitrust.index".to_string(), sample().remove(0).1)];
+    assert!(save(&path, &reserved, &HashMap::new()).is_err());
+    let meta = HashMap::from([(META_KEY.to_string(), String::new())]);
+    assert!(save(&path, &items, &meta).is_err());
+    let missing = _dir.path().join("no/such/dir/f.safetensors");
+    assert!(save(&missing, &items, &HashMap::new()).is_err());
+}

@@ -1,0 +1,254 @@
+//! Binding of the file format ([`crate::format`]) and the index-cost models
+//! ([`crate::cost`]): arrays in and out, the interpreter released around I/O
+//! and validation, core errors as `ValueError`.
+
+use super::{detached, value_error, PyConfig};
+use crate::cost::{index_cost as cost, CostFormat};
+use crate::format::{self, DType, Item, Plain, Sparse};
+use half::f16;
+use numpy::{IntoPyArray, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+type PlainIn<'py> = (String, String, Vec<usize>, PyReadonlyArray1<'py, u8>);
+type SparseIn<'py> = (
+    String,
+    String,
+    Vec<usize>,
+    PyReadonlyArray1<'py, u8>,
+    Bound<'py, PyConfig>,
+    usize,
+    f64,
+    PyReadonlyArray1<'py, u64>,
+);
+
+fn dtype(name: &str) -> PyResult<DType> {
+    DType::from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported dtype {name:?}")))
+}
+
+/// Writes plain tensors `(name, dtype, shape, bytes)` and pruned tensors
+/// `(name, dtype, shape, value bytes, config, block_steps, lam, index)`
+/// atomically to `path`.
+#[pyfunction]
+#[pyo3(signature = (path, plain, sparse, metadata, threads=None))]
+pub fn save_file(
+    py: Python<'_>,
+    path: PathBuf,
+    plain: Vec<PlainIn<'_>>,
+    sparse: Vec<SparseIn<'_>>,
+    metadata: HashMap<String, String>,
+    threads: Option<usize>,
+) -> PyResult<()> {
+    let mut items = Vec::with_capacity(plain.len() + sparse.len());
+    for (name, dt, shape, data) in &plain {
+        let data = Cow::Borrowed(data.as_slice()?);
+        items.push((
+            name.clone(),
+            Item::Plain(Plain {
+                dtype: dtype(dt)?,
+                shape: shape.clone(),
+                data,
+            }),
+        ));
+    }
+    for (name, dt, shape, values, config, block_steps, lam, index) in &sparse {
+        let s = Sparse {
+            shape: shape.clone(),
+            config: config.get().0.clone(),
+            block_steps: *block_steps,
+            lam: *lam,
+            index: Cow::Borrowed(index.as_slice()?),
+            dtype: dtype(dt)?,
+            values: Cow::Borrowed(values.as_slice()?),
+        };
+        items.push((name.clone(), Item::Sparse(s)));
+    }
+    detached(py, threads, || format::save(&path, &items, &metadata))
+}
+
+/// A tensor's data decoded from little-endian bytes into its own type
+/// (bfloat16 as its raw `u16` bits: numpy has no bfloat16 of its own).
+enum Typed {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    F16(Vec<f16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+macro_rules! le {
+    ($bytes:expr, $t:ty, $n:literal) => {
+        $bytes
+            .chunks_exact($n)
+            .map(|c| <$t>::from_le_bytes(c.try_into().expect("whole element")))
+            .collect()
+    };
+}
+
+fn decode(dt: DType, b: &[u8]) -> Typed {
+    match dt {
+        // Bytes other than 0 and 1 were refused by the loader.
+        DType::Bool => Typed::Bool(b.iter().map(|&x| x != 0).collect()),
+        DType::U8 => Typed::U8(b.to_vec()),
+        DType::I8 => Typed::I8(b.iter().map(|&x| x as i8).collect()),
+        DType::U16 | DType::BF16 => Typed::U16(le!(b, u16, 2)),
+        DType::I16 => Typed::I16(le!(b, i16, 2)),
+        DType::F16 => Typed::F16(le!(b, f16, 2)),
+        DType::U32 => Typed::U32(le!(b, u32, 4)),
+        DType::I32 => Typed::I32(le!(b, i32, 4)),
+        DType::F32 => Typed::F32(le!(b, f32, 4)),
+        DType::U64 => Typed::U64(le!(b, u64, 8)),
+        DType::I64 => Typed::I64(le!(b, i64, 8)),
+        DType::F64 => Typed::F64(le!(b, f64, 8)),
+    }
+}
+
+fn to_numpy(py: Python<'_>, t: Typed) -> Bound<'_, PyAny> {
+    match t {
+        Typed::Bool(v) => v.into_pyarray(py).into_any(),
+        Typed::U8(v) => v.into_pyarray(py).into_any(),
+        Typed::I8(v) => v.into_pyarray(py).into_any(),
+        Typed::U16(v) => v.into_pyarray(py).into_any(),
+        Typed::I16(v) => v.into_pyarray(py).into_any(),
+        Typed::F16(v) => v.into_pyarray(py).into_any(),
+        Typed::U32(v) => v.into_pyarray(py).into_any(),
+        Typed::I32(v) => v.into_pyarray(py).into_any(),
+        Typed::F32(v) => v.into_pyarray(py).into_any(),
+        Typed::U64(v) => v.into_pyarray(py).into_any(),
+        Typed::I64(v) => v.into_pyarray(py).into_any(),
+        Typed::F64(v) => v.into_pyarray(py).into_any(),
+    }
+}
+
+/// Loaded plain and pruned tensors, as tuples.
+type Lists<'py> = (Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>);
+
+enum Loaded {
+    Plain(String, DType, Vec<usize>, Typed),
+    Sparse(
+        String,
+        Vec<usize>,
+        crate::VdConfig,
+        usize,
+        f64,
+        Vec<u64>,
+        DType,
+        Typed,
+    ),
+}
+
+fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
+    let buf = format::read_file(path)?;
+    let items = format::load(&buf)?;
+    Ok(items
+        .into_iter()
+        .map(|(name, item)| match item {
+            Item::Plain(p) => {
+                let data = decode(p.dtype, &p.data);
+                Loaded::Plain(name, p.dtype, p.shape, data)
+            }
+            Item::Sparse(s) => {
+                let values = decode(s.dtype, &s.values);
+                let index = s.index.into_owned();
+                Loaded::Sparse(
+                    name,
+                    s.shape,
+                    s.config,
+                    s.block_steps,
+                    s.lam,
+                    index,
+                    s.dtype,
+                    values,
+                )
+            }
+        })
+        .collect())
+}
+
+/// Loads and validates `path`: `(plain, sparse)` lists mirroring
+/// [`save_file`]'s arguments, with 1-D arrays of each tensor's type.
+#[pyfunction]
+#[pyo3(signature = (path, threads=None))]
+pub fn load_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    threads: Option<usize>,
+) -> PyResult<Lists<'py>> {
+    let items = detached(py, threads, || load_items(&path))?;
+    let (mut plain, mut sparse) = (Vec::new(), Vec::new());
+    for item in items {
+        match item {
+            Loaded::Plain(name, dt, shape, data) => {
+                let t = (name, dt.name(), shape, to_numpy(py, data));
+                plain.push(t.into_pyobject(py)?.into_any());
+            }
+            Loaded::Sparse(name, shape, config, block_steps, lam, index, dt, values) => {
+                let (config, index) = (PyConfig(config), index.into_pyarray(py));
+                let t = (
+                    name,
+                    dt.name(),
+                    shape,
+                    to_numpy(py, values),
+                    config,
+                    block_steps,
+                    lam,
+                    index,
+                );
+                sparse.push(t.into_pyobject(py)?.into_any());
+            }
+        }
+    }
+    Ok((plain, sparse))
+}
+
+/// `(index bits, padding entries)` of a flattened C-order mask viewed as
+/// `rows` rows, under one of the named formats.
+#[pyfunction]
+#[pyo3(signature = (mask, rows, fmt, n_out=None, n_in=1, bits=None))]
+pub fn index_cost(
+    py: Python<'_>,
+    mask: PyReadonlyArray1<'_, bool>,
+    rows: usize,
+    fmt: &str,
+    n_out: Option<usize>,
+    n_in: usize,
+    bits: Option<u32>,
+) -> PyResult<(u64, u64)> {
+    let need = |what: &str| PyValueError::new_err(format!("index_cost {fmt:?}: needs {what}"));
+    let f = match fmt {
+        "viterbi" => CostFormat::Viterbi { n_out: n_out.ok_or_else(|| need("ratio"))?, n_in },
+        "bitmask" => CostFormat::Bitmask,
+        "csr32" => CostFormat::Csr32,
+        "csr16" => CostFormat::Csr16,
+        "csr-min" => CostFormat::CsrMin,
+        "relative" => CostFormat::Relative { bits: bits.ok_or_else(|| need("bits"))? },
+        "entropy" => CostFormat::Entropy,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "index_cost: unknown format {fmt:?} (expected viterbi, bitmask, csr32, csr16, csr-min, relative or entropy)"
+            )))
+        }
+    };
+    let m = mask.as_slice()?;
+    let c = py.detach(|| cost(m, rows, f)).map_err(value_error)?;
+    Ok((c.bits, c.padding))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(save_file, m)?)?;
+    m.add_function(wrap_pyfunction!(load_file, m)?)?;
+    m.add_function(wrap_pyfunction!(index_cost, m)?)?;
+    m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    Ok(())
+}
