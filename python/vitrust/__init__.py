@@ -11,6 +11,7 @@ from ._prune import expand, prune
 from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
 from ._storage import StorageTable, index_cost
+from ._vitrust import default_threads
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,6 @@ __all__ = [
     "index_cost",
     "load_file",
     "save_file",
+    "default_threads",
     "__version__",
 ]
