@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _progress, load_file, prune, save_file
+from . import _checks, _progress, load_file, prune, save_file
 from ._sparse import ViterbiSparse
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
@@ -95,6 +95,7 @@ def _effort_options(effort: Optional[str]) -> Dict[str, Any]:
 
 
 def prune_file(args: Any) -> List[Row]:
+    _checks.rate(args.rate)
     tensors = load_file(args.input, threads=args.threads)
     options = _effort_options(args.effort)
     if args.min_size < 0:
