@@ -37,6 +37,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 from . import _checks
 from ._prune import prune as _prune
 from ._sparse import ViterbiSparse
+from ._vitrust import VDConfig
 
 __all__ = [
     "ViterbiUnstructured",
@@ -50,7 +51,7 @@ __all__ = [
 
 # Keyword options of vitrust.prune a pruning method may pass on.
 _OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", "block_steps", "score", "seed",
-            "threads", "effort")
+            "threads", "effort", "config")
 
 
 def to_numpy(t: "torch.Tensor") -> np.ndarray:
@@ -169,49 +170,58 @@ def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", "torch.Te
     return w, getattr(m, name + "_mask")
 
 
-def _kept_at(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], lam: float, options: Mapping[str, Any],
-             score: str) -> int:
-    kept = 0
-    for w, mask in layers:
+def layer_config(rate: float, **options: Any) -> VDConfig:
+    """The VD ``vitrust.prune(..., rate=rate, **options)`` would use (found on a small stand-in tensor)."""
+    stand_in = np.linspace(1.0, 2.0, 4096, dtype=np.float32)
+    return _prune(stand_in, min(max(rate, 0.0), 0.999), **options).config
+
+
+def _kept_at(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], configs: List[VDConfig], lam: float,
+             score: str, options: Mapping[str, Any]) -> List[int]:
+    """Kept weights per layer at ``lam`` (each layer on its fixed VD)."""
+    kept = []
+    for (w, mask), config in zip(layers, configs):
         s = _scores(w, mask, score)
-        kept += int(np.count_nonzero(_prune(s, lam=lam, scores=s, **options).mask() & (s > 0)))
+        sp = _prune(s, lam=lam, scores=s, config=config, **options)
+        kept.append(int(np.count_nonzero(sp.mask() & (s > 0))))
     return kept
 
 
-def global_lam(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: float, *, score: str = "abs",
-               max_iter: int = 40, **options: Any) -> float:
+def global_lam(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: float, configs: List[VDConfig], *,
+               score: str = "abs", start: Optional[float] = None, max_iter: int = 50,
+               **options: Any) -> Tuple[float, List[int]]:
     """The one multiplier λ at which the layers together prune ``rate`` of their weights.
 
-    The kept count does not grow with λ (one search per tensor at each λ), so
-    λ is found by bisection on ``[0, max score]`` (geometric once the bracket
-    is positive), starting from the magnitude-pruning threshold; it stops
-    within 0.2 points of the request or when the bracket is exhausted, and
-    returns the λ whose rate is closest.
+    Each layer keeps its VD (``configs``) fixed, so the kept count only falls
+    as λ grows, and λ is found by bisection (geometric once both ends are
+    positive) from ``start`` (default: the magnitude-pruning threshold). It
+    stops within 0.2 points of the request, or when the bracket is exhausted,
+    and returns ``(λ, kept per layer)`` of the closest λ tried. ``options``:
+    ``block_steps``, ``threads``.
     """
     rate = _checks.rate(rate)
     n = sum(w.numel() for w, _ in layers)
-    target = (1.0 - rate) * n
-    tol = max(0.002 * n, 0.5)
-    # The magnitude threshold at this rate: kept share of VD search at λ is close to it.
+    target, tol = (1.0 - rate) * n, max(0.002 * n, 0.5)
     all_s = np.concatenate([_scores(w, m, score).ravel() for w, m in layers])
-    hi = float(all_s.max()) * 1.0001 + 1e-30
-    lo = 0.0
-    lam = float(np.partition(all_s, int(rate * (n - 1)))[int(rate * (n - 1))])
-    best = (math.inf, lam)
+    lo, hi = 0.0, float(all_s.max()) * 1.0001 + 1e-30
+    if start is None:
+        start = float(np.partition(all_s, int(rate * (n - 1)))[int(rate * (n - 1))])
+    lam, best = start, (math.inf, start, [])
     for _ in range(max_iter):
-        kept = _kept_at(layers, lam, options, score)
-        best = min(best, (abs(kept - target), lam))
-        if abs(kept - target) <= tol:
+        kept = _kept_at(layers, configs, lam, score, options)
+        err = sum(kept) - target
+        best = min(best, (abs(err), lam, kept), key=lambda b: b[0])
+        if abs(err) <= tol:
             break
-        if kept > target:
+        if err > 0:
             lo = lam  # too many kept: raise λ
         else:
             hi = lam
-        nxt = math.sqrt(lo * hi) if lo > 0 else (hi / 2 if lam == hi else 0.5 * (lo + hi))
-        if not lo < nxt < hi or (hi - lo) <= 1e-9 * hi:
+        nxt = math.sqrt(lo * hi) if lo > 0 else hi / 4
+        if not lo < nxt < hi or hi - lo <= 1e-12 * hi:
             break
         lam = nxt
-    return best[1]
+    return best[1], best[2]
 
 
 def prune_model(model: "torch.nn.Module", rate: float, *, per_layer: Optional[Mapping[str, float]] = None,
@@ -239,28 +249,40 @@ def prune_model(model: "torch.nn.Module", rate: float, *, per_layer: Optional[Ma
         (n, m, {"amount": _checks.rate(per_layer[n])}) for n, m in layers if n in per_layer
     ]
     if global_rate and rest:
-        score = options.get("score", "abs")
-        search_opts = {k: v for k, v in options.items() if k != "score"}
-        lam = global_lam([_current(m, name) for _, m in rest], rate, score=score, **search_opts)
-        plan += [(n, m, {"lam": lam}) for n, m in rest]
+        lam, configs = _global_plan([_current(m, name) for _, m in rest], rate, options)
+        run = {k: options[k] for k in ("block_steps", "threads", "score") if k in options}
+        for (n, m), config in zip(rest, configs):
+            ViterbiUnstructured.apply(m, name, lam=lam, config=config, **run)
     else:
         plan += [(n, m, {"amount": rate}) for n, m in rest]
-    out = {}
     for n, m, spec in plan:
-        method = _apply(m, name, spec, options)
-        if method.sparse is not None:
-            out[f"{n}.{name}" if n else name] = method.sparse
+        ViterbiUnstructured.apply(m, name, amount=spec["amount"], **options)
+    out = {}
+    for n, m in layers:
+        if n in per_layer or n in {r for r, _ in rest}:
+            sp = _sparse_of(m, name, to_numpy(getattr(m, name)))
+            if sp is not None:
+                out[f"{n}.{name}" if n else name] = sp
     return out
 
 
-def _apply(m: "torch.nn.Module", name: str, spec: Dict[str, Any], options: Mapping[str, Any]) -> ViterbiUnstructured:
-    if "amount" in spec:
-        ViterbiUnstructured.apply(m, name, amount=spec["amount"], **options)
-    else:
-        ViterbiUnstructured.apply(m, name, lam=spec["lam"], **options)
-    method = _method(m, name)
-    assert method is not None
-    return method
+def _global_plan(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: float,
+                 options: Mapping[str, Any]) -> Tuple[float, List[VDConfig]]:
+    """λ and the per-layer VDs for global pruning.
+
+    Round one gives every layer the VD for the global rate and solves λ; round
+    two gives each layer the VD (comparator) for the rate it reached and
+    solves λ again from there, since a comparator matched to a layer's own
+    density keeps more of its importance.
+    """
+    score = options.get("score", "abs")
+    vd_opts = {k: v for k, v in options.items() if k not in ("score", "block_steps", "threads", "config")}
+    run = {k: options[k] for k in ("block_steps", "threads") if k in options}
+    configs = [layer_config(rate, **vd_opts)] * len(layers)
+    lam, kept = global_lam(layers, rate, configs, score=score, **run)
+    configs = [layer_config(1.0 - k / w.numel(), **vd_opts) for k, (w, _) in zip(kept, layers)]
+    lam, _ = global_lam(layers, rate, configs, score=score, start=lam, **run)
+    return lam, configs
 
 
 def _method(m: "torch.nn.Module", name: str) -> Optional[ViterbiUnstructured]:
