@@ -136,7 +136,8 @@ class ViterbiSparse:
 
     def to_scipy(self) -> Any:
         """A ``scipy.sparse.csr_array`` of the 2-D view ``(shape[0], rest)``
-        (one row for a 1-D tensor). Needs scipy."""
+        (one row for a 1-D tensor). Needs scipy. float16 values become float32
+        (exactly), since scipy's sparse kernels have no float16."""
         try:
             from scipy.sparse import csr_array
         except ImportError:
@@ -148,7 +149,8 @@ class ViterbiSparse:
         indices = (pos % cols).astype(itype)
         indptr = np.zeros(rows + 1, dtype=itype)
         np.cumsum(np.bincount(pos // cols, minlength=rows), out=indptr[1:])
-        return csr_array((self.values.copy(), indices, indptr), shape=(rows, cols))
+        data = self.values.astype(np.float32) if self.dtype == np.float16 else self.values.copy()
+        return csr_array((data, indices, indptr), shape=(rows, cols))
 
     def __reduce__(self) -> Any:
         # Rebuilt through __init__, so an unpickled object is validated again.

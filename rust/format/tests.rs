@@ -87,3 +87,19 @@ fn bad_items_are_refused_and_the_old_file_survives() {
     let missing = _dir.path().join("no/such/dir/f.safetensors");
     assert!(save(&missing, &items, &HashMap::new()).is_err());
 }
+
+#[test]
+fn metadata_is_canonical_and_floats_round_trip() {
+    // The metadata check is computed over sorted keys: an ordered map (serde_json's
+    // `preserve_order`) would break files written by other builds.
+    let v: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": 2}"#).unwrap();
+    assert_eq!(v.to_string(), r#"{"a":2,"b":1}"#);
+    // λ must come back bit for bit (serde_json's `float_roundtrip`).
+    let mut x = 0.1f64;
+    for _ in 0..2000 {
+        x = x * 1.618_033_988_749_895 + 1e-7;
+        let back: f64 = serde_json::from_str(&serde_json::json!(x).to_string()).unwrap();
+        assert_eq!(back.to_bits(), x.to_bits());
+        x %= 1e6;
+    }
+}
