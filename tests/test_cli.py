@@ -59,7 +59,7 @@ def test_prune_info_unpack_round_trip(ckpt, tmp_path, capsys):
 
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0
-    lines = {ln.split()[0]: ln for ln in stdout.splitlines()[2:-1]}
+    lines = {ln.split()[0]: ln for ln in stdout.splitlines()[3:-1]}
     assert set(lines) == set(CHECKPOINT)
     for name in pruned:
         bpw = [float(x) for x in lines[name].split()[4:8]]  # viterbi, csr32, relative, bitmask

@@ -22,7 +22,7 @@ from . import _checks, _progress, load_file, prune, save_file
 from ._sparse import ViterbiSparse
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
-COMPARED = ("csr32", "relative", "bitmask")
+COMPARED = ("csr32", "relative-4", "bitmask")
 _PRUNABLE = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -164,7 +164,8 @@ def info(path: str) -> None:
     width = max([len(n) for n in names] + [6])
     fmt_cols = "".join(f"{f:>10}" for f in ("viterbi",) + COMPARED)
     print(f"{path}: {len(names)} tensors, {_mib(os.path.getsize(path))}")
-    print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}  index bits/weight:{fmt_cols}  {'bytes':>10}")
+    print(f"{'':<{width}}  {'':>12}  {'':>8}  {'':>7}  {'--- index bits per weight ---':^40}")
+    print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}{fmt_cols}  {'bytes':>10}")
     pruned = dense_bytes = stored = 0
     for name, t in tensors.items():
         if isinstance(t, ViterbiSparse):
@@ -173,12 +174,12 @@ def info(path: str) -> None:
             nbytes = t.index.nbytes + t.values.nbytes
             pruned += 1
             dense_bytes += t.size * t.values.itemsize
-            print(f"{name:<{width}}  {_shape(t.shape):>12}  {str(t.dtype):>8}  {t.rate:>7.2%}  {'':18}{cols}  "
+            print(f"{name:<{width}}  {_shape(t.shape):>12}  {str(t.dtype):>8}  {t.rate:>7.2%}{cols}  "
                   f"{_mib(nbytes):>10}")
         else:
             nbytes = t.nbytes
             dense_bytes += nbytes
-            print(f"{name:<{width}}  {_shape(t.shape):>12}  {t.dtype.name:>8}  {'dense':>7}  {'':18}"
+            print(f"{name:<{width}}  {_shape(t.shape):>12}  {t.dtype.name:>8}  {'dense':>7}"
                   f"{'':>{10 * (1 + len(COMPARED))}}  {_mib(nbytes):>10}")
         stored += nbytes
     print(f"total: {pruned} pruned, {len(names) - pruned} dense; {_mib(stored)} stored, "

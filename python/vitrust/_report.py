@@ -9,8 +9,13 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 # Formats drawn, in order: (storage-table key prefix, label).
-FORMATS = (("dense", "dense"), ("csr32", "CSR (int32)"), ("relative", "relative"), ("bitmask", "bitmask"),
-           ("viterbi", "vitrust"))
+FORMATS = (
+    ("dense", "dense"),
+    ("csr32", "CSR (int32)"),
+    ("relative-4", "relative (4-bit)"),
+    ("bitmask", "bitmask"),
+    ("viterbi", "vitrust"),
+)
 
 
 def require_matplotlib() -> Any:
