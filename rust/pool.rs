@@ -73,7 +73,10 @@ fn default_pool() -> Result<Arc<ThreadPool>> {
     static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
     let pid = std::process::id();
     let current = |guard: &Option<(u32, Arc<ThreadPool>)>| {
-        guard.as_ref().filter(|(p, _)| *p == pid).map(|(_, pool)| pool.clone())
+        guard
+            .as_ref()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, pool)| pool.clone())
     };
     if let Some(pool) = current(&POOL.lock().unwrap_or_else(|e| e.into_inner())) {
         return Ok(pool);
