@@ -108,6 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             _existing(args.file)
             _writable(args.output, args.force, [args.file])
             _commands.unpack(args.file, args.output, args.threads)
+    except BrokenPipeError:  # `vitrust info f | head`: the reader left; stay quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CliError, _commands.CommandError, ImportError, TypeError, ValueError, OSError) as e:
         print(f"vitrust: error: {e}", file=sys.stderr)
         return 2

@@ -162,15 +162,15 @@ def info(path: str) -> None:
     tensors = load_file(path)
     names = list(tensors)
     width = max([len(n) for n in names] + [6])
-    fmt_cols = "".join(f"{f:>10}" for f in ("viterbi",) + COMPARED)
+    fmt_cols = "".join(f"{f:>11}" for f in ("viterbi",) + COMPARED)
     print(f"{path}: {len(names)} tensors, {_mib(os.path.getsize(path))}")
-    print(f"{'':<{width}}  {'':>12}  {'':>8}  {'':>7}  {'--- index bits per weight ---':^40}")
+    print(f"{'':<{width}}  {'':>12}  {'':>8}  {'':>7}  {'---- index bits per weight ----':^44}")
     print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}{fmt_cols}  {'bytes':>10}")
     pruned = dense_bytes = stored = 0
     for name, t in tensors.items():
         if isinstance(t, ViterbiSparse):
             st = t.storage()
-            cols = "".join(f"{_bpw(st, f):>10}" for f in ("viterbi",) + COMPARED)
+            cols = "".join(f"{_bpw(st, f):>11}" for f in ("viterbi",) + COMPARED)
             nbytes = t.index.nbytes + t.values.nbytes
             pruned += 1
             dense_bytes += t.size * t.values.itemsize
@@ -180,7 +180,7 @@ def info(path: str) -> None:
             nbytes = t.nbytes
             dense_bytes += nbytes
             print(f"{name:<{width}}  {_shape(t.shape):>12}  {t.dtype.name:>8}  {'dense':>7}"
-                  f"{'':>{10 * (1 + len(COMPARED))}}  {_mib(nbytes):>10}")
+                  f"{'':>{11 * (1 + len(COMPARED))}}  {_mib(nbytes):>10}")
         stored += nbytes
     print(f"total: {pruned} pruned, {len(names) - pruned} dense; {_mib(stored)} stored, "
           f"{_mib(dense_bytes)} as dense ({stored / max(dense_bytes, 1):.1%})")
