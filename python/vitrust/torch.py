@@ -51,7 +51,7 @@ __all__ = [
 
 # Keyword options of vitrust.prune a pruning method may pass on.
 _OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", "block_steps", "score", "seed",
-            "threads", "effort", "config")
+            "threads", "effort", "tap_seeds", "config")
 
 
 def to_numpy(t: "torch.Tensor") -> np.ndarray:
