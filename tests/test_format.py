@@ -111,6 +111,11 @@ def test_an_independent_reader_opens_the_file(saved, tensors):
     assert rec["shape"] == list(w.shape) and rec["dtype"] == "F32" and rec["nnz"] == w.nnz
     assert rec["block_steps"] == w.block_steps and rec["lam"] == w.lam
     assert rec["config"]["taps"] == w.config.taps and rec["config"]["threshold"] == w.config.threshold
+    # The container read by hand (8-byte length, JSON header, data) agrees too.
+    header, data = split(saved.read_bytes())
+    for name, arr in raw.items():
+        start, end = header[name]["data_offsets"]
+        assert data[start:end] == arr.tobytes() and header[name]["shape"] == list(arr.shape)
     # The checksums are plain CRC-32 of the stored bytes, checkable by anyone.
     for name, arr in raw.items():
         assert b["tensors"][name]["crc32"] == zlib.crc32(arr.tobytes())

@@ -25,6 +25,7 @@ mod read;
 pub use dtype::DType;
 pub use read::{load, read_file};
 
+use crate::expand::read_bits;
 use crate::{bail, Error, Expander, Layout, Result, VdConfig};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -137,11 +138,7 @@ impl Sparse<'_> {
         if self.values.len() % self.dtype.size() != 0 {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
-        let kept: usize = Expander::new(&self.config, layout)
-            .counts(&self.index)
-            .map_err(ctx)?
-            .iter()
-            .sum();
+        let kept = kept_count(&self.config, &layout, &self.index).map_err(ctx)?;
         if kept != self.nnz() {
             bail!(
                 "pruned tensor {name:?}: {} values, but the index keeps {kept} weights",
@@ -150,6 +147,36 @@ impl Sparse<'_> {
         }
         Ok(())
     }
+}
+
+/// Weights the index keeps. The expander tabulates all `2^(k + n_in)` register
+/// values first; for a short index stepping the VD directly is cheaper, which
+/// keeps the work of checking a file proportional to the file's size (a
+/// hostile file cannot make many tiny tensors with huge configs cost seconds each).
+pub fn kept_count(config: &VdConfig, layout: &Layout, index: &[u64]) -> Result<usize> {
+    layout.check_index(index.len())?;
+    let n_in = config.n_in();
+    let steps = layout.index_bits() / u64::from(n_in);
+    if steps >= 1 << (config.flip_flops() + n_in) {
+        return Ok(Expander::new(config, *layout).counts(index)?.iter().sum());
+    }
+    let state_mask = (1u32 << config.flip_flops()) - 1;
+    let mut kept = 0;
+    for b in 0..layout.n_blocks() {
+        let (words, valid) = (&index[layout.words(b)], layout.weights(b).len());
+        let mut s = 0u32;
+        for t in 0..layout.steps(b) {
+            let r = (s << n_in) | read_bits(words, t * n_in as usize, n_in) as u32;
+            let mut bits = config.keep_bits(r);
+            let left = valid - t * layout.n_out;
+            if left < 64 {
+                bits &= (1u64 << left) - 1;
+            }
+            kept += bits.count_ones() as usize;
+            s = r & state_mask;
+        }
+    }
+    Ok(kept)
 }
 
 /// One stored safetensors tensor, borrowed for writing.
@@ -259,6 +286,27 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     Ok(path.with_file_name(tmp))
 }
 
+/// The permissions the new file gets: those of the file it replaces, else
+/// read-write for the owner and readable by all (the temporary file starts
+/// owner-only).
+fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    if let Ok(m) = std::fs::metadata(path) {
+        return Ok(m.permissions());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(std::fs::Permissions::from_mode(0o644))
+    }
+    #[cfg(not(unix))]
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let mut p = std::fs::metadata(dir.unwrap_or(Path::new(".")))?.permissions();
+        p.set_readonly(false);
+        Ok(p)
+    }
+}
+
 /// Writes `items` to `path` atomically: a temporary file in the same
 /// directory is written, flushed to disk and renamed over `path`, so a failed
 /// save leaves any existing file untouched. `metadata` is the caller's own
@@ -281,7 +329,10 @@ pub fn save(
         .map_err(|e| io("cannot write", &e))
         .and_then(|()| {
             std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
+                .and_then(|f| {
+                    f.set_permissions(permissions(path)?)?;
+                    f.sync_all()
+                })
                 .map_err(|e| io("cannot sync", &e))
         })
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));

@@ -103,3 +103,38 @@ fn metadata_is_canonical_and_floats_round_trip() {
         x %= 1e6;
     }
 }
+
+#[test]
+fn direct_count_matches_the_expander() {
+    for (k, n_in, n_out, nc, th, n, bs) in [
+        (4, 1, 5, 2, 1, 97, 3),
+        (12, 2, 6, 3, 5, 500, 7),
+        (16, 4, 64, 1, 1, 1000, 2),
+        (3, 1, 1, 1, 1, 4000, 64),
+    ] {
+        let config = VdConfig::from_seed(k, n_in, n_out, nc, th, 9).unwrap();
+        let layout = Layout::new(&config, n, bs).unwrap();
+        let index: Vec<u64> = (0..layout.index_len() as u64)
+            .map(|i| (i + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+            .collect();
+        let want: usize = Expander::new(&config, layout)
+            .counts(&index)
+            .unwrap()
+            .iter()
+            .sum();
+        assert_eq!(kept_count(&config, &layout, &index).unwrap(), want);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_are_kept_or_usual() {
+    use std::os::unix::fs::PermissionsExt;
+    let items = sample();
+    let (_dir, path) = write(&items);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o644);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    save(&path, &items, &HashMap::new()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
