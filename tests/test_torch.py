@@ -207,3 +207,13 @@ def test_dataloader_workers_use_vitrust_after_the_parent_did():
         for j in range(2):
             want = PruningDataset()[2 * b + j]  # the same in the parent
             torch.testing.assert_close(batch[j], want, rtol=0, atol=0)
+
+
+def test_import_vitrust_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, vitrust, vitrust._cli; assert 'torch' not in sys.modules; import vitrust.torch; " \
+           "assert 'torch' in sys.modules; print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
