@@ -1,15 +1,126 @@
-//! Explicit thread control: `None` runs on rayon's global pool, `Some(n)` in a
-//! local pool of `n` threads (results never depend on the choice).
+//! Explicit thread control: `None` runs on vitrust's default pool, `Some(n)`
+//! in a local pool of `n` threads (results never depend on the choice).
+//!
+//! The default pool has `VITRUST_NUM_THREADS` threads when that variable is
+//! set (read once, at first use; anything but an integer in
+//! `1..=MAX_THREADS` is an error naming it), else one per core. It is
+//! vitrust's own pool rather than rayon's global one so that it can be
+//! replaced after a `fork`: a forked child inherits the pool's bookkeeping but
+//! none of its threads, so a job sent to it would wait forever. The pool
+//! remembers the process id that built it; a process with another id (a
+//! forked child) builds a fresh pool of its own on first use.
 
-use crate::{bail, Result};
+use crate::{bail, Error, Result};
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The environment variable that sets the default pool's size.
+pub const ENV_THREADS: &str = "VITRUST_NUM_THREADS";
+/// The most threads a pool may have (explicit or from the environment).
+pub const MAX_THREADS: usize = 1024;
 
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
     match threads {
-        None => Ok(f()),
-        Some(0) => bail!("threads = 0: need at least one thread"),
-        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-            Ok(pool) => Ok(pool.install(f)),
-            Err(e) => bail!("could not start {n} threads: {e}"),
-        },
+        None => Ok(default_pool()?.install(f)),
+        Some(n) => Ok(build(n)?.install(f)),
+    }
+}
+
+/// The number of threads work with `threads = None` runs on.
+pub fn default_threads() -> Result<usize> {
+    Ok(default_pool()?.current_num_threads())
+}
+
+/// `VITRUST_NUM_THREADS` parsed: `None` when unset (or empty).
+pub fn env_threads() -> Result<Option<usize>> {
+    static PARSED: OnceLock<Result<Option<usize>>> = OnceLock::new();
+    PARSED
+        .get_or_init(|| parse_threads(std::env::var_os(ENV_THREADS).as_deref()))
+        .clone()
+}
+
+/// Parses a value of `VITRUST_NUM_THREADS` (`None`: the variable is unset).
+pub fn parse_threads(value: Option<&std::ffi::OsStr>) -> Result<Option<usize>> {
+    let Some(raw) = value else { return Ok(None) };
+    let Some(s) = raw.to_str() else {
+        bail!("{ENV_THREADS}: not valid UTF-8; expected an integer from 1 to {MAX_THREADS}")
+    };
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(Some(n)),
+        _ => bail!("{ENV_THREADS} = {s:?}: expected an integer from 1 to {MAX_THREADS}"),
+    }
+}
+
+fn build(n: usize) -> Result<ThreadPool> {
+    if n == 0 || n > MAX_THREADS {
+        bail!("threads = {n}: must be 1..={MAX_THREADS}");
+    }
+    ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("vitrust-{i}"))
+        .build()
+        .map_err(|e| Error(format!("could not start {n} threads: {e}")))
+}
+
+/// The default pool of this process, built on first use (again after a fork).
+fn default_pool() -> Result<Arc<ThreadPool>> {
+    // (process id, pool). The lock is held only to read or swap the pair, so a
+    // fork can't find it held for long; building happens outside it.
+    static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let current = |guard: &Option<(u32, Arc<ThreadPool>)>| {
+        guard
+            .as_ref()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, pool)| pool.clone())
+    };
+    if let Some(pool) = current(&POOL.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(pool);
+    }
+    let n = match env_threads()? {
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let fresh = Arc::new(build(n)?);
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pool) = current(&guard) {
+        return Ok(pool); // another thread of this process built one first
+    }
+    if let Some((_, stale)) = guard.replace((pid, fresh.clone())) {
+        // The parent's pool: its threads do not exist here, so dropping it
+        // (which signals them) is pointless; leak it instead.
+        std::mem::forget(stale);
+    }
+    Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn parses_the_environment_variable() {
+        assert_eq!(parse_threads(None), Ok(None));
+        assert_eq!(parse_threads(Some(OsStr::new(""))), Ok(None));
+        assert_eq!(parse_threads(Some(OsStr::new(" 3 "))), Ok(Some(3)));
+        assert_eq!(parse_threads(Some(OsStr::new("1024"))), Ok(Some(1024)));
+        for bad in ["0", "-1", "two", "1.5", "1025", "99999999999999999999999"] {
+            let e = parse_threads(Some(OsStr::new(bad))).unwrap_err();
+            assert!(e.0.contains(ENV_THREADS) && e.0.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn pools_run_work_with_the_requested_threads() {
+        assert_eq!(with_threads(Some(3), rayon::current_num_threads), Ok(3));
+        assert!(with_threads(Some(0), || ()).is_err());
+        assert!(with_threads(Some(MAX_THREADS + 1), || ()).is_err());
+        let n = default_threads().unwrap();
+        assert_eq!(with_threads(None, rayon::current_num_threads), Ok(n));
     }
 }

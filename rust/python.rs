@@ -459,6 +459,13 @@ fn simd_levels() -> Vec<&'static str> {
         .collect()
 }
 
+/// The number of threads work with `threads=None` runs on (`VITRUST_NUM_THREADS`
+/// or one per core).
+#[pyfunction]
+fn default_threads() -> PyResult<usize> {
+    crate::pool::default_threads().map_err(value_error)
+}
+
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConfig>()?;
@@ -473,6 +480,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
     m.add_function(wrap_pyfunction!(simd_levels, m)?)?;
     m.add_function(wrap_pyfunction!(default_comparator, m)?)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add("DEFAULT_MAX_SEARCH_BYTES", crate::DEFAULT_MAX_SEARCH_BYTES)?;
     m.add("MAX_BLOCK_STEPS", crate::layout::MAX_BLOCK_STEPS)?;
     format::register(m)?;

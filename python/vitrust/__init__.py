@@ -12,6 +12,7 @@ from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
 from ._quality import Quality, rd_bound
 from ._storage import StorageTable, index_cost
+from ._vitrust import default_threads
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,6 @@ __all__ = [
     "load_file",
     "rd_bound",
     "save_file",
+    "default_threads",
     "__version__",
 ]
