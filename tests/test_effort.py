@@ -22,7 +22,7 @@ def test_presets_set_the_vd(effort):
 def test_explicit_arguments_win():
     w = np.random.default_rng(1).standard_normal(3000)
     c = vitrust.prune(w, 0.8, effort="best", flip_flops=6, tap_seeds=1).config
-    assert (c.flip_flops, c.n_in) == (6, 2)
+    assert (c.flip_flops, c.n_in) == (6, EFFORTS["best"].n_in)
     c = vitrust.prune(w, 0.8, effort="default", flip_flops=1).config
     assert (c.flip_flops, c.n_in) == (1, 1)  # n_in follows a smaller register
     c = vitrust.prune(w, 0.8, effort="fast", n_in=3, comparator_bits=4, threshold=5).config

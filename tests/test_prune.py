@@ -125,11 +125,11 @@ def test_repr_and_config():
     r = repr(sp)
     assert "rate=" in r and "bit/weight" in r and "(50, 50)" in r
     c = sp.config
-    assert (c.flip_flops, c.n_in, c.n_out) == (12, 2, 10)  # effort="default"
+    assert (c.flip_flops, c.n_in, c.n_out) == (10, 1, 5)  # effort="default", the signature of issue 2
     assert (c.comparator_bits, c.threshold) == vitrust.default_comparator(0.9)
     assert c.ratio == 5.0 and len(c.taps) == c.n_out * c.comparator_bits
     assert sp.bits_per_weight == pytest.approx(0.2, abs=0.01)
-    assert "VDConfig(flip_flops=12" in repr(c)
+    assert "VDConfig(flip_flops=10" in repr(c)
 
 
 def test_viterbi_sparse_from_parts():
