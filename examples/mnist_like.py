@@ -133,8 +133,10 @@ def run(args):
                     masks = [magnitude_mask(w, rate) for w in pw]
                     bits = {"CSR (int32)": sum(csr_bits(m) for m in masks), "relative (5-bit)": sum(relative_bits(m) for m in masks)}
                 else:
-                    extra = dict(scores=f * w * w) if how == "fisher" else how
-                    sps = [vitrust.prune(w, rate, effort=args.effort, **extra) for w, f in zip(pw, fisher)]
+                    def options(w, f):
+                        return dict(scores=(f * w * w).astype(np.float32)) if how == "fisher" else how
+
+                    sps = [vitrust.prune(w, rate, effort=args.effort, **options(w, f)) for w, f in zip(pw, fisher)]
                     masks = [sp.mask() for sp in sps]
                     bits = {"viterbi": sum(sp.index_bits for sp in sps)}
                 for w, mk in zip(pw, masks):
