@@ -58,7 +58,7 @@ def grid(args):
 
 
 def presets(args):
-    rates = [0.5, 0.7, 0.8, 0.9, 0.95]
+    rates = args.rates
     efforts = args.efforts
     print("Efficiency against the bound at ratio 5 (0.2 bit/weight); worst |rate error| and total time per preset.\n")
     print("| family | effort | n | " + " | ".join(f"{r:.0%}" for r in rates) + " | max rate error (points) | time (s) |")
@@ -78,7 +78,8 @@ def presets(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["grid", "presets"])
-    ap.add_argument("--rate", type=float, default=0.9)
+    ap.add_argument("--rate", type=float, default=0.9, help="grid: the pruning rate")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95], help="presets: the rates")
     ap.add_argument("--all", action="store_true", help="every flip_flops value, not only even ones")
     ap.add_argument("--efforts", nargs="+", default=["fast", "default", "best"])
     ap.add_argument("--n", type=int, default=20000)
