@@ -64,3 +64,12 @@ def test_bad_effort_and_seeds():
         vitrust.prune(w, 0.5, tap_seeds=2.0)
     with pytest.raises(ValueError, match="tap_seeds"):
         vitrust.prune(w, 0.5, tap_seeds=2, config=vitrust.VDConfig(5, 1, 5, 1, 1))
+
+
+def test_tap_seed_trial_is_deterministic_across_threads():
+    w = np.random.default_rng(4).standard_normal(12_000).astype(np.float32)
+    one = vitrust.prune(w, 0.9, flip_flops=6, n_in=2, tap_seeds=3, threads=1)
+    two = vitrust.prune(w, 0.9, flip_flops=6, n_in=2, tap_seeds=3, threads=2)
+    assert one.config == two.config
+    np.testing.assert_array_equal(one.index, two.index)
+    assert abs(one.rate - 0.9) <= 0.002

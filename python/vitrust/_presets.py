@@ -4,10 +4,11 @@ Each preset fixes the VD's size (``flip_flops``, ``n_in``) and how many tap
 seeds are tried per tensor; the comparator always follows the rate
 (:func:`vitrust.default_comparator`). The choices come from
 ``benches/explore.py`` and ``benches/quality.py`` (figures in the README,
-"Quality"): efficiency against the rate-distortion bound grows by about 0.4
-points per added flip-flop, ``n_in = 2`` at the same ratio adds about 0.3,
-and the best of 4 tap seeds about 0.2, while the search costs ``2^k`` per
-step, so each preset buys quality with time.
+"Quality", and ``benches/QUALITY.md``): efficiency against the
+rate-distortion bound grows by about 0.25 points per added flip-flop from 10
+to 16 (more below), ``n_in = 2`` at the same ratio adds up to 1 point at high
+rates for the same work, and the best of 4 tap seeds 0-0.2 points, while the
+search costs ``2^k`` per step, so each preset buys quality with time.
 """
 
 from __future__ import annotations
