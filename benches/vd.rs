@@ -16,6 +16,14 @@ fn weights(n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A searcher over `w` with blocks of 1024 steps, and an index to write.
+fn searcher<'a>(cfg: &VdConfig, w: &'a [f32]) -> (Searcher<'a>, Vec<u64>) {
+    let layout = Layout::new(cfg, w.len(), 1024).unwrap();
+    let scores = Scores::new(Weights::F32(w), Score::Abs);
+    let s = Searcher::new(cfg, layout, scores, 1 << 30).unwrap();
+    (s, vec![0u64; layout.index_len()])
+}
+
 /// One full search pass at a fixed multiplier; throughput in state-steps.
 fn search(c: &mut Criterion) {
     let mut g = c.benchmark_group("search");
@@ -24,15 +32,7 @@ fn search(c: &mut Criterion) {
         let cfg = VdConfig::from_seed(k, 1, 5, 5, 3, 0).unwrap();
         let blocks = if k >= 14 { 2 } else { 8 };
         let w = weights(blocks * 1024 * 5);
-        let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
-        let s = Searcher::new(
-            &cfg,
-            layout,
-            Scores::new(Weights::F32(&w), Score::Abs),
-            1 << 30,
-        )
-        .unwrap();
-        let mut index = vec![0u64; layout.index_len()];
+        let (s, mut index) = searcher(&cfg, &w);
         g.throughput(Throughput::Elements(((blocks * 1024) << k) as u64));
         g.bench_with_input(BenchmarkId::new("state-steps/flip_flops", k), &k, |b, _| {
             b.iter(|| black_box(s.run(0.8, &mut index).unwrap()))
@@ -47,15 +47,7 @@ fn prune(c: &mut Criterion) {
     g.sample_size(10);
     let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
     let w = weights(1 << 20);
-    let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
-    let s = Searcher::new(
-        &cfg,
-        layout,
-        Scores::new(Weights::F32(&w), Score::Abs),
-        1 << 30,
-    )
-    .unwrap();
-    let mut index = vec![0u64; layout.index_len()];
+    let (s, mut index) = searcher(&cfg, &w);
     g.throughput(Throughput::Elements(w.len() as u64));
     g.bench_function("rate 0.9, 1024x1024", |b| {
         b.iter(|| black_box(prune_to_rate(&s, 0.9, &mut index).unwrap()))
