@@ -73,5 +73,33 @@ fn expand(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, search, prune, expand);
+/// `to_dense` (values scattered into a dense float32 array) and `W @ X` with
+/// batch 64, from a 4096x4096 index at about 10 % density.
+fn dense_and_matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("products");
+    g.sample_size(20);
+    let cfg = VdConfig::from_seed(10, 1, 5, 5, 3, 0).unwrap();
+    let (rows, cols, batch) = (4096, 4096, 64);
+    let layout = Layout::new(&cfg, rows * cols, 1024).unwrap();
+    let index: Vec<u64> = (0..layout.index_len() as u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & i.wrapping_mul(0x2545_F491_4F6C_DD1D))
+        .collect();
+    let e = Expander::new(&cfg, layout);
+    let nnz: usize = e.counts(&index).unwrap().iter().sum();
+    let values = weights(nnz);
+    let mut dense = vec![0f32; rows * cols];
+    g.throughput(Throughput::Elements((rows * cols) as u64));
+    g.bench_function("to_dense 4096x4096 f32", |b| {
+        b.iter(|| e.scatter(&index, &values, &mut dense, false).unwrap())
+    });
+    let x = weights(cols * batch);
+    let mut y = vec![0f32; rows * batch];
+    g.throughput(Throughput::Elements((nnz * batch) as u64));
+    g.bench_function("matmul 4096x4096 @ 4096x64 (MAC)", |b| {
+        b.iter(|| vitrust::matmul::matmul(&e, &index, &values, rows, &x, batch, &mut y).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, search, prune, expand, dense_and_matmul);
 criterion_main!(benches);
