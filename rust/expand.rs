@@ -16,6 +16,43 @@ pub fn read_bits(words: &[u64], pos: usize, n: u32) -> u64 {
     v & ((1 << n) - 1)
 }
 
+/// Appends runs of bits to a bit-packed buffer. Bits gather in a register and
+/// go to memory a word at a time: a read-modify-write per step would chain
+/// every step through memory.
+#[derive(Default)]
+struct BitSink {
+    acc: u64,
+    fill: usize,
+    word: usize,
+}
+
+impl BitSink {
+    /// Appends the low `width` (1..=64) bits of `bits`.
+    #[inline(always)]
+    fn push(&mut self, bits: u64, width: usize, out: &mut [u64]) {
+        self.acc |= bits << self.fill;
+        self.fill += width;
+        if self.fill >= 64 {
+            out[self.word] = self.acc;
+            self.word += 1;
+            self.fill -= 64;
+            self.acc = if self.fill > 0 {
+                bits >> (width - self.fill)
+            } else {
+                0
+            };
+        }
+    }
+
+    /// Writes the last, partly filled word.
+    #[inline(always)]
+    fn finish(&self, out: &mut [u64]) {
+        if self.fill > 0 {
+            out[self.word] = self.acc;
+        }
+    }
+}
+
 /// True when variable shifts are single instructions (x86 BMI2).
 fn fast_shifts() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -93,14 +130,12 @@ impl Expander {
         nw
     }
 
-    /// The step loop of [`block_bits`](Self::block_bits). Bits gather in a
-    /// register and go to memory a word at a time: a read-modify-write per
-    /// step would chain every step through memory.
+    /// The step loop of [`block_bits`](Self::block_bits).
     #[inline(always)]
     fn run(&self, words: &[u64], steps: usize, out: &mut [u64]) {
         let (n_in, n_out) = (self.n_in as usize, self.layout.n_out);
         let state_mask = (1u32 << self.k) - 1;
-        let (mut s, mut acc, mut fill, mut w) = (0u32, 0u64, 0usize, 0usize);
+        let (mut s, mut sink) = (0u32, BitSink::default());
         let mut t = 0;
         if let Some(quad) = &self.quad {
             // Four steps per lookup; the state advances by the four input bits,
@@ -109,15 +144,7 @@ impl Expander {
             let width = 4 * n_out;
             while t + 4 <= steps {
                 let v = (words[t / 64] >> (t % 64)) & 0xF;
-                let bits = quad[((s as usize) << 4) | v as usize];
-                acc |= bits << fill;
-                fill += width;
-                if fill >= 64 {
-                    out[w] = acc;
-                    w += 1;
-                    fill -= 64;
-                    acc = if fill > 0 { bits >> (width - fill) } else { 0 };
-                }
+                sink.push(quad[((s as usize) << 4) | v as usize], width, out);
                 s = ((s << 4) | ((REV4 >> (4 * v)) & 0xF) as u32) & state_mask;
                 t += 4;
             }
@@ -129,20 +156,10 @@ impl Expander {
                 read_bits(words, t * n_in, self.n_in)
             };
             let r = (s << n_in) | u as u32;
-            let bits = self.table[r as usize];
-            acc |= bits << fill;
-            fill += n_out;
-            if fill >= 64 {
-                out[w] = acc;
-                w += 1;
-                fill -= 64;
-                acc = if fill > 0 { bits >> (n_out - fill) } else { 0 };
-            }
+            sink.push(self.table[r as usize], n_out, out);
             s = r & state_mask;
         }
-        if fill > 0 {
-            out[w] = acc;
-        }
+        sink.finish(out);
     }
 
     /// [`run`](Self::run) with one-instruction variable shifts.
