@@ -5,7 +5,7 @@
 //! depend on the thread count.
 
 use crate::acs::Level;
-use crate::expand::offsets;
+use crate::expand::{for_each_set, offsets};
 use crate::{bail, Expander, Result};
 use rayon::prelude::*;
 
@@ -158,23 +158,19 @@ impl<R: Real> Rows<'_, R> {
             // The row of the current weight, tracked without a division per weight.
             let mut row = base / cols;
             let mut row_end = (row + 1) * cols;
-            for (w, &word) in bits[..nw].iter().enumerate() {
-                let mut m = word;
-                while m != 0 {
-                    let pos = base + w * 64 + m.trailing_zeros() as usize;
-                    m &= m - 1;
-                    if (lo..hi).contains(&pos) {
-                        while pos >= row_end {
-                            row += 1;
-                            row_end += cols;
-                        }
-                        row_start[row - self.first + 1] += 1;
-                        ents_c.push((pos + cols - row_end) as u32);
-                        ents_v.push(self.values[k]);
+            for_each_set(&bits[..nw], |i| {
+                let pos = base + i;
+                if (lo..hi).contains(&pos) {
+                    while pos >= row_end {
+                        row += 1;
+                        row_end += cols;
                     }
-                    k += 1;
+                    row_start[row - self.first + 1] += 1;
+                    ents_c.push((pos + cols - row_end) as u32);
+                    ents_v.push(self.values[k]);
                 }
-            }
+                k += 1;
+            });
         }
         for r in 0..rows {
             row_start[r + 1] += row_start[r];
