@@ -85,18 +85,25 @@ fn dense_and_matmul(c: &mut Criterion) {
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & i.wrapping_mul(0x2545_F491_4F6C_DD1D))
         .collect();
     let e = Expander::new(&cfg, layout);
-    let nnz: usize = e.counts(&index).unwrap().iter().sum();
+    let starts = e.starts(&index).unwrap();
+    let nnz = starts[starts.len() - 1];
     let values = weights(nnz);
     let mut dense = vec![0f32; rows * cols];
     g.throughput(Throughput::Elements((rows * cols) as u64));
     g.bench_function("to_dense 4096x4096 f32", |b| {
-        b.iter(|| e.scatter(&index, &values, &mut dense, false).unwrap())
+        b.iter(|| {
+            e.scatter(&index, &values, Some(&starts), &mut dense)
+                .unwrap()
+        })
     });
     let x = weights(cols * batch);
     let mut y = vec![0f32; rows * batch];
     g.throughput(Throughput::Elements((nnz * batch) as u64));
     g.bench_function("matmul 4096x4096 @ 4096x64 (MAC)", |b| {
-        b.iter(|| vitrust::matmul::matmul(&e, &index, &values, rows, &x, batch, &mut y).unwrap())
+        b.iter(|| {
+            vitrust::matmul::matmul(&e, &index, &values, Some(&starts), rows, &x, batch, &mut y)
+                .unwrap()
+        })
     });
     g.finish();
 }

@@ -176,7 +176,7 @@ impl Expander {
 
     /// Runs `f(b, bits, out)` for every block in parallel, with block `b`'s
     /// mask bits and its piece of `out` (`per_block` elements per block).
-    fn blocks<T: Send>(
+    pub(crate) fn blocks<T: Send>(
         &self,
         index: &[u64],
         out: &mut [T],
@@ -201,92 +201,7 @@ impl Expander {
         Ok(())
     }
 
-    /// Kept weights per block.
-    pub fn counts(&self, index: &[u64]) -> Result<Vec<usize>> {
-        self.check(index, self.layout.n_weights)?;
-        let mut counts = vec![0usize; self.layout.n_blocks()];
-        self.blocks(index, &mut counts, 1, |_, bits, out| {
-            out[0] = bits.iter().map(|w| w.count_ones() as usize).sum()
-        });
-        Ok(counts)
-    }
-
-    /// The kept weights, in C order.
-    pub fn gather<T: Copy + Send + Sync + Default>(
-        &self,
-        index: &[u64],
-        weights: &[T],
-    ) -> Result<Vec<T>> {
-        let counts = self.counts(index)?;
-        self.check(index, weights.len())?;
-        let mut values = vec![T::default(); counts.iter().sum()];
-        let bw = self.layout.block_weights();
-        split_by(&mut values, &counts)
-            .into_par_iter()
-            .enumerate()
-            .for_each_init(
-                || vec![0u64; self.bits_words()],
-                |bits, (b, out)| {
-                    let nw = self.block_bits(index, b, bits);
-                    let w = &weights[b * bw..];
-                    let mut k = 0;
-                    for_each_set(&bits[..nw], |i| {
-                        out[k] = w[i];
-                        k += 1;
-                    });
-                },
-            );
-        Ok(values)
-    }
-
-    /// Fills `out` (length `n_weights`) with `values` on the mask and zero
-    /// elsewhere; `zeroed` says `out` is already all zeros (a fresh array).
-    pub fn scatter<T: Copy + Send + Sync + Default>(
-        &self,
-        index: &[u64],
-        values: &[T],
-        out: &mut [T],
-        zeroed: bool,
-    ) -> Result<()> {
-        let counts = self.counts(index)?;
-        self.check(index, out.len())?;
-        let nnz: usize = counts.iter().sum();
-        if values.len() != nnz {
-            bail!(
-                "values has {} entries but the index keeps {nnz} weights",
-                values.len()
-            );
-        }
-        let starts = offsets(&counts);
-        let expand32 =
-            std::mem::size_of::<T>() == 4 && crate::acs::Level::best() == crate::acs::Level::Avx512;
-        self.blocks(index, out, self.layout.block_weights(), |b, bits, out| {
-            let v = &values[starts[b]..starts[b] + counts[b]];
-            if expand32 {
-                // SAFETY: AVX-512 is available and `T` is a 4-byte `Copy` type,
-                // moved as raw 32-bit lanes.
-                return unsafe {
-                    expand_lanes32(
-                        bits,
-                        v.as_ptr() as *const u32,
-                        out.as_mut_ptr() as *mut u32,
-                        out.len(),
-                    )
-                };
-            }
-            if !zeroed {
-                out.fill(T::default());
-            }
-            let mut k = 0;
-            for_each_set(bits, |i| {
-                out[i] = v[k];
-                k += 1;
-            });
-        });
-        Ok(())
-    }
-
-    fn check(&self, index: &[u64], n: usize) -> Result<()> {
+    pub(crate) fn check(&self, index: &[u64], n: usize) -> Result<()> {
         self.layout.check_index(index.len())?;
         if n != self.layout.n_weights {
             bail!(
@@ -295,28 +210,6 @@ impl Expander {
             );
         }
         Ok(())
-    }
-}
-
-/// Exclusive prefix sums: where each block's values start.
-pub fn offsets(counts: &[usize]) -> Vec<usize> {
-    let mut starts = Vec::with_capacity(counts.len());
-    counts.iter().fold(0, |s, &c| {
-        starts.push(s);
-        s + c
-    });
-    starts
-}
-
-/// Calls `f(i)` for every set bit `i` of a bit-packed mask, in order.
-#[inline]
-pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
-    for (w, &word) in bits.iter().enumerate() {
-        let mut x = word;
-        while x != 0 {
-            f(w * 64 + x.trailing_zeros() as usize);
-            x &= x - 1;
-        }
     }
 }
 
@@ -370,41 +263,6 @@ fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {
         let i = base + j;
         *o = ((bits[i / 64] >> (i % 64)) & 1) as u8;
     }
-}
-
-/// Writes `n` 32-bit lanes: the next value where the mask bit is set, zero
-/// elsewhere, 16 lanes per instruction (AVX-512 expand-load). Every lane is
-/// written, so the output needs no zeroing first.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn expand_lanes32(bits: &[u64], mut values: *const u32, out: *mut u32, n: usize) {
-    use std::arch::x86_64::*;
-    let full = n / 16;
-    for c in 0..full {
-        let m = (bits[c / 4] >> (16 * (c % 4))) as u16;
-        let v = _mm512_maskz_expandloadu_epi32(m, values as *const i32);
-        _mm512_storeu_si512(out.add(16 * c) as *mut __m512i, v);
-        values = values.add(m.count_ones() as usize);
-    }
-    for i in 16 * full..n {
-        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
-            *out.add(i) = *values;
-            values = values.add(1);
-        } else {
-            *out.add(i) = 0;
-        }
-    }
-}
-
-/// Splits `s` into consecutive pieces of the given lengths (which sum to its length).
-pub fn split_by<'a, T>(mut s: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
-    lens.iter()
-        .map(|&n| {
-            let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
-            s = tail;
-            head
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod rate;
 pub mod scores;
 pub mod search;
+pub mod values;
 pub mod vd;
 
 #[cfg(feature = "python")]

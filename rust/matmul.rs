@@ -5,12 +5,13 @@
 //! depend on the thread count.
 
 use crate::acs::Level;
-use crate::expand::{for_each_set, offsets};
+use crate::values::push_positions;
 use crate::{bail, Expander, Result};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Rows per parallel task.
-const ROWS_PER_TASK: usize = 16;
+/// Weights per parallel task, about (whole rows are taken).
+const TASK_WEIGHTS: usize = 1 << 16;
 
 /// A float type the product runs in.
 pub trait Real:
@@ -21,9 +22,11 @@ impl Real for f32 {}
 impl Real for f64 {}
 
 /// `y[start..start + T] = sum over entries (v * x[col][start..start + T])`,
-/// the partial sums held in registers (`T` of 64 float32 is four independent
-/// AVX-512 accumulators). A separate multiply and add, never fused, so every
-/// instruction set gives the same bits.
+/// the partial sums held in registers: entries alternate between two sets of
+/// accumulators, added at the end, so consecutive entries do not wait on each
+/// other's additions (`T` of 64 float32 is eight AVX-512 accumulators). A
+/// separate multiply and add, never fused, so every instruction set gives the
+/// same bits.
 #[inline(always)]
 fn tile<R: Real, const T: usize>(
     cols: &[u32],
@@ -33,14 +36,25 @@ fn tile<R: Real, const T: usize>(
     start: usize,
     y: &mut [R],
 ) {
-    let mut acc = [R::default(); T];
-    for (&c, &v) in cols.iter().zip(vals) {
-        let xs = &x[c as usize * batch + start..][..T];
-        for (a, &b) in acc.iter_mut().zip(xs) {
+    let (mut even, mut odd) = ([R::default(); T], [R::default(); T]);
+    let row = |c: u32| &x[c as usize * batch + start..][..T];
+    let mut pairs = cols.chunks_exact(2).zip(vals.chunks_exact(2));
+    for (c, v) in pairs.by_ref() {
+        let (x0, x1) = (row(c[0]), row(c[1]));
+        for j in 0..T {
+            even[j] = even[j] + v[0] * x0[j];
+            odd[j] = odd[j] + v[1] * x1[j];
+        }
+    }
+    if cols.len() % 2 == 1 {
+        let (c, v) = (cols[cols.len() - 1], vals[vals.len() - 1]);
+        for (a, &b) in even.iter_mut().zip(row(c)) {
             *a = *a + v * b;
         }
     }
-    y[start..start + T].copy_from_slice(&acc);
+    for j in 0..T {
+        y[start + j] = even[j] + odd[j];
+    }
 }
 
 /// One output row: `y = sum over entries (v * x[col])`, in wide tiles first.
@@ -56,29 +70,32 @@ fn row_product<R: Real>(cols: &[u32], vals: &[R], x: &[R], batch: usize, y: &mut
         start += 16;
     }
     for j in start..batch {
-        y[j] = cols.iter().zip(vals).fold(R::default(), |a, (&c, &v)| {
-            a + v * x[c as usize * batch + j]
-        });
+        tile::<R, 1>(cols, vals, x, batch, j, y);
     }
 }
 
 /// `out (rows, batch) = W (rows, cols) @ x (cols, batch)`, all C order;
-/// `values` are W's kept weights already converted to `R`.
+/// `values` are W's kept weights already converted to `R`, `starts` (if
+/// given) their block starts.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul<R: Real>(
     e: &Expander,
     index: &[u64],
     values: &[R],
+    starts: Option<&[usize]>,
     rows: usize,
     x: &[R],
     batch: usize,
     out: &mut [R],
 ) -> Result<()> {
-    let layout = *e.layout();
-    let n = layout.n_weights;
+    let n = e.layout().n_weights;
     if rows == 0 || !n.is_multiple_of(rows) {
         bail!("cannot view {n} weights as {rows} rows");
     }
     let cols = n / rows;
+    if cols > u32::MAX as usize {
+        bail!("rows of {cols} weights are too long for a product (at most 2^32 - 1)");
+    }
     if batch == 0 || x.len() != cols * batch {
         bail!(
             "operand has {} elements; expected ({cols}, batch) with batch >= 1",
@@ -91,42 +108,41 @@ pub fn matmul<R: Real>(
             out.len()
         );
     }
-    let counts = e.counts(index)?;
-    if values.len() != counts.iter().sum::<usize>() {
-        bail!(
-            "values has {} entries but the index keeps {} weights",
-            values.len(),
-            counts.iter().sum::<usize>()
-        );
-    }
-    let starts = offsets(&counts);
+    e.check(index, n)?;
+    let task_rows = (TASK_WEIGHTS / cols).clamp(1, rows);
     let level = Level::best();
-    out.par_chunks_mut(ROWS_PER_TASK * batch)
-        .enumerate()
-        .for_each_init(
-            || vec![0u64; e.bits_words()],
-            |bits, (task, y)| {
-                let rows = Rows {
-                    e,
-                    index,
-                    values,
-                    starts: &starts,
-                    cols,
-                    batch,
-                    first: task * ROWS_PER_TASK,
-                };
-                match level {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Level::best` checked the CPU runs these instructions.
-                    Level::Avx512 => unsafe { rows.run_avx512(x, y, bits) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above.
-                    Level::Avx2 => unsafe { rows.run_avx2(x, y, bits) },
-                    _ => rows.run(x, y, bits),
-                }
-            },
-        );
-    Ok(())
+    e.with_starts(index, starts, values.len(), |starts| {
+        let stale = AtomicBool::new(false);
+        out.par_chunks_mut(task_rows * batch)
+            .enumerate()
+            .for_each_init(
+                || (vec![0u64; e.bits_words()], Vec::new()),
+                |(bits, pos), (task, y)| {
+                    let rows = Rows {
+                        e,
+                        index,
+                        values,
+                        starts,
+                        cols,
+                        batch,
+                        first: task * task_rows,
+                    };
+                    let fresh = match level {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `Level::best` checked the CPU runs these instructions.
+                        Level::Avx512 => unsafe { rows.run_avx512(x, y, bits, pos) },
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: as above.
+                        Level::Avx2 => unsafe { rows.run_avx2(x, y, bits, pos) },
+                        _ => rows.run(x, y, bits, pos),
+                    };
+                    if !fresh {
+                        stale.store(true, Ordering::Relaxed);
+                    }
+                },
+            );
+        !stale.load(Ordering::Relaxed)
+    })
 }
 
 /// One task's rows: `first ..` as many as its piece of the output holds.
@@ -141,55 +157,70 @@ struct Rows<'a, R> {
 }
 
 impl<R: Real> Rows<'_, R> {
+    /// Computes the task's rows; false if a block disagrees with `starts`.
     #[inline(always)]
-    fn run(&self, x: &[R], y: &mut [R], bits: &mut [u64]) {
+    fn run(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
         let (cols, batch) = (self.cols, self.batch);
-        let n = self.e.layout().n_weights;
         let bw = self.e.layout().block_weights();
         let rows = y.len() / batch;
-        let (lo, hi) = (self.first * cols, ((self.first + rows) * cols).min(n));
-        // The task's kept entries as (column, value), with where each row starts.
-        let (mut ents_c, mut ents_v, mut row_start) =
-            (Vec::new(), Vec::new(), vec![0usize; rows + 1]);
+        let (lo, hi) = (self.first * cols, (self.first + rows) * cols);
+        // The task's kept positions (relative to `lo`) and where their values start.
+        pos.clear();
+        let mut first_value = None;
         for b in lo / bw..hi.div_ceil(bw) {
             let nw = self.e.block_bits(self.index, b, bits);
+            let bits = &bits[..nw];
+            let count: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
+            if count != self.starts[b + 1] - self.starts[b] {
+                return false;
+            }
             let base = b * bw;
-            let mut k = self.starts[b];
-            // The row of the current weight, tracked without a division per weight.
-            let mut row = base / cols;
-            let mut row_end = (row + 1) * cols;
-            for_each_set(&bits[..nw], |i| {
-                let pos = base + i;
-                if (lo..hi).contains(&pos) {
-                    while pos >= row_end {
-                        row += 1;
-                        row_end += cols;
-                    }
-                    row_start[row - self.first + 1] += 1;
-                    ents_c.push((pos + cols - row_end) as u32);
-                    ents_v.push(self.values[k]);
-                }
-                k += 1;
-            });
+            let from = lo.saturating_sub(base);
+            if first_value.is_none() {
+                first_value = Some(self.starts[b] + count_below(bits, from));
+            }
+            let to = (hi - base).min(64 * nw);
+            push_positions(bits, from, to, base.wrapping_sub(lo) as u32, pos);
         }
-        for r in 0..rows {
-            row_start[r + 1] += row_start[r];
-        }
+        let values = &self.values[first_value.unwrap_or(0)..][..pos.len()];
+        // Each row's entries are a run of `pos`; make them column numbers.
+        let mut a = 0;
         for (r, y) in y.chunks_exact_mut(batch).enumerate() {
-            let (a, b) = (row_start[r], row_start[r + 1]);
-            row_product(&ents_c[a..b], &ents_v[a..b], x, batch, y);
+            let end = (r + 1) * cols;
+            let b = a + pos[a..].partition_point(|&p| (p as usize) < end);
+            let row_start = (r * cols) as u32;
+            pos[a..b].iter_mut().for_each(|p| *p -= row_start);
+            row_product(&pos[a..b], &values[a..b], x, batch, y);
+            a = b;
         }
+        true
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&self, x: &[R], y: &mut [R], bits: &mut [u64]) {
-        self.run(x, y, bits)
+    unsafe fn run_avx512(
+        &self,
+        x: &[R],
+        y: &mut [R],
+        bits: &mut [u64],
+        pos: &mut Vec<u32>,
+    ) -> bool {
+        self.run(x, y, bits, pos)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, x: &[R], y: &mut [R], bits: &mut [u64]) {
-        self.run(x, y, bits)
+    unsafe fn run_avx2(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
+        self.run(x, y, bits, pos)
     }
+}
+
+/// Set bits of a bit-packed mask below bit `i`.
+fn count_below(bits: &[u64], i: usize) -> usize {
+    let (full, rest) = (i / 64, i % 64);
+    let mut n: usize = bits[..full].iter().map(|w| w.count_ones() as usize).sum();
+    if rest > 0 {
+        n += (bits[full] & ((1u64 << rest) - 1)).count_ones() as usize;
+    }
+    n
 }

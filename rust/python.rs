@@ -276,7 +276,8 @@ fn expand<'py>(
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
-    let out = PyArray1::<bool>::zeros(py, n_weights, false);
+    // SAFETY: `mask` writes every element before the array is returned.
+    let out = unsafe { PyArray1::<bool>::new(py, n_weights, false) };
     {
         let mut rw = out.readwrite();
         let mask = rw.as_slice_mut()?;
@@ -287,24 +288,40 @@ fn expand<'py>(
     Ok(out)
 }
 
-/// Per-block kept counts of an index.
+/// Where each block's kept values start, with the total last (`n_blocks + 1`).
 #[pyfunction]
 #[pyo3(signature = (config, index, n_weights, block_steps, threads=None))]
-fn block_counts(
-    py: Python<'_>,
+fn block_starts<'py>(
+    py: Python<'py>,
     config: &PyConfig,
-    index: PyReadonlyArray1<'_, u64>,
+    index: PyReadonlyArray1<'py, u64>,
     n_weights: usize,
     block_steps: usize,
     threads: Option<usize>,
-) -> PyResult<Vec<usize>> {
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
     let e = Expander::new(&config.0, layout);
-    detached(py, threads, || e.counts(idx))
+    let starts = detached(py, threads, || e.starts(idx))?;
+    Ok(starts_array(py, starts))
 }
 
-/// The kept weights, in C order and their own dtype.
+fn starts_array(py: Python<'_>, starts: Vec<usize>) -> Bound<'_, PyArray1<u64>> {
+    starts
+        .into_iter()
+        .map(|s| s as u64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py)
+}
+
+/// Block starts handed back from Python, as the core takes them.
+fn starts_arg(starts: Option<PyReadonlyArray1<'_, u64>>) -> PyResult<Option<Vec<usize>>> {
+    starts
+        .map(|s| Ok(s.as_slice()?.iter().map(|&v| v as usize).collect()))
+        .transpose()
+}
+
+/// The kept weights, in C order and their own dtype, and their block starts.
 #[pyfunction]
 #[pyo3(signature = (config, index, block_steps, weights, threads=None))]
 fn gather<'py>(
@@ -314,27 +331,28 @@ fn gather<'py>(
     block_steps: usize,
     weights: &Bound<'py, PyAny>,
     threads: Option<usize>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>)> {
     let arr = Floats::extract(weights, "weights")?;
     let idx = index.as_slice()?;
     let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
     let e = Expander::new(&config.0, layout);
+    macro_rules! run {
+        ($w:expr) => {{
+            let (values, starts) = detached(py, threads, || e.gather(idx, $w))?;
+            (values.into_pyarray(py).into_any(), starts_array(py, starts))
+        }};
+    }
     Ok(match arr.weights()? {
-        Weights::F16(w) => detached(py, threads, || e.gather(idx, w))?
-            .into_pyarray(py)
-            .into_any(),
-        Weights::F32(w) => detached(py, threads, || e.gather(idx, w))?
-            .into_pyarray(py)
-            .into_any(),
-        Weights::F64(w) => detached(py, threads, || e.gather(idx, w))?
-            .into_pyarray(py)
-            .into_any(),
+        Weights::F16(w) => run!(w),
+        Weights::F32(w) => run!(w),
+        Weights::F64(w) => run!(w),
     })
 }
 
 /// A dense 1-D array: `values` on the mask, zero elsewhere.
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None))]
+#[allow(clippy::too_many_arguments)]
 fn scatter<'py>(
     py: Python<'py>,
     config: &PyConfig,
@@ -343,18 +361,21 @@ fn scatter<'py>(
     values: &Bound<'py, PyAny>,
     n_weights: usize,
     threads: Option<usize>,
+    starts: Option<PyReadonlyArray1<'py, u64>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let arr = Floats::extract(values, "values")?;
     let idx = index.as_slice()?;
+    let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let e = Expander::new(&config.0, layout);
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
-            let out = PyArray1::<$t>::zeros(py, n_weights, false);
+            // SAFETY: `scatter` writes every element before the array is returned.
+            let out = unsafe { PyArray1::<$t>::new(py, n_weights, false) };
             {
                 let mut rw = out.readwrite();
                 let dense = rw.as_slice_mut()?;
-                detached(py, threads, || e.scatter(idx, $v, dense, true))?;
+                detached(py, threads, || e.scatter(idx, $v, starts.as_deref(), dense))?;
             }
             out.into_any()
         }};
@@ -369,7 +390,7 @@ fn scatter<'py>(
 /// `W @ x` for `W` (the pruned tensor as `rows` rows) and a C-order `x` of
 /// `cols * batch` elements; `values` and `x` share the dtype (float32 or float64).
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None))]
 #[allow(clippy::too_many_arguments)]
 fn matmul<'py>(
     py: Python<'py>,
@@ -382,22 +403,25 @@ fn matmul<'py>(
     x: &Bound<'py, PyAny>,
     batch: usize,
     threads: Option<usize>,
+    starts: Option<PyReadonlyArray1<'py, u64>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let e = Expander::new(&config.0, layout);
     let idx = index.as_slice()?;
+    let starts = starts_arg(starts)?;
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,
     );
     macro_rules! run {
         ($v:expr, $x:expr, $t:ty) => {{
-            let out = PyArray1::<$t>::zeros(py, rows * batch, false);
+            // SAFETY: `matmul` writes every element before the array is returned.
+            let out = unsafe { PyArray1::<$t>::new(py, rows * batch, false) };
             {
                 let mut rw = out.readwrite();
                 let y = rw.as_slice_mut()?;
                 detached(py, threads, || {
-                    crate::matmul::matmul(&e, idx, $v, rows, $x, batch, y)
+                    crate::matmul::matmul(&e, idx, $v, starts.as_deref(), rows, $x, batch, y)
                 })?;
             }
             out.into_any()
@@ -472,7 +496,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(search, m)?)?;
     m.add_function(wrap_pyfunction!(search_rate, m)?)?;
     m.add_function(wrap_pyfunction!(expand, m)?)?;
-    m.add_function(wrap_pyfunction!(block_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(block_starts, m)?)?;
     m.add_function(wrap_pyfunction!(gather, m)?)?;
     m.add_function(wrap_pyfunction!(scatter, m)?)?;
     m.add_function(wrap_pyfunction!(generate_taps, m)?)?;

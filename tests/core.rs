@@ -234,7 +234,7 @@ fn gather_and_scatter_round_trip() {
     let e = Expander::new(&cfg, layout);
     let mut mask = vec![false; n];
     e.mask(&index, &mut mask).unwrap();
-    let values = e.gather(&index, &w).unwrap();
+    let (values, starts) = e.gather(&index, &w).unwrap();
     let want: Vec<f64> = w
         .iter()
         .zip(&mask)
@@ -243,11 +243,15 @@ fn gather_and_scatter_round_trip() {
         .collect();
     assert_eq!(values, want);
     let mut dense = vec![-1.0; n];
-    e.scatter(&index, &values, &mut dense, false).unwrap();
+    e.scatter(&index, &values, Some(&starts), &mut dense)
+        .unwrap();
     for i in 0..n {
         assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 });
     }
-    assert!(e.scatter(&index, &values[1..], &mut dense, false).is_err());
+    assert!(e.scatter(&index, &values[1..], None, &mut dense).is_err());
+    assert!(e
+        .scatter(&index, &values[1..], Some(&starts), &mut dense)
+        .is_err());
     assert!(e.mask(&index[1..], &mut mask).is_err());
 }
 
@@ -301,9 +305,10 @@ fn scatter_of_four_byte_values_overwrites_everything() {
     let e = Expander::new(&cfg, layout);
     let mut mask = vec![false; n];
     e.mask(&index, &mut mask).unwrap();
-    let values = e.gather(&index, &w).unwrap();
+    let (values, starts) = e.gather(&index, &w).unwrap();
     let mut dense = vec![f32::NAN; n];
-    e.scatter(&index, &values, &mut dense, false).unwrap();
+    e.scatter(&index, &values, Some(&starts), &mut dense)
+        .unwrap();
     for i in 0..n {
         assert_eq!(
             dense[i].to_bits(),

@@ -1,6 +1,8 @@
 """Optimised paths against plain references: every instruction set gives the
 same bits, and products on the compressed form match dense products."""
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -50,7 +52,7 @@ def test_unknown_level():
     st.tuples(st.integers(1, 40), st.integers(1, 70)),
     st.sampled_from([np.float16, np.float32, np.float64]),
     st.sampled_from([np.float32, np.float64]),
-    st.integers(0, 9),
+    st.integers(0, 81),
     st.floats(0.0, 0.95),
     st.integers(0, 2**32),
 )
@@ -74,6 +76,30 @@ def test_matmul_is_thread_independent_and_views_nd_tensors():
     b = vitrust.prune(w, 0.8, threads=2)
     np.testing.assert_array_equal(a @ x, b @ x)
     np.testing.assert_allclose(a @ x, a.to_dense().reshape(64, 256) @ x, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_block_starts_survive_pickling_casts_and_a_rewritten_index():
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((96, 700)).astype(np.float32)
+    sp = vitrust.prune(w, 0.9, block_steps=64)
+    starts = _vitrust.block_starts(sp.config, sp.index, sp.size, sp.block_steps)
+    np.testing.assert_array_equal(sp._starts, starts)
+    dense, x = sp.to_dense(), rng.standard_normal((700, 5)).astype(np.float32)
+    for other in (pickle.loads(pickle.dumps(sp)), sp.astype(np.float64)):
+        np.testing.assert_array_equal(other.to_dense(), dense.astype(other.dtype))
+    # Swap two blocks of the index: the same number of kept weights, but the
+    # cached starts are now wrong for both blocks, and results follow the index.
+    n_blocks = len(starts) - 1
+    counts = np.diff(starts.astype(np.int64))
+    a, b = 0, int(np.argmax(counts[: n_blocks - 1] != counts[0]))
+    assert b > 0, "the test needs two full blocks that keep different numbers of weights"
+    words = -(-sp.block_steps * sp.config.n_in // 64)
+    blk_a, blk_b = sp.index[a * words:(a + 1) * words].copy(), sp.index[b * words:(b + 1) * words].copy()
+    sp.index[a * words:(a + 1) * words], sp.index[b * words:(b + 1) * words] = blk_b, blk_a
+    want = np.zeros(sp.size, np.float32)
+    want[sp.mask().ravel()] = sp.values
+    np.testing.assert_array_equal(sp.to_dense().ravel(), want)
+    np.testing.assert_allclose(sp @ x, want.reshape(sp.shape) @ x, rtol=1e-5, atol=1e-5)
 
 
 def test_matmul_errors():

@@ -54,7 +54,7 @@ def resolve(effort: str, flip_flops: Optional[int], n_in: Optional[int], tap_see
 
 def kept_score(config, index, block_steps: int, src: np.ndarray, kind: str, threads) -> float:
     """Sum of the kept weights' scores."""
-    v = _vitrust.gather(config, index, block_steps, src, threads).astype(np.float64)
+    v = _vitrust.gather(config, index, block_steps, src, threads)[0].astype(np.float64)
     return float(np.abs(v).sum() if kind == "abs" else (v * v).sum() if kind == "square" else v.sum())
 
 

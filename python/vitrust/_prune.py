@@ -94,8 +94,8 @@ def prune(
         configs = [config]
 
     index, nnz, lam, config = _search_best(configs, src, kind, rate, lam, block_steps, threads, budget)
-    values = _vitrust.gather(config, index, block_steps, w_flat, threads)
-    return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True)
+    values, starts = _vitrust.gather(config, index, block_steps, w_flat, threads)
+    return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True, _starts=starts)
 
 
 def _search_best(configs, src, kind, rate, lam, block_steps, threads, budget):

@@ -22,7 +22,7 @@ class ViterbiSparse:
     C order and the original dtype. Nothing dense is stored.
     """
 
-    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads")
+    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads", "_starts")
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class ViterbiSparse:
         *,
         threads: Optional[int] = None,
         _trusted: bool = False,
+        _starts: Optional[np.ndarray] = None,
     ) -> None:
         if not isinstance(config, VDConfig):
             raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
@@ -48,13 +49,23 @@ class ViterbiSparse:
         self.values = values if _trusted else _checks.flat(_checks.float_array(values, "values"))
         self.lam = _checks.real(lam, "lam")
         self._threads = _checks.threads(threads)
+        # Where each block's values start (`n_blocks + 1` entries): derived by
+        # expanding, kept so that to_dense and products skip that pass. The
+        # core checks them block by block, so a stale copy only costs time.
+        self._starts = _starts
         if not _trusted:
             n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
             if len(self.index) != index_len:
                 raise ValueError(f"index has {len(self.index)} words; this shape and config need {index_len}")
-            nnz = sum(_vitrust.block_counts(config, self.index, self.size, self.block_steps, self._threads))
+            self._starts = self._block_starts()
+            nnz = int(self._starts[-1])
             if nnz != len(self.values):
                 raise ValueError(f"values has {len(self.values)} entries but the index keeps {nnz} weights")
+
+    def _block_starts(self) -> np.ndarray:
+        if self._starts is None:
+            self._starts = _vitrust.block_starts(self.config, self.index, self.size, self.block_steps, self._threads)
+        return self._starts
 
     # -- figures ---------------------------------------------------------------
     @property
@@ -94,7 +105,7 @@ class ViterbiSparse:
     def to_dense(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The pruned tensor as a dense array: kept values in place, zeros elsewhere."""
         t = _checks.threads(threads) or self._threads
-        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t)
+        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t, self._block_starts())
         return dense.reshape(self.shape)
 
     def __matmul__(self, other: Any) -> np.ndarray:
@@ -119,7 +130,10 @@ class ViterbiSparse:
             raise ValueError("operand: values must be finite")
         values = self.values.astype(dtype, copy=False)
         batch = 1 if x.ndim == 1 else x.shape[1]
-        y = _vitrust.matmul(self.config, self.index, self.block_steps, values, self.size, rows, xs.reshape(-1), batch, self._threads)
+        y = _vitrust.matmul(
+            self.config, self.index, self.block_steps, values, self.size, rows, xs.reshape(-1), batch, self._threads,
+            self._block_starts(),
+        )
         return y if x.ndim == 1 else y.reshape(rows, batch)
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
@@ -177,7 +191,7 @@ class ViterbiSparse:
             raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
         return ViterbiSparse(
             self.shape, self.config, self.block_steps, self.index.copy(), values, self.lam,
-            threads=self._threads, _trusted=True,
+            threads=self._threads, _trusted=True, _starts=self._starts,
         )
 
     def to_scipy(self) -> Any:

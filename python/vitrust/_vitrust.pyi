@@ -60,16 +60,16 @@ def search_rate(
 def expand(
     config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
 ) -> npt.NDArray[np.bool_]: ...
-def block_counts(
+def block_starts(
     config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
-) -> List[int]: ...
+) -> npt.NDArray[np.uint64]: ...
 def gather(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
     weights: npt.NDArray[np.floating],
     threads: Optional[int] = None,
-) -> npt.NDArray[np.floating]: ...
+) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.uint64]]: ...
 def scatter(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
@@ -77,6 +77,7 @@ def scatter(
     values: npt.NDArray[np.floating],
     n_weights: int,
     threads: Optional[int] = None,
+    starts: Optional[npt.NDArray[np.uint64]] = None,
 ) -> npt.NDArray[np.floating]: ...
 def matmul(
     config: VDConfig,
@@ -88,6 +89,7 @@ def matmul(
     x: npt.NDArray[np.floating],
     batch: int,
     threads: Optional[int] = None,
+    starts: Optional[npt.NDArray[np.uint64]] = None,
 ) -> npt.NDArray[np.floating]: ...
 def simd_levels() -> List[str]: ...
 def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int, int, int]: ...

@@ -311,7 +311,7 @@ def _sparse_of(m: "torch.nn.Module", name: str, dense: np.ndarray) -> Optional[V
     if np.count_nonzero(dense[~vd_mask]):
         return None  # weights outside the VD mask: not ours to compress
     values = np.ascontiguousarray(dense[vd_mask])
-    return ViterbiSparse(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, _trusted=True)
+    return ViterbiSparse(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, _trusted=True, _starts=sp._starts)
 
 
 def state_tensors(model: "torch.nn.Module") -> Dict[str, Any]:

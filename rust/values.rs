@@ -1,0 +1,296 @@
+//! The kept values against the mask: where each block's values start, gathering
+//! them from a dense array, scattering them back, and the kept positions.
+//!
+//! Values are stored in C order, so block `b`'s values are
+//! `values[starts[b]..starts[b + 1]]`. The starts are derived by expanding; a
+//! caller may keep them and hand them back to skip that pass. Handed-back
+//! starts are only trusted as far as they are checked: each block's decoded
+//! count is compared with them before its values are touched, and a mismatch
+//! falls back to fresh starts.
+
+use crate::acs::Level;
+use crate::{bail, Expander, Result};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+impl Expander {
+    /// Where each block's values start, with the number of kept weights last
+    /// (`n_blocks + 1` entries).
+    pub fn starts(&self, index: &[u64]) -> Result<Vec<usize>> {
+        self.check(index, self.layout().n_weights)?;
+        let mut counts = vec![0usize; self.layout().n_blocks() + 1];
+        self.blocks(index, &mut counts[1..], 1, |_, bits, out| {
+            out[0] = popcount(bits)
+        });
+        for b in 1..counts.len() {
+            counts[b] += counts[b - 1];
+        }
+        Ok(counts)
+    }
+
+    /// Kept weights per block.
+    pub fn counts(&self, index: &[u64]) -> Result<Vec<usize>> {
+        Ok(self
+            .starts(index)?
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect())
+    }
+
+    /// Runs `pass` with block starts for `nnz` values: the given ones if they
+    /// are well formed, else (or if `pass` finds a block that disagrees with
+    /// them, returning false) fresh ones.
+    pub(crate) fn with_starts(
+        &self,
+        index: &[u64],
+        starts: Option<&[usize]>,
+        nnz: usize,
+        mut pass: impl FnMut(&[usize]) -> bool,
+    ) -> Result<()> {
+        let n_blocks = self.layout().n_blocks();
+        let well_formed = |s: &[usize]| {
+            s.len() == n_blocks + 1 && s[0] == 0 && s[n_blocks] == nnz && s.is_sorted()
+        };
+        if let Some(s) = starts.filter(|s| well_formed(s)) {
+            if pass(s) {
+                return Ok(());
+            }
+        }
+        let fresh = self.starts(index)?;
+        if fresh[n_blocks] != nnz {
+            bail!(
+                "values has {nnz} entries but the index keeps {} weights",
+                fresh[n_blocks]
+            );
+        }
+        if !pass(&fresh) {
+            bail!("the index changed while it was being read");
+        }
+        Ok(())
+    }
+
+    /// The kept weights in C order, and their block starts.
+    pub fn gather<T: Copy + Send + Sync + Default>(
+        &self,
+        index: &[u64],
+        weights: &[T],
+    ) -> Result<(Vec<T>, Vec<usize>)> {
+        self.check(index, weights.len())?;
+        let starts = self.starts(index)?;
+        let mut values = vec![T::default(); starts[starts.len() - 1]];
+        let counts: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        let bw = self.layout().block_weights();
+        split_by(&mut values, &counts)
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(
+                || vec![0u64; self.bits_words()],
+                |bits, (b, out)| {
+                    let nw = self.block_bits(index, b, bits);
+                    let w = &weights[b * bw..];
+                    let mut k = 0;
+                    for_each_set(&bits[..nw], |i| {
+                        out[k] = w[i];
+                        k += 1;
+                    });
+                },
+            );
+        Ok((values, starts))
+    }
+
+    /// Fills `out` (length `n_weights`, any prior content) with `values` on
+    /// the mask and zero elsewhere. `starts`, if given, are the blocks' value
+    /// starts from [`starts`](Self::starts) or [`gather`](Self::gather).
+    pub fn scatter<T: Copy + Send + Sync + Default>(
+        &self,
+        index: &[u64],
+        values: &[T],
+        starts: Option<&[usize]>,
+        out: &mut [T],
+    ) -> Result<()> {
+        self.check(index, out.len())?;
+        let expand32 = std::mem::size_of::<T>() == 4 && Level::best() == Level::Avx512;
+        let bw = self.layout().block_weights();
+        self.with_starts(index, starts, values.len(), |starts| {
+            let stale = AtomicBool::new(false);
+            self.blocks(index, out, bw, |b, bits, out| {
+                let v = &values[starts[b]..starts[b + 1]];
+                if popcount(bits) != v.len() {
+                    stale.store(true, Ordering::Relaxed);
+                    return;
+                }
+                #[cfg(target_arch = "x86_64")]
+                if expand32 {
+                    // SAFETY: AVX-512 is available, `T` is a 4-byte `Copy`
+                    // type moved as raw 32-bit lanes, and `v` holds exactly
+                    // as many values as `bits` has set bits.
+                    return unsafe {
+                        expand_lanes32(
+                            bits,
+                            v.as_ptr() as *const u32,
+                            out.as_mut_ptr() as *mut u32,
+                            out.len(),
+                        )
+                    };
+                }
+                let _ = expand32;
+                out.fill(T::default());
+                let mut k = 0;
+                for_each_set(bits, |i| {
+                    out[i] = v[k];
+                    k += 1;
+                });
+            });
+            !stale.load(Ordering::Relaxed)
+        })
+    }
+}
+
+fn popcount(bits: &[u64]) -> usize {
+    bits.iter().map(|w| w.count_ones() as usize).sum()
+}
+
+/// Calls `f(i)` for every set bit `i` of a bit-packed mask, in order.
+#[inline]
+pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
+    for (w, &word) in bits.iter().enumerate() {
+        let mut x = word;
+        while x != 0 {
+            f(w * 64 + x.trailing_zeros() as usize);
+            x &= x - 1;
+        }
+    }
+}
+
+/// Appends `i + add` (wrapping) for every set bit `i` in `from..to` of a
+/// bit-packed mask, in order (sixteen bits per instruction with AVX-512 compress).
+pub fn push_positions(bits: &[u64], from: usize, to: usize, add: u32, out: &mut Vec<u32>) {
+    if from >= to {
+        return;
+    }
+    // The range's words, with the bits outside it cleared.
+    let (w0, w1) = (from / 64, to.div_ceil(64));
+    let word = |w: usize| {
+        let mut x = bits[w];
+        if w == w0 {
+            x &= u64::MAX << (from % 64);
+        }
+        if w + 1 == w1 && !to.is_multiple_of(64) {
+            x &= (1u64 << (to % 64)) - 1;
+        }
+        x
+    };
+    #[cfg(target_arch = "x86_64")]
+    if Level::best() == Level::Avx512 {
+        out.reserve(to - from + 16);
+        // SAFETY: AVX-512 is available; `out` has room for every position plus
+        // the sixteen lanes the last store may write past them.
+        unsafe {
+            let mut len = out.len();
+            for w in w0..w1 {
+                len = compress_word(
+                    word(w),
+                    ((64 * w) as u32).wrapping_add(add),
+                    out.as_mut_ptr(),
+                    len,
+                );
+            }
+            out.set_len(len);
+        }
+        return;
+    }
+    for w in w0..w1 {
+        let mut x = word(w);
+        while x != 0 {
+            out.push(((64 * w) as u32 + x.trailing_zeros()).wrapping_add(add));
+            x &= x - 1;
+        }
+    }
+}
+
+/// Writes `base + i` for the set bits `i` of `x` at `out[len..]`, sixteen
+/// lanes at a time (each store writes a full sixteen lanes); returns the new length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn compress_word(x: u64, base: u32, out: *mut u32, mut len: usize) -> usize {
+    use std::arch::x86_64::*;
+    if x == 0 {
+        return len;
+    }
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for q in 0..4 {
+        let m = (x >> (16 * q)) as u16;
+        let v = _mm512_add_epi32(iota, _mm512_set1_epi32(base.wrapping_add(16 * q) as i32));
+        _mm512_storeu_si512(
+            out.add(len) as *mut __m512i,
+            _mm512_maskz_compress_epi32(m, v),
+        );
+        len += m.count_ones() as usize;
+    }
+    len
+}
+
+/// Writes `n` 32-bit lanes: the next value where the mask bit is set, zero
+/// elsewhere, 16 lanes per instruction (AVX-512 expand-load). Every lane is
+/// written, so the output needs no zeroing first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn expand_lanes32(bits: &[u64], mut values: *const u32, out: *mut u32, n: usize) {
+    use std::arch::x86_64::*;
+    let full = n / 16;
+    for c in 0..full {
+        let m = (bits[c / 4] >> (16 * (c % 4))) as u16;
+        let v = _mm512_maskz_expandloadu_epi32(m, values as *const i32);
+        _mm512_storeu_si512(out.add(16 * c) as *mut __m512i, v);
+        values = values.add(m.count_ones() as usize);
+    }
+    for i in 16 * full..n {
+        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
+            *out.add(i) = *values;
+            values = values.add(1);
+        } else {
+            *out.add(i) = 0;
+        }
+    }
+}
+
+/// Splits `s` into consecutive pieces of the given lengths (which sum to its length).
+pub fn split_by<'a, T>(mut s: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
+    lens.iter()
+        .map(|&n| {
+            let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
+            s = tail;
+            head
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_agree_with_a_scan_of_the_bits() {
+        let bits: Vec<u64> = (0..7u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 9))
+            .collect();
+        for (from, to) in [
+            (0, 448),
+            (0, 0),
+            (3, 64),
+            (64, 128),
+            (5, 6),
+            (63, 65),
+            (17, 400),
+        ] {
+            let want: Vec<u32> = (from..to)
+                .filter(|&i| (bits[i / 64] >> (i % 64)) & 1 == 1)
+                .map(|i| i as u32 + 1000)
+                .collect();
+            let mut got = vec![7u32];
+            push_positions(&bits, from, to, 1000, &mut got);
+            assert_eq!(got[0], 7);
+            assert_eq!(&got[1..], &want[..], "{from}..{to}");
+        }
+    }
+}
