@@ -133,9 +133,11 @@ mod x86 {
         // Subset sums of the gains, 32 lanes at once, in the order of
         // `subset_sums` (highest bit first) so the values are identical.
         let (mut t_lo, mut t_hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        // LANES[j]: the table entries whose index has bit j set.
+        const LANES: [u32; 5] = [0xAAAA_AAAA, 0xCCCC_CCCC, 0xF0F0_F0F0, 0xFF00_FF00, 0xFFFF_0000];
         for (j, &g) in st.gains.iter().enumerate().rev() {
             let g = _mm512_set1_ps(g);
-            let lanes = (0..32u32).fold(0u32, |m, x| m | (((x >> j) & 1) << x));
+            let lanes = LANES[j];
             t_lo = _mm512_mask_add_ps(t_lo, lanes as u16, t_lo, g);
             t_hi = _mm512_mask_add_ps(t_hi, (lanes >> 16) as u16, t_hi, g);
         }
