@@ -157,6 +157,21 @@ fn acs_general(tr: &Trellis, old: &[f32], bm: &[f32], new: &mut [f32], dec: &mut
 /// them small whatever the block length (every kernel does it identically).
 const RENORMALISE_EVERY: usize = 32;
 
+/// The largest metric, in sixteen independent lanes so the compares pipeline
+/// (one running maximum would chain every compare on the one before).
+fn max_of(v: &[f32]) -> f32 {
+    let pick = |a: f32, b: f32| if b > a { b } else { a };
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in chunks.by_ref() {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = pick(*l, x);
+        }
+    }
+    let rest = chunks.remainder().iter().copied();
+    lanes.into_iter().chain(rest).fold(f32::NEG_INFINITY, pick)
+}
+
 /// What one block's search found.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BlockResult {
@@ -198,7 +213,7 @@ fn search_block(
             }
         }
         if (t + 1) % RENORMALISE_EVERY == 0 {
-            let top = ws.new.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let top = max_of(&ws.new);
             ws.new.iter_mut().for_each(|m| *m -= top);
         }
         std::mem::swap(&mut ws.old, &mut ws.new);
