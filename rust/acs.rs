@@ -39,12 +39,19 @@ impl Level {
         match self {
             Level::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Level::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("popcnt")
+                    && is_x86_feature_detected!("bmi2")
+            }
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("popcnt")
+                    && is_x86_feature_detected!("bmi2")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -134,7 +141,13 @@ mod x86 {
         // `subset_sums` (highest bit first) so the values are identical.
         let (mut t_lo, mut t_hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         // LANES[j]: the table entries whose index has bit j set.
-        const LANES: [u32; 5] = [0xAAAA_AAAA, 0xCCCC_CCCC, 0xF0F0_F0F0, 0xFF00_FF00, 0xFFFF_0000];
+        const LANES: [u32; 5] = [
+            0xAAAA_AAAA,
+            0xCCCC_CCCC,
+            0xF0F0_F0F0,
+            0xFF00_FF00,
+            0xFFFF_0000,
+        ];
         for (j, &g) in st.gains.iter().enumerate().rev() {
             let g = _mm512_set1_ps(g);
             let lanes = LANES[j];

@@ -182,8 +182,48 @@ pub struct BlockResult {
 }
 
 /// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
-/// them real), writing its input bits into `ws.words`.
+/// them real), writing its input bits into `ws.words`. The loop around the
+/// kernels (renormalising, traceback) is compiled for the level too.
 fn search_block(
+    tr: &Trellis,
+    level: Level,
+    ws: &mut Workspace,
+    steps: usize,
+    valid: usize,
+) -> BlockResult {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt,bmi2")]
+        unsafe fn avx512(
+            tr: &Trellis,
+            ws: &mut Workspace,
+            steps: usize,
+            valid: usize,
+        ) -> BlockResult {
+            search_block_at(tr, Level::Avx512, ws, steps, valid)
+        }
+        #[target_feature(enable = "avx2,fma,popcnt,bmi2")]
+        unsafe fn avx2(
+            tr: &Trellis,
+            ws: &mut Workspace,
+            steps: usize,
+            valid: usize,
+        ) -> BlockResult {
+            search_block_at(tr, Level::Avx2, ws, steps, valid)
+        }
+        match level {
+            // SAFETY: a `Searcher` only holds a level the CPU runs.
+            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid) },
+            // SAFETY: as above.
+            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid) },
+            Level::Portable => {}
+        }
+    }
+    search_block_at(tr, level, ws, steps, valid)
+}
+
+#[inline(always)]
+fn search_block_at(
     tr: &Trellis,
     level: Level,
     ws: &mut Workspace,
