@@ -159,6 +159,7 @@ const RENORMALISE_EVERY: usize = 32;
 
 /// The largest metric, in sixteen independent lanes so the compares pipeline
 /// (one running maximum would chain every compare on the one before).
+#[inline(always)]
 fn max_of(v: &[f32]) -> f32 {
     let pick = |a: f32, b: f32| if b > a { b } else { a };
     let mut lanes = [f32::NEG_INFINITY; 16];
