@@ -97,6 +97,9 @@ def main() -> None:
         pass
     row(f"sp @ X, X {n}x{args.batch}", best_of(lambda: sp @ x, rep), sp.nnz * args.batch, "MAC/s", "scipy CSR @ X", peer_csr)
     row(f"dense W @ X (BLAS)", best_of(lambda: src @ x, rep), w.size * args.batch, "MAC/s")
+    xl = np.ascontiguousarray(x.T)
+    peer_r = best_of(lambda: xl @ csr, rep) if peer_csr is not None else None
+    row(f"X @ sp, X {args.batch}x{n}", best_of(lambda: xl @ sp, rep), sp.nnz * args.batch, "MAC/s", "X @ scipy CSR", peer_r)
 
     print(f"vitrust {vitrust.__version__} on {cpu_name()}, {cores} cores, SIMD {_vitrust.simd_levels()[-1]}, numpy {np.__version__}")
     print(f"{n}x{n} float32 Gaussian, rate {rate}, flip_flops {cfg.flip_flops}, ratio {cfg.n_out // cfg.n_in}, batch {args.batch}; best of {rep}")

@@ -105,6 +105,23 @@ fn dense_and_matmul(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let xl = weights(batch * rows);
+    let mut yl = vec![0f32; batch * cols];
+    g.bench_function("rmatmul 64x4096 @ 4096x4096 (MAC)", |b| {
+        b.iter(|| {
+            vitrust::rmatmul::rmatmul(
+                &e,
+                &index,
+                &values,
+                Some(&starts),
+                rows,
+                &xl,
+                batch,
+                &mut yl,
+            )
+            .unwrap()
+        })
+    });
     g.finish();
 }
 

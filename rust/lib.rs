@@ -13,6 +13,7 @@ pub mod layout;
 pub mod matmul;
 pub mod pool;
 pub mod rate;
+pub mod rmatmul;
 pub mod scores;
 pub mod search;
 pub mod values;

@@ -88,14 +88,7 @@ pub fn matmul<R: Real>(
     batch: usize,
     out: &mut [R],
 ) -> Result<()> {
-    let n = e.layout().n_weights;
-    if rows == 0 || !n.is_multiple_of(rows) {
-        bail!("cannot view {n} weights as {rows} rows");
-    }
-    let cols = n / rows;
-    if cols > u32::MAX as usize {
-        bail!("rows of {cols} weights are too long for a product (at most 2^32 - 1)");
-    }
+    let cols = columns(e, index, rows)?;
     if batch == 0 || x.len() != cols * batch {
         bail!(
             "operand has {} elements; expected ({cols}, batch) with batch >= 1",
@@ -108,8 +101,7 @@ pub fn matmul<R: Real>(
             out.len()
         );
     }
-    e.check(index, n)?;
-    let task_rows = (TASK_WEIGHTS / cols).clamp(1, rows);
+    let task_rows = task_rows(cols, rows);
     let level = Level::best();
     e.with_starts(index, starts, values.len(), |starts| {
         let stale = AtomicBool::new(false);
@@ -119,11 +111,13 @@ pub fn matmul<R: Real>(
                 || (vec![0u64; e.bits_words()], Vec::new()),
                 |(bits, pos), (task, y)| {
                     let rows = Rows {
-                        e,
-                        index,
-                        values,
-                        starts,
-                        cols,
+                        entries: Entries {
+                            e,
+                            index,
+                            values,
+                            starts,
+                            cols,
+                        },
                         batch,
                         first: task * task_rows,
                     };
@@ -145,54 +139,43 @@ pub fn matmul<R: Real>(
     })
 }
 
+/// The columns of the pruned tensor viewed as `rows` rows, after checking the index.
+pub(crate) fn columns(e: &Expander, index: &[u64], rows: usize) -> Result<usize> {
+    let n = e.layout().n_weights;
+    if rows == 0 || !n.is_multiple_of(rows) {
+        bail!("cannot view {n} weights as {rows} rows");
+    }
+    let cols = n / rows;
+    if cols > u32::MAX as usize {
+        bail!("rows of {cols} weights are too long for a product (at most 2^32 - 1)");
+    }
+    e.check(index, n)?;
+    Ok(cols)
+}
+
+/// Rows per parallel task for rows of `cols` weights.
+pub(crate) fn task_rows(cols: usize, rows: usize) -> usize {
+    (TASK_WEIGHTS / cols).clamp(1, rows)
+}
+
 /// One task's rows: `first ..` as many as its piece of the output holds.
 struct Rows<'a, R> {
-    e: &'a Expander,
-    index: &'a [u64],
-    values: &'a [R],
-    starts: &'a [usize],
-    cols: usize,
+    entries: Entries<'a, R>,
     batch: usize,
     first: usize,
 }
 
 impl<R: Real> Rows<'_, R> {
-    /// Computes the task's rows; false if a block disagrees with `starts`.
+    /// Computes the task's rows; false if a block disagrees with the starts.
     #[inline(always)]
     fn run(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
-        let (cols, batch) = (self.cols, self.batch);
-        let bw = self.e.layout().block_weights();
-        let rows = y.len() / batch;
-        let (lo, hi) = (self.first * cols, (self.first + rows) * cols);
-        // The task's kept positions (relative to `lo`) and where their values start.
-        pos.clear();
-        let mut first_value = None;
-        for b in lo / bw..hi.div_ceil(bw) {
-            let nw = self.e.block_bits(self.index, b, bits);
-            let bits = &bits[..nw];
-            let count: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
-            if count != self.starts[b + 1] - self.starts[b] {
-                return false;
-            }
-            let base = b * bw;
-            let from = lo.saturating_sub(base);
-            if first_value.is_none() {
-                first_value = Some(self.starts[b] + count_below(bits, from));
-            }
-            let to = (hi - base).min(64 * nw);
-            push_positions(bits, from, to, base.wrapping_sub(lo) as u32, pos);
-        }
-        let values = &self.values[first_value.unwrap_or(0)..][..pos.len()];
-        // Each row's entries are a run of `pos`; make them column numbers.
-        let mut a = 0;
-        for (r, y) in y.chunks_exact_mut(batch).enumerate() {
-            let end = (r + 1) * cols;
-            let b = a + pos[a..].partition_point(|&p| (p as usize) < end);
-            let row_start = (r * cols) as u32;
-            pos[a..b].iter_mut().for_each(|p| *p -= row_start);
-            row_product(&pos[a..b], &values[a..b], x, batch, y);
-            a = b;
-        }
+        let (batch, n) = (self.batch, y.len() / self.batch);
+        let Some(values) = self.entries.rows(self.first, n, bits, pos) else {
+            return false;
+        };
+        for_each_row(pos, values, self.entries.cols, n, |r, cols, vals| {
+            row_product(cols, vals, x, batch, &mut y[r * batch..][..batch])
+        });
         true
     }
 
@@ -212,6 +195,71 @@ impl<R: Real> Rows<'_, R> {
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
         self.run(x, y, bits, pos)
+    }
+}
+
+/// A pruned matrix's kept entries, found row range by row range.
+pub(crate) struct Entries<'a, R> {
+    pub e: &'a Expander,
+    pub index: &'a [u64],
+    pub values: &'a [R],
+    pub starts: &'a [usize],
+    pub cols: usize,
+}
+
+impl<'a, R> Entries<'a, R> {
+    /// Fills `pos` with the kept positions of rows `first .. first + n`
+    /// (counted from row `first`'s start) and returns their values; `None`
+    /// if a block disagrees with the starts.
+    #[inline(always)]
+    pub fn rows(
+        &self,
+        first: usize,
+        n: usize,
+        bits: &mut [u64],
+        pos: &mut Vec<u32>,
+    ) -> Option<&'a [R]> {
+        let bw = self.e.layout().block_weights();
+        let (lo, hi) = (first * self.cols, (first + n) * self.cols);
+        pos.clear();
+        let mut first_value = None;
+        for b in lo / bw..hi.div_ceil(bw) {
+            let nw = self.e.block_bits(self.index, b, bits);
+            let bits = &bits[..nw];
+            let count: usize = bits.iter().map(|w| w.count_ones() as usize).sum();
+            if count != self.starts[b + 1] - self.starts[b] {
+                return None;
+            }
+            let base = b * bw;
+            let from = lo.saturating_sub(base);
+            if first_value.is_none() {
+                first_value = Some(self.starts[b] + count_below(bits, from));
+            }
+            let to = (hi - base).min(64 * nw);
+            push_positions(bits, from, to, base.wrapping_sub(lo) as u32, pos);
+        }
+        Some(&self.values[first_value.unwrap_or(0)..][..pos.len()])
+    }
+}
+
+/// Calls `f(r, columns, values)` for each of `n` rows whose entries
+/// [`Entries::rows`] left in `pos`, turning positions into columns in place.
+#[inline(always)]
+pub(crate) fn for_each_row<R>(
+    pos: &mut [u32],
+    values: &[R],
+    cols: usize,
+    n: usize,
+    mut f: impl FnMut(usize, &[u32], &[R]),
+) {
+    let mut a = 0;
+    for r in 0..n {
+        let end = (r + 1) * cols;
+        let b = a + pos[a..].partition_point(|&p| (p as usize) < end);
+        let row_start = (r * cols) as u32;
+        pos[a..b].iter_mut().for_each(|p| *p -= row_start);
+        f(r, &pos[a..b], &values[a..b]);
+        a = b;
     }
 }
 

@@ -388,9 +388,10 @@ fn scatter<'py>(
 }
 
 /// `W @ x` for `W` (the pruned tensor as `rows` rows) and a C-order `x` of
-/// `cols * batch` elements; `values` and `x` share the dtype (float32 or float64).
+/// `cols * batch` elements, or with `left` `x @ W` for `x` of `batch * rows`;
+/// `values` and `x` share the dtype (float32 or float64).
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None, left=false))]
 #[allow(clippy::too_many_arguments)]
 fn matmul<'py>(
     py: Python<'py>,
@@ -404,24 +405,32 @@ fn matmul<'py>(
     batch: usize,
     threads: Option<usize>,
     starts: Option<PyReadonlyArray1<'py, u64>>,
+    left: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let e = Expander::new(&config.0, layout);
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
+    let out_len = batch * if left { n_weights / rows.max(1) } else { rows };
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,
     );
     macro_rules! run {
         ($v:expr, $x:expr, $t:ty) => {{
-            // SAFETY: `matmul` writes every element before the array is returned.
-            let out = unsafe { PyArray1::<$t>::new(py, rows * batch, false) };
+            // SAFETY: both products write every element or fail, and a failed
+            // call's array is dropped unread.
+            let out = unsafe { PyArray1::<$t>::new(py, out_len, false) };
             {
                 let mut rw = out.readwrite();
                 let y = rw.as_slice_mut()?;
+                let s = starts.as_deref();
                 detached(py, threads, || {
-                    crate::matmul::matmul(&e, idx, $v, starts.as_deref(), rows, $x, batch, y)
+                    if left {
+                        crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, y)
+                    } else {
+                        crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, y)
+                    }
                 })?;
             }
             out.into_any()

@@ -3,6 +3,7 @@
 
 use vitrust::matmul::matmul;
 use vitrust::pool::with_threads;
+use vitrust::rmatmul::{group_rows, rmatmul};
 use vitrust::{Expander, Layout, VdConfig};
 
 fn lcg(seed: &mut u64) -> f64 {
@@ -144,4 +145,85 @@ fn scatter_with_wrong_starts_still_places_every_value() {
         .iter()
         .zip(starts.windows(2))
         .all(|(c, s)| *c == s[1] - s[0]));
+}
+
+/// `X @ W` one scalar at a time, in the documented order: within each group
+/// of rows, rows in order from zero; then the groups' sums in group order.
+fn reference_r(mask: &[bool], values: &[f32], rows: usize, x: &[f32], batch: usize) -> Vec<f32> {
+    let cols = mask.len() / rows;
+    let per_group = group_rows(rows, cols, batch, 4);
+    let mut value_of = vec![0f32; mask.len()];
+    let mut k = 0;
+    for (i, &m) in mask.iter().enumerate() {
+        if m {
+            value_of[i] = values[k];
+            k += 1;
+        }
+    }
+    let mut out = vec![0f32; batch * cols];
+    for b in 0..batch {
+        for c in 0..cols {
+            let sums: Vec<f32> = (0..rows)
+                .step_by(per_group)
+                .map(|first| {
+                    (first..(first + per_group).min(rows))
+                        .filter(|&r| mask[r * cols + c])
+                        .fold(0f32, |s, r| s + value_of[r * cols + c] * x[b * rows + r])
+                })
+                .collect();
+            out[b * cols + c] = sums[1..].iter().fold(sums[0], |s, &p| s + p);
+        }
+    }
+    out
+}
+
+#[test]
+fn rmatmul_matches_the_scalar_reference_bit_for_bit() {
+    let mut seed = 17u64;
+    for (rows, cols, batch, k, block_steps) in [
+        (9, 13, 1, 6, 5),
+        (40, 70, 19, 8, 17),
+        (300, 517, 3, 10, 1024),
+        (3, 30_000, 2, 7, 300),
+    ] {
+        let cfg = VdConfig::from_seed(k, 1, 5, 3, 2, k as u64).unwrap();
+        let n = rows * cols;
+        let layout = Layout::new(&cfg, n, block_steps).unwrap();
+        let index = random_index(&layout, &mut seed);
+        let e = Expander::new(&cfg, layout);
+        let mut mask = vec![false; n];
+        e.mask(&index, &mut mask).unwrap();
+        let w: Vec<f32> = (0..n).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
+        let (values, starts) = e.gather(&index, &w).unwrap();
+        let x: Vec<f32> = (0..batch * rows)
+            .map(|_| (lcg(&mut seed) - 0.5) as f32)
+            .collect();
+        let want = reference_r(&mask, &values, rows, &x, batch);
+        for (given, threads) in [
+            (Some(starts.clone()), 2),
+            (None, 1),
+            (Some(skewed(&starts)), 2),
+        ] {
+            let mut y = vec![f32::NAN; batch * cols];
+            with_threads(Some(threads), || {
+                rmatmul(
+                    &e,
+                    &index,
+                    &values,
+                    given.as_deref(),
+                    rows,
+                    &x,
+                    batch,
+                    &mut y,
+                )
+            })
+            .unwrap()
+            .unwrap();
+            let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{batch}x{rows} @ {rows}x{cols}, starts {given:?}");
+        }
+        let mut y = vec![0f32; batch * cols];
+        assert!(rmatmul(&e, &index, &values, None, rows, &x[1..], batch, &mut y).is_err());
+        assert!(rmatmul(&e, &index, &values, None, rows + 1, &x, batch, &mut y).is_err());
+    }
 }

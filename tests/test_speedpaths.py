@@ -112,3 +112,37 @@ def test_matmul_errors():
         sp @ np.full(12, np.nan)
     with pytest.raises(TypeError, match="operand"):
         sp @ np.ones(12, dtype=complex)
+
+
+@given(
+    st.tuples(st.integers(1, 40), st.integers(1, 70)),
+    st.sampled_from([np.float16, np.float32, np.float64]),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 20),
+    st.floats(0.0, 0.95),
+    st.integers(0, 2**32),
+)
+def test_rmatmul_matches_dense(shape, wdtype, xdtype, batch, rate, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(shape).astype(wdtype)
+    sp = vitrust.prune(w, rate, block_steps=7, flip_flops=6)
+    x = rng.standard_normal((batch, shape[0]) if batch else shape[0]).astype(xdtype)
+    got = x @ sp
+    dt = np.float64 if np.float64 in (np.dtype(wdtype), np.dtype(xdtype)) else np.float32
+    assert got.dtype == dt and got.shape == ((batch, shape[1]) if batch else (shape[1],))
+    want = x.astype(np.float64) @ sp.to_dense().astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-5 if dt == np.float32 else 1e-12)
+
+
+def test_rmatmul_is_thread_independent_views_nd_tensors_and_checks_operands():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 4, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((33, 64)).astype(np.float32)
+    a = vitrust.prune(w, 0.8, threads=1)
+    b = vitrust.prune(w, 0.8, threads=2)
+    np.testing.assert_array_equal(x @ a, x @ b)
+    np.testing.assert_allclose(x @ a, x @ a.to_dense().reshape(64, 256), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        np.ones((2, 63)) @ a
+    with pytest.raises(ValueError, match="finite"):
+        np.full(64, np.inf) @ a

@@ -23,6 +23,9 @@ class ViterbiSparse:
     """
 
     __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads", "_starts")
+    # NumPy operators defer to this class (so `X @ sp` reaches __rmatmul__
+    # instead of densifying `sp`); np.asarray(sp) still gives the dense array.
+    __array_ufunc__ = None
 
     def __init__(
         self,
@@ -116,12 +119,26 @@ class ViterbiSparse:
         either side is float64, else float32; each output row is summed in C
         order, so the result does not depend on the thread count.
         """
+        return self._product(other, left=False)
+
+    def __rmatmul__(self, other: Any) -> np.ndarray:
+        """``X @ W`` from the index and values, never forming the dense ``W``.
+
+        ``X`` is a vector of ``shape[0]`` elements or a ``(batch, shape[0])``
+        matrix; the result has ``rest`` columns. Rows of ``W`` are summed in up
+        to eight fixed groups, then the groups in order, so the result does not
+        depend on the thread count.
+        """
+        return self._product(other, left=True)
+
+    def _product(self, other: Any, left: bool) -> np.ndarray:
         x = np.asarray(other)
         if x.dtype.kind not in "fiub" or x.dtype == np.longdouble:
             raise TypeError(f"operand: expected a real numeric array, got {x.dtype}")
         rows, cols = self.shape[0], self.size // self.shape[0]
-        if x.ndim not in (1, 2) or x.shape[0] != cols:
-            raise ValueError(f"operand: shape {x.shape} does not match; this tensor multiplies ({cols},) or ({cols}, batch)")
+        inner, want = (rows, f"({rows},) or (batch, {rows})") if left else (cols, f"({cols},) or ({cols}, batch)")
+        if x.ndim not in (1, 2) or x.shape[-1 if left else 0] != inner:
+            raise ValueError(f"operand: shape {x.shape} does not match; this tensor multiplies {want}")
         if x.size == 0:
             raise ValueError("operand: the batch is empty")
         dtype = np.float64 if np.float64 in (x.dtype, self.dtype) else np.float32
@@ -129,12 +146,14 @@ class ViterbiSparse:
         if not np.isfinite(xs).all():
             raise ValueError("operand: values must be finite")
         values = self.values.astype(dtype, copy=False)
-        batch = 1 if x.ndim == 1 else x.shape[1]
+        batch = 1 if x.ndim == 1 else x.shape[0 if left else 1]
         y = _vitrust.matmul(
             self.config, self.index, self.block_steps, values, self.size, rows, xs.reshape(-1), batch, self._threads,
-            self._block_starts(),
+            self._block_starts(), left,
         )
-        return y if x.ndim == 1 else y.reshape(rows, batch)
+        if x.ndim == 1:
+            return y
+        return y.reshape(batch, cols) if left else y.reshape(rows, batch)
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if copy is False:

@@ -1,0 +1,159 @@
+//! `X @ W` on the compressed form: `X` a dense `(batch, rows)` matrix and `W`
+//! the pruned tensor viewed as `(rows, cols)`.
+//!
+//! Each kept entry `(r, c, v)` adds `v * X[:, r]` to output column `c`, so rows
+//! of `W` cannot be split across threads without two threads adding to one
+//! column. The rows are cut instead into a fixed number of groups (set by the
+//! shape alone, never by the thread count); each group sums into its own
+//! partial result, and the partials are added in group order. Results are
+//! therefore the same on any number of threads.
+
+use crate::acs::Level;
+use crate::matmul::{columns, for_each_row, task_rows, Entries, Real};
+use crate::{bail, Expander, Result};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Most row groups, and the most bytes their partial results may take.
+const MAX_GROUPS: usize = 8;
+const PARTIAL_BYTES: usize = 256 << 20;
+
+/// Rows per group of `X @ W` for these shapes: up to eight groups, fewer when
+/// their partial results (`cols * batch` elements each) would pass 256 MiB.
+pub fn group_rows(rows: usize, cols: usize, batch: usize, elem_bytes: usize) -> usize {
+    let each = cols.saturating_mul(batch).saturating_mul(elem_bytes).max(1);
+    rows.div_ceil((PARTIAL_BYTES / each).clamp(1, MAX_GROUPS))
+}
+
+/// `out (batch, cols) = x (batch, rows) @ W (rows, cols)`, all C order;
+/// `values` are W's kept weights already converted to `R`, `starts` (if
+/// given) their block starts.
+#[allow(clippy::too_many_arguments)]
+pub fn rmatmul<R: Real>(
+    e: &Expander,
+    index: &[u64],
+    values: &[R],
+    starts: Option<&[usize]>,
+    rows: usize,
+    x: &[R],
+    batch: usize,
+    out: &mut [R],
+) -> Result<()> {
+    let cols = columns(e, index, rows)?;
+    if batch == 0 || x.len() != batch * rows {
+        bail!(
+            "operand has {} elements; expected (batch, {rows}) with batch >= 1",
+            x.len()
+        );
+    }
+    if out.len() != batch * cols {
+        bail!(
+            "output has {} elements; expected {batch} x {cols}",
+            out.len()
+        );
+    }
+    // X's columns as contiguous rows, so each entry adds one contiguous run.
+    let mut xt = vec![R::default(); rows * batch];
+    xt.par_chunks_mut(batch).enumerate().for_each(|(r, xr)| {
+        xr.iter_mut()
+            .enumerate()
+            .for_each(|(b, v)| *v = x[b * rows + r])
+    });
+    let per_group = group_rows(rows, cols, batch, std::mem::size_of::<R>());
+    let g = rows.div_ceil(per_group);
+    let mut partial = vec![R::default(); g * cols * batch];
+    e.with_starts(index, starts, values.len(), |starts| {
+        let stale = AtomicBool::new(false);
+        partial
+            .par_chunks_mut(cols * batch)
+            .enumerate()
+            .for_each(|(group, acc)| {
+                acc.fill(R::default());
+                let first = group * per_group;
+                let part = Group {
+                    entries: Entries {
+                        e,
+                        index,
+                        values,
+                        starts,
+                        cols,
+                    },
+                    batch,
+                    first,
+                    end: (first + per_group).min(rows),
+                };
+                let fresh = match Level::best() {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `Level::best` checked the CPU runs these instructions.
+                    Level::Avx512 => unsafe { part.run_avx512(&xt, acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Level::Avx2 => unsafe { part.run_avx2(&xt, acc) },
+                    _ => part.run(&xt, acc),
+                };
+                if !fresh {
+                    stale.store(true, Ordering::Relaxed);
+                }
+            });
+        !stale.load(Ordering::Relaxed)
+    })?;
+    // out[b][c] = sum over groups, in group order, of partial[group][c][b].
+    out.par_chunks_mut(cols).enumerate().for_each(|(b, row)| {
+        for (c, o) in row.iter_mut().enumerate() {
+            let mut sum = partial[c * batch + b];
+            for group in 1..g {
+                sum = sum + partial[(group * cols + c) * batch + b];
+            }
+            *o = sum;
+        }
+    });
+    Ok(())
+}
+
+/// One group of rows, `first .. end`, summed into its partial result.
+struct Group<'a, R> {
+    entries: Entries<'a, R>,
+    batch: usize,
+    first: usize,
+    end: usize,
+}
+
+impl<R: Real> Group<'_, R> {
+    /// `acc[c] += v * xt[r]` for every entry, rows in order, a task's worth
+    /// of rows at a time; false if a block disagrees with the starts.
+    #[inline(always)]
+    fn run(&self, xt: &[R], acc: &mut [R]) -> bool {
+        let (batch, cols) = (self.batch, self.entries.cols);
+        let step = task_rows(cols, self.end - self.first);
+        let (mut bits, mut pos) = (vec![0u64; self.entries.e.bits_words()], Vec::new());
+        for first in (self.first..self.end).step_by(step) {
+            let n = step.min(self.end - first);
+            let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
+                return false;
+            };
+            for_each_row(&mut pos, values, cols, n, |r, cs, vs| {
+                let xr = &xt[(first + r) * batch..][..batch];
+                for (&c, &v) in cs.iter().zip(vs) {
+                    let a = &mut acc[c as usize * batch..][..batch];
+                    // A separate multiply and add, as in `W @ X`.
+                    for (a, &x) in a.iter_mut().zip(xr) {
+                        *a = *a + v * x;
+                    }
+                }
+            });
+        }
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&self, xt: &[R], acc: &mut [R]) -> bool {
+        self.run(xt, acc)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self, xt: &[R], acc: &mut [R]) -> bool {
+        self.run(xt, acc)
+    }
+}
