@@ -18,10 +18,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const MAX_GROUPS: usize = 8;
 const PARTIAL_BYTES: usize = 256 << 20;
 
+/// Batch columns per tile: a partial result is kept as tiles of `cols x TILE`,
+/// so the tile being added to stays in cache however large the batch.
+const TILE: usize = 16;
+
 /// Rows per group of `X @ W` for these shapes: up to eight groups, fewer when
 /// their partial results (`cols * batch` elements each) would pass 256 MiB.
 pub fn group_rows(rows: usize, cols: usize, batch: usize, elem_bytes: usize) -> usize {
-    let each = cols.saturating_mul(batch).saturating_mul(elem_bytes).max(1);
+    let each = cols
+        .saturating_mul(batch.next_multiple_of(TILE))
+        .saturating_mul(elem_bytes)
+        .max(1);
     rows.div_ceil((PARTIAL_BYTES / each).clamp(1, MAX_GROUPS))
 }
 
@@ -61,11 +68,14 @@ pub fn rmatmul<R: Real>(
     });
     let per_group = group_rows(rows, cols, batch, std::mem::size_of::<R>());
     let g = rows.div_ceil(per_group);
-    let mut partial = vec![R::default(); g * cols * batch];
+    // Group `g`'s partial result, batch column `b`, output column `c` sits at
+    // ((g * tiles + b / TILE) * cols + c) * TILE + b % TILE.
+    let each = cols * batch.next_multiple_of(TILE);
+    let mut partial = vec![R::default(); g * each];
     e.with_starts(index, starts, values.len(), |starts| {
         let stale = AtomicBool::new(false);
         partial
-            .par_chunks_mut(cols * batch)
+            .par_chunks_mut(each)
             .enumerate()
             .for_each(|(group, acc)| {
                 acc.fill(R::default());
@@ -97,15 +107,21 @@ pub fn rmatmul<R: Real>(
             });
         !stale.load(Ordering::Relaxed)
     })?;
-    // out[b][c] = sum over groups, in group order, of partial[group][c][b].
-    out.par_chunks_mut(cols).enumerate().for_each(|(b, row)| {
-        for (c, o) in row.iter_mut().enumerate() {
-            let mut sum = partial[c * batch + b];
-            for group in 1..g {
-                sum = sum + partial[(group * cols + c) * batch + b];
-            }
-            *o = sum;
+    // Add the groups in order into the first, a run of columns at a time
+    // (contiguous adds), then write it out transposed.
+    let (first, rest) = partial.split_at_mut(each);
+    let run = 64 * TILE;
+    first.par_chunks_mut(run).enumerate().for_each(|(i, sum)| {
+        for group in rest.chunks_exact(each) {
+            let part = &group[i * run..][..sum.len()];
+            sum.iter_mut().zip(part).for_each(|(s, &p)| *s = *s + p);
         }
+    });
+    out.par_chunks_mut(cols).enumerate().for_each(|(b, row)| {
+        let tile = &first[(b / TILE) * cols * TILE + b % TILE..];
+        row.iter_mut()
+            .enumerate()
+            .for_each(|(c, o)| *o = tile[c * TILE]);
     });
     Ok(())
 }
@@ -120,7 +136,8 @@ struct Group<'a, R> {
 
 impl<R: Real> Group<'_, R> {
     /// `acc[c] += v * xt[r]` for every entry, rows in order, a task's worth
-    /// of rows at a time; false if a block disagrees with the starts.
+    /// of rows at a time, one batch tile after another; false if a block
+    /// disagrees with the starts.
     #[inline(always)]
     fn run(&self, xt: &[R], acc: &mut [R]) -> bool {
         let (batch, cols) = (self.batch, self.entries.cols);
@@ -131,16 +148,35 @@ impl<R: Real> Group<'_, R> {
             let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
                 return false;
             };
-            for_each_row(&mut pos, values, cols, n, |r, cs, vs| {
-                let xr = &xt[(first + r) * batch..][..batch];
-                for (&c, &v) in cs.iter().zip(vs) {
-                    let a = &mut acc[c as usize * batch..][..batch];
-                    // A separate multiply and add, as in `W @ X`.
-                    for (a, &x) in a.iter_mut().zip(xr) {
-                        *a = *a + v * x;
+            let rows: Vec<(usize, usize)> = {
+                let mut spans = Vec::with_capacity(n);
+                for_each_row(&mut pos, values, cols, n, |r, cs, _| {
+                    spans.push((r, cs.len()))
+                });
+                spans
+            };
+            for (t, tile) in acc.chunks_exact_mut(cols * TILE).enumerate() {
+                let width = TILE.min(batch - t * TILE);
+                let mut a = 0;
+                for &(r, len) in &rows {
+                    let xr = &xt[(first + r) * batch + t * TILE..][..width];
+                    let entries = pos[a..a + len].iter().zip(&values[a..a + len]);
+                    if width == TILE {
+                        let xr: &[R; TILE] = xr.try_into().expect("a full tile");
+                        for (&c, &v) in entries {
+                            let sum: &mut [R; TILE] = (&mut tile[c as usize * TILE..][..TILE])
+                                .try_into()
+                                .expect("a full tile");
+                            add_scaled(sum, v, xr);
+                        }
+                    } else {
+                        for (&c, &v) in entries {
+                            add_scaled(&mut tile[c as usize * TILE..][..width], v, xr);
+                        }
                     }
+                    a += len;
                 }
-            });
+            }
         }
         true
     }
@@ -155,5 +191,13 @@ impl<R: Real> Group<'_, R> {
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2(&self, xt: &[R], acc: &mut [R]) -> bool {
         self.run(xt, acc)
+    }
+}
+
+/// `sum += v * x`, a separate multiply and add as in `W @ X`.
+#[inline(always)]
+fn add_scaled<R: Real>(sum: &mut [R], v: R, x: &[R]) {
+    for (s, &x) in sum.iter_mut().zip(x) {
+        *s = *s + v * x;
     }
 }
