@@ -2,6 +2,7 @@
 //! it: kept counts, gathering the kept values, scattering them into a dense
 //! array. Each block starts in state 0, so blocks run in parallel.
 
+use crate::bitslice::BitSlicer;
 use crate::{bail, Layout, Result, VdConfig};
 use rayon::prelude::*;
 
@@ -64,6 +65,49 @@ fn fast_shifts() -> bool {
     false
 }
 
+/// The ways [`Expander::block_bits`] can decode a block, all bit-identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// One step (or four, through a table) at a time: any CPU.
+    Steps,
+    /// Bit-sliced, 64 steps per `u64` (needs fast BMI2).
+    Sliced,
+    /// Bit-sliced, 512 steps per AVX-512 vector (needs VBMI, BITALG and fast
+    /// BMI2 too).
+    SlicedAvx512,
+}
+
+impl Decoder {
+    pub fn all() -> [Decoder; 3] {
+        [Decoder::Steps, Decoder::Sliced, Decoder::SlicedAvx512]
+    }
+
+    /// True when this CPU can run the decoder.
+    pub fn available(self) -> bool {
+        match self {
+            Decoder::Steps => true,
+            Decoder::Sliced => crate::bitslice::fast_pdep(),
+            Decoder::SlicedAvx512 => crate::bitslice::avx512_available(),
+        }
+    }
+
+    /// The fastest decoder this CPU runs for `n_out` outputs per step.
+    fn best(n_out: usize) -> Decoder {
+        // Interleaving costs one `pdep` per (output word, plane) pair, about
+        // `n_out / 64` per weight, while a table step yields `n_out` weights.
+        if n_out > BIT_SLICE_MAX_N_OUT {
+            return Decoder::Steps;
+        }
+        [Decoder::SlicedAvx512, Decoder::Sliced]
+            .into_iter()
+            .find(|d| d.available())
+            .unwrap_or(Decoder::Steps)
+    }
+}
+
+/// The widest step (in mask bits) for which bit-slicing beats the table steps.
+const BIT_SLICE_MAX_N_OUT: usize = 16;
+
 /// A config's keep table together with the layout it expands.
 pub struct Expander {
     table: Vec<u64>,
@@ -73,6 +117,8 @@ pub struct Expander {
     k: u32,
     n_in: u32,
     layout: Layout,
+    slicer: BitSlicer,
+    decoder: Decoder,
 }
 
 impl Expander {
@@ -99,7 +145,26 @@ impl Expander {
             k,
             n_in: config.n_in(),
             layout,
+            slicer: BitSlicer::new(config),
+            decoder: Decoder::best(n_out),
         }
+    }
+
+    /// This expander with `decoder` forced, to compare or time decoders.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `decoder`.
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        assert!(
+            decoder.available(),
+            "{decoder:?} needs instructions this CPU lacks"
+        );
+        self.decoder = decoder;
+        self
+    }
+
+    pub fn decoder(&self) -> Decoder {
+        self.decoder
     }
 
     pub fn layout(&self) -> &Layout {
@@ -115,19 +180,32 @@ impl Expander {
         let valid = self.layout.weights(b).len();
         let nw = valid.div_ceil(64);
         let out = &mut out[..nw + 1];
-        out.fill(0);
         let steps = self.layout.steps(b);
-        match (self.n_in, fast_shifts()) {
+        match self.decoder {
+            // SAFETY: `with_decoder` and `Decoder::best` only pick available
+            // decoders, which checked for the instructions each one uses.
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `fast_shifts` checked that the CPU has BMI2.
-            (1, true) => unsafe { self.run_bmi2(words, steps, out) },
-            _ => self.run(words, steps, out),
+            Decoder::SlicedAvx512 => unsafe { self.slicer.run_avx512(words, steps, out) },
+            #[cfg(target_arch = "x86_64")]
+            Decoder::Sliced => unsafe { self.slicer.run_u64(words, steps, out) },
+            _ => self.step_loop(words, steps, out),
         }
         if !valid.is_multiple_of(64) {
             out[nw - 1] &= (1u64 << (valid % 64)) - 1;
         }
         out[nw] = 0;
         nw
+    }
+
+    /// The step loop, with the fastest shifts the CPU has.
+    fn step_loop(&self, words: &[u64], steps: usize, out: &mut [u64]) {
+        out.fill(0);
+        match (self.n_in, fast_shifts()) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `fast_shifts` checked that the CPU has BMI2.
+            (1, true) => unsafe { self.run_bmi2(words, steps, out) },
+            _ => self.run(words, steps, out),
+        }
     }
 
     /// The step loop of [`block_bits`](Self::block_bits).
