@@ -68,45 +68,49 @@ fn fast_shifts() -> bool {
 /// The ways [`Expander::block_bits`] can decode a block, all bit-identical.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoder {
-    /// One step (or four, through a table) at a time: any CPU.
+    /// One step (or four, through a table) at a time: any CPU, any config.
     Steps,
-    /// Bit-sliced, 64 steps per `u64` (needs fast BMI2).
-    Sliced,
-    /// Bit-sliced, 512 steps per AVX-512 vector (needs VBMI, BITALG and fast
-    /// BMI2 too).
-    SlicedAvx512,
+    /// Bit-sliced, 512 steps per vector: AVX-512 with VBMI and BITALG, and
+    /// at most 16 mask bits per step.
+    BitSliced,
 }
 
 impl Decoder {
-    pub fn all() -> [Decoder; 3] {
-        [Decoder::Steps, Decoder::Sliced, Decoder::SlicedAvx512]
+    pub fn all() -> [Decoder; 2] {
+        [Decoder::Steps, Decoder::BitSliced]
     }
 
     /// True when this CPU can run the decoder.
     pub fn available(self) -> bool {
         match self {
             Decoder::Steps => true,
-            Decoder::Sliced => crate::bitslice::fast_pdep(),
-            Decoder::SlicedAvx512 => crate::bitslice::avx512_available(),
+            Decoder::BitSliced => crate::bitslice::available(),
+        }
+    }
+
+    /// True when the decoder handles steps of `n_out` mask bits.
+    pub fn supports(self, n_out: usize) -> bool {
+        match self {
+            Decoder::Steps => true,
+            Decoder::BitSliced => n_out <= crate::bitslice::MAX_N_OUT,
         }
     }
 
     /// The fastest decoder this CPU runs for `n_out` outputs per step.
     fn best(n_out: usize) -> Decoder {
-        // Interleaving costs one `pdep` per (output word, plane) pair, about
-        // `n_out / 64` per weight, while a table step yields `n_out` weights.
-        if n_out > BIT_SLICE_MAX_N_OUT {
-            return Decoder::Steps;
+        // Measured (k = 8..12): bit-slicing costs about the same per weight
+        // whatever `n_out`, while a four-step table lookup yields `4 * n_out`
+        // weights; at 16 the lookups win.
+        if n_out <= BIT_SLICE_MAX_N_OUT && Decoder::BitSliced.available() {
+            Decoder::BitSliced
+        } else {
+            Decoder::Steps
         }
-        [Decoder::SlicedAvx512, Decoder::Sliced]
-            .into_iter()
-            .find(|d| d.available())
-            .unwrap_or(Decoder::Steps)
     }
 }
 
 /// The widest step (in mask bits) for which bit-slicing beats the table steps.
-const BIT_SLICE_MAX_N_OUT: usize = 16;
+const BIT_SLICE_MAX_N_OUT: usize = 12;
 
 /// A config's keep table together with the layout it expands.
 pub struct Expander {
@@ -117,7 +121,8 @@ pub struct Expander {
     k: u32,
     n_in: u32,
     layout: Layout,
-    slicer: BitSlicer,
+    /// The bit-sliced kernel's tables, when it handles this config.
+    slicer: Option<BitSlicer>,
     decoder: Decoder,
 }
 
@@ -181,13 +186,11 @@ impl Expander {
         let nw = valid.div_ceil(64);
         let out = &mut out[..nw + 1];
         let steps = self.layout.steps(b);
-        match self.decoder {
-            // SAFETY: `with_decoder` and `Decoder::best` only pick available
-            // decoders, which checked for the instructions each one uses.
+        match (self.decoder, &self.slicer) {
+            // SAFETY: `with_decoder` and `Decoder::best` only pick a decoder
+            // the CPU runs.
             #[cfg(target_arch = "x86_64")]
-            Decoder::SlicedAvx512 => unsafe { self.slicer.run_avx512(words, steps, out) },
-            #[cfg(target_arch = "x86_64")]
-            Decoder::Sliced => unsafe { self.slicer.run_u64(words, steps, out) },
+            (Decoder::BitSliced, Some(slicer)) => unsafe { slicer.run(words, steps, out) },
             _ => self.step_loop(words, steps, out),
         }
         if !valid.is_multiple_of(64) {
