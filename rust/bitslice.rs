@@ -20,6 +20,9 @@
 //! vectors hold for up to 16 planes. Wider steps yield enough weights per
 //! table lookup that the step loop wins anyway.
 
+// Only the x86-64 kernel reads the tables.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use crate::vd::{VdConfig, MAX_FLIP_FLOPS, MAX_N_IN};
 
 /// Most register bits a tap mask can read: `k + n_in`.

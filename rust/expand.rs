@@ -96,40 +96,37 @@ impl Decoder {
         }
     }
 
-    /// The fastest decoder this CPU runs for `n_out` outputs per step.
+    /// The fastest decoder this CPU runs for `n_out` outputs per step:
+    /// bit-slicing wherever it applies. Measured, it is about even with the
+    /// step loop at `k = 8`, `n_out = 16` (one four-step lookup yields 64
+    /// weights), 2.5x faster at `k = 10`, `n_out = 5`, and 4-5x where the step
+    /// loop has no four-step table (`n_in > 1` or `k > 12`).
     fn best(n_out: usize) -> Decoder {
-        // Measured (k = 8..12): bit-slicing costs about the same per weight
-        // whatever `n_out`, while a four-step table lookup yields `4 * n_out`
-        // weights; at 16 the lookups win.
-        if n_out <= BIT_SLICE_MAX_N_OUT && Decoder::BitSliced.available() {
-            Decoder::BitSliced
+        let sliced = Decoder::BitSliced;
+        if sliced.available() && sliced.supports(n_out) {
+            sliced
         } else {
             Decoder::Steps
         }
     }
 }
 
-/// The widest step (in mask bits) for which bit-slicing beats the table steps.
-const BIT_SLICE_MAX_N_OUT: usize = 12;
-
-/// A config's keep table together with the layout it expands.
-pub struct Expander {
+/// The step loop's tables.
+struct StepTables {
+    /// The keep bits of one step, indexed by the register `r`.
     table: Vec<u64>,
     /// For `n_in = 1`, `k <= 12`, `n_out <= 16`: the keep bits of four steps at
     /// once, indexed by `(state << 4) | (the four input bits in stream order)`.
     quad: Option<Vec<u64>>,
     k: u32,
     n_in: u32,
-    layout: Layout,
-    /// The bit-sliced kernel's tables, when it handles this config.
-    slicer: Option<BitSlicer>,
-    decoder: Decoder,
+    n_out: usize,
 }
 
-impl Expander {
-    pub fn new(config: &VdConfig, layout: Layout) -> Self {
+impl StepTables {
+    fn new(config: &VdConfig) -> Self {
         let table = config.keep_table();
-        let (k, n_out) = (config.flip_flops(), layout.n_out);
+        let (k, n_out) = (config.flip_flops(), config.n_out() as usize);
         let quad = (config.n_in() == 1 && k <= 12 && n_out <= 16).then(|| {
             let mask = (1usize << k) - 1;
             (0..1usize << (k + 4))
@@ -149,59 +146,12 @@ impl Expander {
             quad,
             k,
             n_in: config.n_in(),
-            layout,
-            slicer: BitSlicer::new(config),
-            decoder: Decoder::best(n_out),
+            n_out,
         }
-    }
-
-    /// This expander with `decoder` forced, to compare or time decoders.
-    ///
-    /// # Panics
-    /// If the CPU cannot run `decoder`.
-    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
-        assert!(
-            decoder.available(),
-            "{decoder:?} needs instructions this CPU lacks"
-        );
-        self.decoder = decoder;
-        self
-    }
-
-    pub fn decoder(&self) -> Decoder {
-        self.decoder
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    /// Writes block `b`'s mask as bits (bit `i` of word `i / 64` for the
-    /// block's weight `i`) into `out`, which holds at least
-    /// [`bits_words`](Self::bits_words) words; bits past the tensor's end are 0.
-    /// Bit-packed, the mask of a block stays in L1 for the passes that follow.
-    pub fn block_bits(&self, index: &[u64], b: usize, out: &mut [u64]) -> usize {
-        let words = &index[self.layout.words(b)];
-        let valid = self.layout.weights(b).len();
-        let nw = valid.div_ceil(64);
-        let out = &mut out[..nw + 1];
-        let steps = self.layout.steps(b);
-        match (self.decoder, &self.slicer) {
-            // SAFETY: `with_decoder` and `Decoder::best` only pick a decoder
-            // the CPU runs.
-            #[cfg(target_arch = "x86_64")]
-            (Decoder::BitSliced, Some(slicer)) => unsafe { slicer.run(words, steps, out) },
-            _ => self.step_loop(words, steps, out),
-        }
-        if !valid.is_multiple_of(64) {
-            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
-        }
-        out[nw] = 0;
-        nw
     }
 
     /// The step loop, with the fastest shifts the CPU has.
-    fn step_loop(&self, words: &[u64], steps: usize, out: &mut [u64]) {
+    fn decode(&self, words: &[u64], steps: usize, out: &mut [u64]) {
         out.fill(0);
         match (self.n_in, fast_shifts()) {
             #[cfg(target_arch = "x86_64")]
@@ -211,10 +161,10 @@ impl Expander {
         }
     }
 
-    /// The step loop of [`block_bits`](Self::block_bits).
+    /// Writes the mask bits of `steps` steps read from `words` to `out`.
     #[inline(always)]
     fn run(&self, words: &[u64], steps: usize, out: &mut [u64]) {
-        let (n_in, n_out) = (self.n_in as usize, self.layout.n_out);
+        let (n_in, n_out) = (self.n_in as usize, self.n_out);
         let state_mask = (1u32 << self.k) - 1;
         let (mut s, mut sink) = (0u32, BitSink::default());
         let mut t = 0;
@@ -248,6 +198,95 @@ impl Expander {
     #[target_feature(enable = "bmi2")]
     unsafe fn run_bmi2(&self, words: &[u64], steps: usize, out: &mut [u64]) {
         self.run(words, steps, out)
+    }
+}
+
+/// A decoder with the tables it needs (built per expander, so only those of
+/// the decoder in use).
+enum Kernel {
+    Steps(StepTables),
+    BitSliced(BitSlicer),
+}
+
+impl Kernel {
+    fn new(config: &VdConfig, decoder: Decoder) -> Self {
+        if decoder == Decoder::BitSliced {
+            if let Some(slicer) = BitSlicer::new(config) {
+                return Kernel::BitSliced(slicer);
+            }
+        }
+        Kernel::Steps(StepTables::new(config))
+    }
+}
+
+/// A config's decoder together with the layout it expands.
+pub struct Expander {
+    config: VdConfig,
+    layout: Layout,
+    kernel: Kernel,
+}
+
+impl Expander {
+    pub fn new(config: &VdConfig, layout: Layout) -> Self {
+        Self {
+            config: config.clone(),
+            layout,
+            kernel: Kernel::new(config, Decoder::best(layout.n_out)),
+        }
+    }
+
+    /// This expander with `decoder` forced, to compare or time decoders.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `decoder`, or it does not handle this config.
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        assert!(
+            decoder.available(),
+            "{decoder:?} needs instructions this CPU lacks"
+        );
+        assert!(
+            decoder.supports(self.layout.n_out),
+            "{decoder:?} does not handle {} mask bits per step",
+            self.layout.n_out
+        );
+        self.kernel = Kernel::new(&self.config, decoder);
+        self
+    }
+
+    pub fn decoder(&self) -> Decoder {
+        match self.kernel {
+            Kernel::Steps(_) => Decoder::Steps,
+            Kernel::BitSliced(_) => Decoder::BitSliced,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Writes block `b`'s mask as bits (bit `i` of word `i / 64` for the
+    /// block's weight `i`) into `out`, which holds at least
+    /// [`bits_words`](Self::bits_words) words; bits past the tensor's end are 0.
+    /// Bit-packed, the mask of a block stays in L1 for the passes that follow.
+    pub fn block_bits(&self, index: &[u64], b: usize, out: &mut [u64]) -> usize {
+        let words = &index[self.layout.words(b)];
+        let valid = self.layout.weights(b).len();
+        let nw = valid.div_ceil(64);
+        let out = &mut out[..nw + 1];
+        let steps = self.layout.steps(b);
+        match &self.kernel {
+            // SAFETY: a `BitSliced` kernel is only built where `available()`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::BitSliced(slicer) => unsafe { slicer.run(words, steps, out) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::BitSliced(_) => unreachable!("bit-slicing needs x86-64"),
+            Kernel::Steps(tables) => tables.decode(words, steps, out),
+        }
+        if !valid.is_multiple_of(64) {
+            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
+        }
+        out[nw] = 0;
+        nw
     }
 
     /// Scratch words [`block_bits`](Self::block_bits) needs.
