@@ -113,38 +113,22 @@ impl BitSlicer {
     }
 }
 
-/// True when the CPU runs [`BitSlicer::run`]: AVX-512 with VBMI (`vpermt2b`)
-/// and BITALG (`vpshufbitqmb`), and a fast `pext`.
+/// True when the CPU runs [`BitSlicer::run`]: AVX-512 with VBMI (`vpermb`,
+/// `vpermt2b`) and BITALG (`vpshufbitqmb`), and BMI2 (`pext`, fast on every
+/// CPU that has the former).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVAILABLE.get_or_init(|| {
-            fast_pext()
-                && crate::acs::Level::best() == crate::acs::Level::Avx512
+            crate::acs::Level::best() == crate::acs::Level::Avx512
                 && is_x86_feature_detected!("avx512vbmi")
                 && is_x86_feature_detected!("avx512bitalg")
+                && is_x86_feature_detected!("bmi2")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
-}
-
-/// True when `pext` is fast: BMI2, but not on AMD before Zen 3 (family
-/// 0x19), which runs it in microcode at hundreds of cycles.
-#[cfg(target_arch = "x86_64")]
-fn fast_pext() -> bool {
-    use std::arch::x86_64::__cpuid;
-    if !is_x86_feature_detected!("bmi2") {
-        return false;
-    }
-    // SAFETY: CPUID leaves 0 and 1 exist on every x86-64 CPU (newer compilers
-    // know, hence the allow).
-    #[allow(unused_unsafe)]
-    let (vendor, sig) = unsafe { (__cpuid(0), __cpuid(1).eax) };
-    let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
-    let family = ((sig >> 8) & 0xF) + ((sig >> 20) & 0xFF);
-    !(amd && family < 0x19)
 }
 
 /// The `pext` masks splitting the `n_in` stream words of a 64-step chunk into
