@@ -390,6 +390,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fastest_supported_decoder_is_chosen() {
+        for n_out in [1, 5, 16, 17, 64] {
+            let cfg = VdConfig::from_seed(10, 1, n_out, 5, 3, 0).unwrap();
+            let layout = Layout::new(&cfg, 10_000, 64).unwrap();
+            let e = Expander::new(&cfg, layout);
+            let sliced = Decoder::BitSliced.available() && n_out <= 16;
+            let want = if sliced {
+                Decoder::BitSliced
+            } else {
+                Decoder::Steps
+            };
+            assert_eq!(e.decoder(), want, "n_out = {n_out}");
+            assert_eq!(e.with_decoder(Decoder::Steps).decoder(), Decoder::Steps);
+        }
+    }
+
+    #[test]
     fn every_unpack_path_agrees_with_the_bits() {
         let bits: Vec<u64> = (0..9u64)
             .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
