@@ -99,8 +99,8 @@ impl Decoder {
     /// The fastest decoder this CPU runs for `n_out` outputs per step:
     /// bit-slicing wherever it applies. Measured, it is about even with the
     /// step loop at `k = 8`, `n_out = 16` (one four-step lookup yields 64
-    /// weights), 2.5x faster at `k = 10`, `n_out = 5`, and 4-5x where the step
-    /// loop has no four-step table (`n_in > 1` or `k > 12`).
+    /// weights), 2.5x faster at `k = 10`, `n_out = 5`, and 2.5-5x where the
+    /// step loop has no four-step table (`n_in > 1` or `k > 12`).
     fn best(n_out: usize) -> Decoder {
         let sliced = Decoder::BitSliced;
         if sliced.available() && sliced.supports(n_out) {
