@@ -2,7 +2,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
+use vitrust::{
+    prune_to_rate, Decoder, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
+};
 
 fn weights(n: usize) -> Vec<f32> {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -70,6 +72,22 @@ fn expand(c: &mut Criterion) {
     g.bench_function("mask 4096x4096", |b| {
         b.iter(|| e.mask(&index, &mut mask).unwrap())
     });
+    // Decoding alone, one thread, each decoder this CPU runs, over 1 M weights.
+    let blocks = (1 << 20) / layout.block_weights();
+    g.throughput(Throughput::Elements(
+        (blocks * layout.block_weights()) as u64,
+    ));
+    for decoder in Decoder::all().into_iter().filter(|d| d.available()) {
+        let e = Expander::new(&cfg, layout).with_decoder(decoder);
+        let mut bits = vec![0u64; e.bits_words()];
+        g.bench_function(format!("block_bits {decoder:?}"), |b| {
+            b.iter(|| {
+                for block in 0..blocks {
+                    black_box(e.block_bits(&index, block, &mut bits));
+                }
+            })
+        });
+    }
     g.finish();
 }
 

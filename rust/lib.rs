@@ -5,6 +5,7 @@
 //! ([`rate`]). The Python binding lives behind the `python` feature.
 
 pub mod acs;
+mod bitslice;
 pub mod cost;
 pub mod error;
 pub mod expand;
@@ -23,7 +24,7 @@ pub mod vd;
 mod python;
 
 pub use error::{Error, Result};
-pub use expand::Expander;
+pub use expand::{Decoder, Expander};
 pub use layout::Layout;
 pub use rate::{prune_to_rate, RateResult};
 pub use scores::{Float, Score, Scores, Weights};
