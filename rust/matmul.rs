@@ -173,9 +173,12 @@ impl<R: Real> Rows<'_, R> {
         let Some(values) = self.entries.rows(self.first, n, bits, pos) else {
             return false;
         };
-        for_each_row(pos, values, self.entries.cols, n, |r, cols, vals| {
-            row_product(cols, vals, x, batch, &mut y[r * batch..][..batch])
-        });
+        let mut a = 0;
+        for (r, y) in y.chunks_exact_mut(batch).enumerate() {
+            let b = row_end(pos, a, r, self.entries.cols);
+            row_product(&pos[a..b], &values[a..b], x, batch, y);
+            a = b;
+        }
         true
     }
 
@@ -242,25 +245,16 @@ impl<'a, R> Entries<'a, R> {
     }
 }
 
-/// Calls `f(r, columns, values)` for each of `n` rows whose entries
-/// [`Entries::rows`] left in `pos`, turning positions into columns in place.
+/// Row `r`'s entries among the positions [`Entries::rows`] left in `pos`:
+/// they start at `a` and end at the returned index; their positions are
+/// turned into column numbers in place. (A plain function, not a callback:
+/// closures are not compiled with the caller's vector instructions.)
 #[inline(always)]
-pub(crate) fn for_each_row<R>(
-    pos: &mut [u32],
-    values: &[R],
-    cols: usize,
-    n: usize,
-    mut f: impl FnMut(usize, &[u32], &[R]),
-) {
-    let mut a = 0;
-    for r in 0..n {
-        let end = (r + 1) * cols;
-        let b = a + pos[a..].partition_point(|&p| (p as usize) < end);
-        let row_start = (r * cols) as u32;
-        pos[a..b].iter_mut().for_each(|p| *p -= row_start);
-        f(r, &pos[a..b], &values[a..b]);
-        a = b;
-    }
+pub(crate) fn row_end(pos: &mut [u32], a: usize, r: usize, cols: usize) -> usize {
+    let b = a + pos[a..].partition_point(|&p| (p as usize) < (r + 1) * cols);
+    let row_start = (r * cols) as u32;
+    pos[a..b].iter_mut().for_each(|p| *p -= row_start);
+    b
 }
 
 /// Set bits of a bit-packed mask below bit `i`.

@@ -9,7 +9,7 @@
 //! therefore the same on any number of threads.
 
 use crate::acs::Level;
-use crate::matmul::{columns, for_each_row, task_rows, Entries, Real};
+use crate::matmul::{columns, row_end, task_rows, Entries, Real};
 use crate::{bail, Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,13 +148,13 @@ impl<R: Real> Group<'_, R> {
             let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
                 return false;
             };
-            let rows: Vec<(usize, usize)> = {
-                let mut spans = Vec::with_capacity(n);
-                for_each_row(&mut pos, values, cols, n, |r, cs, _| {
-                    spans.push((r, cs.len()))
-                });
-                spans
-            };
+            let mut rows = Vec::with_capacity(n);
+            let mut a = 0;
+            for r in 0..n {
+                let b = row_end(&mut pos, a, r, cols);
+                rows.push((r, b - a));
+                a = b;
+            }
             for (t, tile) in acc.chunks_exact_mut(cols * TILE).enumerate() {
                 let width = TILE.min(batch - t * TILE);
                 let mut a = 0;
