@@ -122,13 +122,18 @@ impl<'a> Scores<'a> {
         } else {
             "weights"
         };
+        let raw = self.kind == Score::Raw;
+        let ok = |v: f64| v.is_finite() && !(raw && v < 0.0);
+        // Chunks checked without early exits (so the check vectorises); only a
+        // failing chunk is searched for its first bad element.
+        const CHUNK: usize = 1 << 14;
         let bad = dispatch!(self.data, x => x
-            .par_iter()
-            .position_first(|v| {
-                let v = v.to_f64();
-                !v.is_finite() || (self.kind == Score::Raw && v < 0.0)
-            })
-            .map(|i| (i, x[i].to_f64())));
+        .par_chunks(CHUNK)
+        .position_first(|c| !c.iter().fold(true, |all, v| all & ok(v.to_f64())))
+        .map(|k| {
+            let i = k * CHUNK + x[k * CHUNK..].iter().position(|v| !ok(v.to_f64())).unwrap_or(0);
+            (i, x[i].to_f64())
+        }));
         if let Some((i, v)) = bad {
             if v.is_finite() {
                 bail!("{what} must be non-negative: element {i} is {v}");
