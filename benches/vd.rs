@@ -39,6 +39,14 @@ fn search(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("state-steps/flip_flops", k), &k, |b, _| {
             b.iter(|| black_box(s.run(0.8, &mut index).unwrap()))
         });
+        // One thread: ns per state-step per core is 1 / this throughput.
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        g.bench_with_input(BenchmarkId::new("1 thread/flip_flops", k), &k, |b, _| {
+            b.iter(|| one.install(|| black_box(s.run(0.8, &mut index).unwrap())))
+        });
     }
     g.finish();
 }
