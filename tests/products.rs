@@ -19,6 +19,35 @@ fn random_index(layout: &Layout, seed: &mut u64) -> Vec<u64> {
         .collect()
 }
 
+/// A random index over `n` weights with its mask, random kept values and starts.
+struct Case {
+    e: Expander,
+    index: Vec<u64>,
+    mask: Vec<bool>,
+    values: Vec<f32>,
+    starts: Vec<usize>,
+}
+
+impl Case {
+    fn new(n: usize, k: u32, block_steps: usize, seed: &mut u64) -> Self {
+        let cfg = VdConfig::from_seed(k, 1, 5, 3, 2, k as u64).unwrap();
+        let layout = Layout::new(&cfg, n, block_steps).unwrap();
+        let index = random_index(&layout, seed);
+        let e = Expander::new(&cfg, layout);
+        let mut mask = vec![false; n];
+        e.mask(&index, &mut mask).unwrap();
+        let w: Vec<f32> = (0..n).map(|_| (lcg(seed) - 0.5) as f32).collect();
+        let (values, starts) = e.gather(&index, &w).unwrap();
+        Case {
+            e,
+            index,
+            mask,
+            values,
+            starts,
+        }
+    }
+}
+
 /// Starts that are well formed (same total) but wrong for every block but the last.
 fn skewed(starts: &[usize]) -> Vec<usize> {
     let n = starts.len() - 1;
@@ -67,15 +96,13 @@ fn matmul_matches_the_scalar_reference_bit_for_bit() {
         (2, 70_000, 3, 7, 300),
         (1000, 96, 64, 9, 64),
     ] {
-        let cfg = VdConfig::from_seed(k, 1, 5, 3, 2, k as u64).unwrap();
-        let n = rows * cols;
-        let layout = Layout::new(&cfg, n, block_steps).unwrap();
-        let index = random_index(&layout, &mut seed);
-        let e = Expander::new(&cfg, layout);
-        let mut mask = vec![false; n];
-        e.mask(&index, &mut mask).unwrap();
-        let w: Vec<f32> = (0..n).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
-        let (values, starts) = e.gather(&index, &w).unwrap();
+        let Case {
+            e,
+            index,
+            mask,
+            values,
+            starts,
+        } = Case::new(rows * cols, k, block_steps, &mut seed);
         let x: Vec<f32> = (0..cols * batch)
             .map(|_| (lcg(&mut seed) - 0.5) as f32)
             .collect();
@@ -186,15 +213,13 @@ fn rmatmul_matches_the_scalar_reference_bit_for_bit() {
         (300, 517, 3, 10, 1024),
         (3, 30_000, 2, 7, 300),
     ] {
-        let cfg = VdConfig::from_seed(k, 1, 5, 3, 2, k as u64).unwrap();
-        let n = rows * cols;
-        let layout = Layout::new(&cfg, n, block_steps).unwrap();
-        let index = random_index(&layout, &mut seed);
-        let e = Expander::new(&cfg, layout);
-        let mut mask = vec![false; n];
-        e.mask(&index, &mut mask).unwrap();
-        let w: Vec<f32> = (0..n).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
-        let (values, starts) = e.gather(&index, &w).unwrap();
+        let Case {
+            e,
+            index,
+            mask,
+            values,
+            starts,
+        } = Case::new(rows * cols, k, block_steps, &mut seed);
         let x: Vec<f32> = (0..batch * rows)
             .map(|_| (lcg(&mut seed) - 0.5) as f32)
             .collect();
