@@ -109,7 +109,11 @@ impl Expander {
         out: &mut [T],
     ) -> Result<()> {
         self.check(index, out.len())?;
-        let expand32 = std::mem::size_of::<T>() == 4 && Level::best() == Level::Avx512;
+        // 4- and 8-byte values (float32, float64) take AVX-512 expand-loads.
+        let lanes = match std::mem::size_of::<T>() {
+            4 | 8 if Level::best() == Level::Avx512 => std::mem::size_of::<T>(),
+            _ => 0,
+        };
         let bw = self.layout().block_weights();
         self.with_starts(index, starts, values.len(), |starts| {
             let stale = AtomicBool::new(false);
@@ -120,20 +124,20 @@ impl Expander {
                     return;
                 }
                 #[cfg(target_arch = "x86_64")]
-                if expand32 {
-                    // SAFETY: AVX-512 is available, `T` is a 4-byte `Copy`
-                    // type moved as raw 32-bit lanes, and `v` holds exactly
-                    // as many values as `bits` has set bits.
+                if lanes != 0 {
+                    let (src, dst, n) = (v.as_ptr(), out.as_mut_ptr(), out.len());
+                    // SAFETY: AVX-512 is available, `T` is a 4- or 8-byte
+                    // `Copy` type (a float) moved as raw lanes, and `v` holds
+                    // exactly as many values as `bits` has set bits.
                     return unsafe {
-                        expand_lanes32(
-                            bits,
-                            v.as_ptr() as *const u32,
-                            out.as_mut_ptr() as *mut u32,
-                            out.len(),
-                        )
+                        if lanes == 4 {
+                            expand_lanes32(bits, src as *const u32, dst as *mut u32, n)
+                        } else {
+                            expand_lanes64(bits, src as *const u64, dst as *mut u64, n)
+                        }
                     };
                 }
-                let _ = expand32;
+                let _ = lanes;
                 out.fill(T::default());
                 let mut k = 0;
                 for_each_set(bits, |i| {
@@ -245,6 +249,28 @@ unsafe fn expand_lanes32(bits: &[u64], mut values: *const u32, out: *mut u32, n:
         values = values.add(m.count_ones() as usize);
     }
     for i in 16 * full..n {
+        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
+            *out.add(i) = *values;
+            values = values.add(1);
+        } else {
+            *out.add(i) = 0;
+        }
+    }
+}
+
+/// [`expand_lanes32`] for 64-bit lanes, 8 per instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn expand_lanes64(bits: &[u64], mut values: *const u64, out: *mut u64, n: usize) {
+    use std::arch::x86_64::*;
+    let full = n / 8;
+    for c in 0..full {
+        let m = (bits[c / 8] >> (8 * (c % 8))) as u8;
+        let v = _mm512_maskz_expandloadu_epi64(m, values as *const i64);
+        _mm512_storeu_si512(out.add(8 * c) as *mut __m512i, v);
+        values = values.add(m.count_ones() as usize);
+    }
+    for i in 8 * full..n {
         if (bits[i / 64] >> (i % 64)) & 1 == 1 {
             *out.add(i) = *values;
             values = values.add(1);

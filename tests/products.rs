@@ -166,6 +166,17 @@ fn scatter_with_wrong_starts_still_places_every_value() {
             assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 }, "weight {i}");
         }
     }
+    // Eight-byte values take their own path.
+    let wide: Vec<f64> = w.iter().map(|&x| f64::from(x) + 0.25).collect();
+    let (wide_values, _) = e.gather(&index, &wide).unwrap();
+    for given in [Some(starts.clone()), Some(skewed(&starts))] {
+        let mut dense = vec![f64::NAN; n];
+        e.scatter(&index, &wide_values, given.as_deref(), &mut dense)
+            .unwrap();
+        for i in 0..n {
+            assert_eq!(dense[i], if mask[i] { wide[i] } else { 0.0 }, "weight {i}");
+        }
+    }
     let counts = e.counts(&index).unwrap();
     assert_eq!(counts.len() + 1, starts.len());
     assert!(counts
