@@ -1,6 +1,6 @@
-//! Expansion of an index back into its keep-mask, and the operations built on
-//! it: kept counts, gathering the kept values, scattering them into a dense
-//! array. Each block starts in state 0, so blocks run in parallel.
+//! Expansion of an index back into its keep-mask, block by block (each block
+//! starts in state 0, so blocks run in parallel). The kept values against the
+//! mask (counts, gather, scatter) are in [`crate::values`].
 
 use crate::bitslice::BitSlicer;
 use crate::{bail, Layout, Result, VdConfig};

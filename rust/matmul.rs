@@ -88,19 +88,7 @@ pub fn matmul<R: Real>(
     batch: usize,
     out: &mut [R],
 ) -> Result<()> {
-    let cols = columns(e, index, rows)?;
-    if batch == 0 || x.len() != cols * batch {
-        bail!(
-            "operand has {} elements; expected ({cols}, batch) with batch >= 1",
-            x.len()
-        );
-    }
-    if out.len() != rows * batch {
-        bail!(
-            "output has {} elements; expected {rows} x {batch}",
-            out.len()
-        );
-    }
+    let cols = shapes(e, index, rows, batch, x.len(), out.len(), false)?;
     let task_rows = task_rows(cols, rows);
     let level = Level::best();
     e.with_starts(index, starts, values.len(), |starts| {
@@ -139,8 +127,19 @@ pub fn matmul<R: Real>(
     })
 }
 
-/// The columns of the pruned tensor viewed as `rows` rows, after checking the index.
-pub(crate) fn columns(e: &Expander, index: &[u64], rows: usize) -> Result<usize> {
+/// Checks a product's index, operand and output lengths and returns the
+/// columns of the pruned tensor viewed as `rows` rows: `W @ x` takes `x` of
+/// `(cols, batch)` and writes `(rows, batch)`; with `left`, `x @ W` takes
+/// `(batch, rows)` and writes `(batch, cols)`.
+pub(crate) fn shapes(
+    e: &Expander,
+    index: &[u64],
+    rows: usize,
+    batch: usize,
+    x_len: usize,
+    out_len: usize,
+    left: bool,
+) -> Result<usize> {
     let n = e.layout().n_weights;
     if rows == 0 || !n.is_multiple_of(rows) {
         bail!("cannot view {n} weights as {rows} rows");
@@ -150,6 +149,17 @@ pub(crate) fn columns(e: &Expander, index: &[u64], rows: usize) -> Result<usize>
         bail!("rows of {cols} weights are too long for a product (at most 2^32 - 1)");
     }
     e.check(index, n)?;
+    let (inner, x_shape, out_rows, out_cols) = if left {
+        (rows, format!("(batch, {rows})"), batch, cols)
+    } else {
+        (cols, format!("({cols}, batch)"), rows, batch)
+    };
+    if batch == 0 || x_len != inner * batch {
+        bail!("operand has {x_len} elements; expected {x_shape} with batch >= 1");
+    }
+    if out_len != out_rows * out_cols {
+        bail!("output has {out_len} elements; expected {out_rows} x {out_cols}");
+    }
     Ok(cols)
 }
 

@@ -9,8 +9,8 @@
 //! therefore the same on any number of threads.
 
 use crate::acs::Level;
-use crate::matmul::{columns, row_end, task_rows, Entries, Real};
-use crate::{bail, Expander, Result};
+use crate::matmul::{row_end, shapes, task_rows, Entries, Real};
+use crate::{Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,19 +46,7 @@ pub fn rmatmul<R: Real>(
     batch: usize,
     out: &mut [R],
 ) -> Result<()> {
-    let cols = columns(e, index, rows)?;
-    if batch == 0 || x.len() != batch * rows {
-        bail!(
-            "operand has {} elements; expected (batch, {rows}) with batch >= 1",
-            x.len()
-        );
-    }
-    if out.len() != batch * cols {
-        bail!(
-            "output has {} elements; expected {batch} x {cols}",
-            out.len()
-        );
-    }
+    let cols = shapes(e, index, rows, batch, x.len(), out.len(), true)?;
     // X's columns as contiguous rows, so each entry adds one contiguous run.
     let mut xt = vec![R::default(); rows * batch];
     xt.par_chunks_mut(batch).enumerate().for_each(|(r, xr)| {
