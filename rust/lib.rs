@@ -23,7 +23,7 @@ pub mod vd;
 #[cfg(feature = "python")]
 mod python;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use expand::{Decoder, Expander};
 pub use layout::Layout;
 pub use rate::{prune_to_rate, RateResult};

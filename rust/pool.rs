@@ -63,7 +63,7 @@ fn build(n: usize) -> Result<ThreadPool> {
         .num_threads(n)
         .thread_name(|i| format!("vitrust-{i}"))
         .build()
-        .map_err(|e| Error(format!("could not start {n} threads: {e}")))
+        .map_err(|e| Error::invalid(format!("could not start {n} threads: {e}")))
 }
 
 /// The default pool of this process, built on first use (again after a fork).
@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(parse_threads(Some(OsStr::new("1024"))), Ok(Some(1024)));
         for bad in ["0", "-1", "two", "1.5", "1025", "99999999999999999999999"] {
             let e = parse_threads(Some(OsStr::new(bad))).unwrap_err();
-            assert!(e.0.contains(ENV_THREADS) && e.0.contains(bad), "{e}");
+            assert!(e.msg.contains(ENV_THREADS) && e.msg.contains(bad), "{e}");
         }
     }
 

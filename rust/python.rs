@@ -3,17 +3,33 @@
 //! No algorithm lives here.
 
 use crate::pool::with_threads;
-use crate::{prune_to_rate, Error, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
+use crate::{
+    prune_to_rate, Error, ErrorKind, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
+};
 use half::f16;
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 mod format;
 
+pyo3::create_exception!(
+    vitrust,
+    FormatError,
+    PyValueError,
+    "A file (or bytes claiming to be one) that is damaged, truncated or hostile."
+);
+
+/// The Python exception for a core error: its kind picks the class.
 fn value_error(e: Error) -> PyErr {
-    PyValueError::new_err(e.0)
+    match e.kind {
+        ErrorKind::Invalid => PyValueError::new_err(e.msg),
+        ErrorKind::Format => FormatError::new_err(e.msg),
+        ErrorKind::Memory => PyMemoryError::new_err(e.msg),
+        ErrorKind::Interrupted => PyKeyboardInterrupt::new_err(e.msg),
+        ErrorKind::Io => PyOSError::new_err(e.msg),
+    }
 }
 
 /// A Python int into a `u32` range check with a `ValueError` naming it.
@@ -502,6 +518,7 @@ fn default_threads() -> PyResult<usize> {
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConfig>()?;
+    m.add("FormatError", m.py().get_type::<FormatError>())?;
     m.add_function(wrap_pyfunction!(search, m)?)?;
     m.add_function(wrap_pyfunction!(search_rate, m)?)?;
     m.add_function(wrap_pyfunction!(expand, m)?)?;

@@ -149,7 +149,7 @@ def test_failed_save_keeps_the_old_file(saved, tensors):
         vitrust.save_file({"w": bad}, saved)
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]  # no temporary file left behind
-    with pytest.raises(ValueError, match="No such file"):
+    with pytest.raises(OSError, match="No such file"):
         vitrust.save_file({"x": np.zeros(3)}, saved.parent / "missing" / "f.safetensors")
 
 
@@ -159,9 +159,9 @@ def test_overwrite_replaces_the_file(saved):
 
 
 def test_missing_and_odd_paths(tmp_path):
-    with pytest.raises(ValueError, match="No such file"):
+    with pytest.raises(OSError, match="No such file"):
         vitrust.load_file(tmp_path / "nope.safetensors")
-    with pytest.raises(ValueError, match="not a regular file"):
+    with pytest.raises(vitrust.FormatError, match="not a regular file"):
         vitrust.load_file(tmp_path)
     (tmp_path / "empty").write_bytes(b"")
     with pytest.raises(ValueError, match="not a valid safetensors file"):
@@ -172,7 +172,7 @@ def test_truncation_and_data_damage_are_refused(saved):
     buf = saved.read_bytes()
     for cut in (1, 8, 9, len(buf) // 2, len(buf) - 1):
         saved.write_bytes(buf[:cut])
-        with pytest.raises(ValueError, match="not a valid safetensors file"):
+        with pytest.raises(vitrust.FormatError, match="not a valid safetensors file"):
             vitrust.load_file(saved)
     saved.write_bytes(buf[:-1] + bytes([buf[-1] ^ 0x10]))
     with pytest.raises(ValueError, match="checksum mismatch"):

@@ -6,7 +6,7 @@ exact trellis search; the result, a :class:`ViterbiSparse`, expands back to a
 mask or a dense array in parallel.
 """
 
-from ._vitrust import VDConfig, default_comparator, generate_taps
+from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
@@ -17,6 +17,7 @@ from ._vitrust import default_threads
 __version__ = "0.1.0"
 
 __all__ = [
+    "FormatError",
     "VDConfig",
     "ViterbiSparse",
     "default_comparator",

@@ -8,6 +8,9 @@ import numpy.typing as npt
 DEFAULT_MAX_SEARCH_BYTES: int
 MAX_BLOCK_STEPS: int
 
+class FormatError(ValueError):
+    """A file (or bytes claiming to be one) that is damaged, truncated or hostile."""
+
 class VDConfig:
     def __init__(
         self,

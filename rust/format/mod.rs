@@ -79,7 +79,7 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error(format!("shape {shape:?}: the element count overflows")))
+        .ok_or_else(|| Error::invalid(format!("shape {shape:?}: the element count overflows")))
 }
 
 fn is_reserved(name: &str) -> bool {
@@ -93,7 +93,7 @@ impl Plain<'_> {
         }
         let want = numel(&self.shape)?
             .checked_mul(self.dtype.size())
-            .ok_or_else(|| Error(format!("tensor {name:?}: size overflows")))?;
+            .ok_or_else(|| Error::invalid(format!("tensor {name:?}: size overflows")))?;
         if self.data.len() != want {
             bail!(
                 "tensor {name:?}: {} bytes, but shape {:?} of {} needs {want}",
@@ -123,7 +123,7 @@ impl Sparse<'_> {
     /// Full consistency: dtype, finite λ, index length against the layout, and
     /// the values' count against the kept count the index expands to.
     pub fn check(&self, name: &str) -> Result<()> {
-        let ctx = |e: Error| Error(format!("pruned tensor {name:?}: {}", e.0));
+        let ctx = |e: Error| e.context(format_args!("pruned tensor {name:?}"));
         if !self.dtype.is_value() {
             bail!(
                 "pruned tensor {name:?}: values of type {} (need F16, BF16, F32 or F64)",
@@ -276,7 +276,7 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let file = path
         .file_name()
-        .ok_or_else(|| Error(format!("{}: not a file path", path.display())))?;
+        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = format!(
         ".{}.{}-{n}.vitrust-tmp",
@@ -322,8 +322,9 @@ pub fn save(
     let (stored, body) = layout_file(items)?;
     let mut meta = metadata.clone();
     meta.insert(META_KEY.to_string(), body);
-    let io =
-        |what: &str, e: &dyn std::fmt::Display| Error(format!("{}: {what}: {e}", path.display()));
+    let io = |what: &str, e: &dyn std::fmt::Display| {
+        Error::io(format!("{}: {what}: {e}", path.display()))
+    };
     let tmp = temp_path(path)?;
     let written = safetensors::serialize_to_file(stored, Some(meta), &tmp)
         .map_err(|e| io("cannot write", &e))

@@ -8,7 +8,7 @@ use super::{
     body_check, is_reserved, numel, DType, Item, Plain, Sparse, FORMAT_VERSION, INDEX_SUFFIX,
     META_KEY, VALUES_SUFFIX,
 };
-use crate::{bail, Error, Result, VdConfig};
+use crate::{bail_format, Error, Result, VdConfig};
 use safetensors::{tensor::TensorView, SafeTensors};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -17,10 +17,10 @@ use std::path::Path;
 
 /// Reads a whole regular file (a device or a FIFO is refused: it could be endless).
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let err = |e: std::io::Error| Error(format!("{}: {e}", path.display()));
+    let err = |e: std::io::Error| Error::io(format!("{}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(err)?;
     if !meta.is_file() {
-        bail!("{}: not a regular file", path.display());
+        bail_format!("{}: not a regular file", path.display());
     }
     std::fs::read(path).map_err(err)
 }
@@ -28,51 +28,51 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// A field of a JSON object, named in the error when missing.
 fn field<'v>(obj: &'v Map<String, Value>, key: &str, ctx: &str) -> Result<&'v Value> {
     obj.get(key)
-        .ok_or_else(|| Error(format!("{ctx}: missing field {key:?}")))
+        .ok_or_else(|| Error::format(format!("{ctx}: missing field {key:?}")))
 }
 
 fn object<'v>(v: &'v Value, ctx: &str) -> Result<&'v Map<String, Value>> {
     v.as_object()
-        .ok_or_else(|| Error(format!("{ctx}: expected a JSON object")))
+        .ok_or_else(|| Error::format(format!("{ctx}: expected a JSON object")))
 }
 
 /// Refuses fields other than `keys`: an unknown field means a newer or edited file.
 fn only(obj: &Map<String, Value>, keys: &[&str], ctx: &str) -> Result<()> {
     match obj.keys().find(|k| !keys.contains(&k.as_str())) {
-        Some(k) => bail!("{ctx}: unknown field {k:?}"),
+        Some(k) => bail_format!("{ctx}: unknown field {k:?}"),
         None => Ok(()),
     }
 }
 
 fn uint(v: &Value, ctx: &str) -> Result<u64> {
     v.as_u64()
-        .ok_or_else(|| Error(format!("{ctx}: expected a non-negative integer, got {v}")))
+        .ok_or_else(|| Error::format(format!("{ctx}: expected a non-negative integer, got {v}")))
 }
 
 fn small(v: &Value, ctx: &str) -> Result<u32> {
-    u32::try_from(uint(v, ctx)?).map_err(|_| Error(format!("{ctx}: {v} is out of range")))
+    u32::try_from(uint(v, ctx)?).map_err(|_| Error::format(format!("{ctx}: {v} is out of range")))
 }
 
 fn size(v: &Value, ctx: &str) -> Result<usize> {
-    usize::try_from(uint(v, ctx)?).map_err(|_| Error(format!("{ctx}: {v} is out of range")))
+    usize::try_from(uint(v, ctx)?).map_err(|_| Error::format(format!("{ctx}: {v} is out of range")))
 }
 
 fn shape(v: &Value, ctx: &str) -> Result<Vec<usize>> {
     let dims = v
         .as_array()
-        .ok_or_else(|| Error(format!("{ctx}: expected a list of dimensions")))?;
+        .ok_or_else(|| Error::format(format!("{ctx}: expected a list of dimensions")))?;
     let shape = dims
         .iter()
         .map(|d| size(d, ctx))
         .collect::<Result<Vec<_>>>()?;
-    numel(&shape).map_err(|e| Error(format!("{ctx}: {}", e.0)))?;
+    numel(&shape).map_err(|e| Error::format(format!("{ctx}: {}", e.msg)))?;
     Ok(shape)
 }
 
 fn dtype(v: &Value, ctx: &str) -> Result<DType> {
     v.as_str()
         .and_then(DType::from_name)
-        .ok_or_else(|| Error(format!("{ctx}: unsupported dtype {v}")))
+        .ok_or_else(|| Error::format(format!("{ctx}: unsupported dtype {v}")))
 }
 
 fn config(v: &Value, ctx: &str) -> Result<VdConfig> {
@@ -92,11 +92,11 @@ fn config(v: &Value, ctx: &str) -> Result<VdConfig> {
     }
     let taps = field(c, "taps", ctx)?
         .as_array()
-        .ok_or_else(|| Error(format!("{ctx}.taps: expected a list")))?;
+        .ok_or_else(|| Error::format(format!("{ctx}.taps: expected a list")))?;
     // VdConfig::new bounds the count (n_out * comparator_bits <= 512); refuse a
     // longer list before converting it.
     if taps.len() > 512 {
-        bail!(
+        bail_format!(
             "{ctx}.taps: {} tap masks is more than any valid config has",
             taps.len()
         );
@@ -105,17 +105,18 @@ fn config(v: &Value, ctx: &str) -> Result<VdConfig> {
         .iter()
         .map(|t| small(t, &format!("{ctx}.taps")))
         .collect::<Result<_>>()?;
-    VdConfig::new(n[0], n[1], n[2], n[3], n[4], taps).map_err(|e| Error(format!("{ctx}: {}", e.0)))
+    VdConfig::new(n[0], n[1], n[2], n[3], n[4], taps)
+        .map_err(|e| Error::format(format!("{ctx}: {}", e.msg)))
 }
 
 /// The `"vitrust"` metadata: parsed, version-checked and its own CRC verified.
 fn body(text: &str) -> Result<Map<String, Value>> {
     let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error(format!("vitrust metadata is not valid JSON: {e}")))?;
+        .map_err(|e| Error::format(format!("vitrust metadata is not valid JSON: {e}")))?;
     let mut body = object(&v, "vitrust metadata")?.clone();
     let version = field(&body, "version", "vitrust metadata")?;
     if version.as_u64() != Some(FORMAT_VERSION) {
-        bail!("unsupported vitrust format version {version} (this build reads version {FORMAT_VERSION})");
+        bail_format!("unsupported vitrust format version {version} (this build reads version {FORMAT_VERSION})");
     }
     only(
         &body,
@@ -128,7 +129,7 @@ fn body(text: &str) -> Result<Map<String, Value>> {
     )?;
     body.remove("check");
     if u64::from(body_check(&Value::Object(body.clone()))) != check {
-        bail!("vitrust metadata checksum mismatch: the header was altered or damaged");
+        bail_format!("vitrust metadata checksum mismatch: the header was altered or damaged");
     }
     Ok(body)
 }
@@ -139,23 +140,23 @@ fn verify(name: &str, view: &TensorView<'_>, entry: &Value) -> Result<DType> {
     let e = object(entry, &ctx)?;
     only(e, &["dtype", "shape", "crc32"], &ctx)?;
     let dt = DType::from_safetensors(view.dtype())
-        .ok_or_else(|| Error(format!("{ctx}: unsupported dtype {:?}", view.dtype())))?;
+        .ok_or_else(|| Error::format(format!("{ctx}: unsupported dtype {:?}", view.dtype())))?;
     if dtype(field(e, "dtype", &ctx)?, &ctx)? != dt {
-        bail!(
+        bail_format!(
             "{ctx}: stored as {} but the metadata records {}",
             dt.name(),
             e["dtype"]
         );
     }
     if shape(field(e, "shape", &ctx)?, &ctx)? != view.shape() {
-        bail!(
+        bail_format!(
             "{ctx}: shape {:?} but the metadata records {}",
             view.shape(),
             e["shape"]
         );
     }
     if uint(field(e, "crc32", &ctx)?, &ctx)? != u64::from(crc32fast::hash(view.data())) {
-        bail!("{ctx}: checksum mismatch: the data is damaged");
+        bail_format!("{ctx}: checksum mismatch: the data is damaged");
     }
     Ok(dt)
 }
@@ -183,9 +184,9 @@ fn sparse<'a>(
     let sibling = |suffix: &str, want: DType| -> Result<&TensorView<'a>> {
         let v = views
             .get(&format!("{name}{suffix}"))
-            .ok_or_else(|| Error(format!("{ctx}: tensor {name}{suffix} is missing")))?;
+            .ok_or_else(|| Error::format(format!("{ctx}: tensor {name}{suffix} is missing")))?;
         if v.shape().len() != 1 || DType::from_safetensors(v.dtype()) != Some(want) {
-            bail!("{ctx}: {name}{suffix} must be a 1-D {} tensor", want.name());
+            bail_format!("{ctx}: {name}{suffix} must be a 1-D {} tensor", want.name());
         }
         Ok(v)
     };
@@ -196,7 +197,7 @@ fn sparse<'a>(
     );
     let lam = field(r, "lam", &ctx)?
         .as_f64()
-        .ok_or_else(|| Error(format!("{ctx}: lam is not a number")))?;
+        .ok_or_else(|| Error::format(format!("{ctx}: lam is not a number")))?;
     let s = Sparse {
         shape: shape(field(r, "shape", &ctx)?, &ctx)?,
         config: config(field(r, "config", &ctx)?, &format!("{ctx} config"))?,
@@ -207,7 +208,7 @@ fn sparse<'a>(
         values: Cow::Borrowed(values.data()),
     };
     if size(field(r, "nnz", &ctx)?, &ctx)? != s.nnz() {
-        bail!(
+        bail_format!(
             "{ctx}: {} values stored, but the metadata records nnz = {}",
             s.nnz(),
             r["nnz"]
@@ -220,15 +221,15 @@ fn sparse<'a>(
 /// Parses and validates a whole file image; items come back sorted by name.
 pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
     let st = SafeTensors::deserialize(buf)
-        .map_err(|e| Error(format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(buf)
-        .map_err(|e| Error(format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
     let views: HashMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
     let text = meta.metadata().as_ref().and_then(|m| m.get(META_KEY));
     let Some(text) = text else {
         // A plain safetensors file: nothing of vitrust's to check.
         if let Some(name) = views.keys().find(|n| is_reserved(n)) {
-            bail!(
+            bail_format!(
                 "tensor {name:?} is part of a pruned tensor, but the vitrust metadata is missing"
             );
         }
@@ -240,18 +241,18 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
         "vitrust tensors",
     )?;
     if let Some(name) = views.keys().find(|n| !tensors.contains_key(*n)) {
-        bail!("tensor {name:?} is not recorded in the vitrust metadata");
+        bail_format!("tensor {name:?} is not recorded in the vitrust metadata");
     }
     let mut out = BTreeMap::new();
     for (name, entry) in tensors {
         let view = views.get(name).ok_or_else(|| {
-            Error(format!(
+            Error::format(format!(
                 "tensor {name:?} is recorded but missing from the file"
             ))
         })?;
         let dt = verify(name, view, entry)?;
         if dt == DType::Bool && view.data().iter().any(|&b| b > 1) {
-            bail!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
+            bail_format!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
         }
         if !is_reserved(name) {
             let data = Cow::Borrowed(view.data());
@@ -271,7 +272,7 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
     )?;
     for (name, rec) in records {
         if out.contains_key(name) {
-            bail!("{name:?} is stored both as a plain and as a pruned tensor");
+            bail_format!("{name:?} is stored both as a plain and as a pruned tensor");
         }
         out.insert(name.clone(), Item::Sparse(sparse(name, rec, &views)?));
     }
@@ -282,7 +283,7 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
             .or_else(|| name.strip_suffix(VALUES_SUFFIX))
             .unwrap_or(name);
         if !records.contains_key(base) {
-            bail!("tensor {name:?} belongs to no pruned tensor in the metadata");
+            bail_format!("tensor {name:?} belongs to no pruned tensor in the metadata");
         }
     }
     Ok(out.into_iter().collect())
@@ -293,13 +294,13 @@ fn plain_items<'a>(views: &HashMap<String, TensorView<'a>>) -> Result<Vec<(Strin
         .iter()
         .map(|(name, v)| {
             let dt = DType::from_safetensors(v.dtype()).ok_or_else(|| {
-                Error(format!(
+                Error::format(format!(
                     "tensor {name:?}: unsupported dtype {:?}",
                     v.dtype()
                 ))
             })?;
             if dt == DType::Bool && v.data().iter().any(|&b| b > 1) {
-                bail!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
+                bail_format!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
             }
             let data = Cow::Borrowed(v.data());
             Ok((

@@ -78,7 +78,7 @@ fn bad_items_are_refused_and_the_old_file_survives() {
         s.values.to_mut().truncate(4);
     }
     let err = save(&path, &bad, &HashMap::new()).unwrap_err();
-    assert!(err.0.contains("values"), "{err}");
+    assert!(err.msg.contains("values"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     let reserved = vec![("x.vitrust.index".to_string(), sample().remove(0).1)];
     assert!(save(&path, &reserved, &HashMap::new()).is_err());

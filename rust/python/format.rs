@@ -1,10 +1,11 @@
 //! Binding of the file format ([`crate::format`]) and the index-cost models
 //! ([`crate::cost`]): arrays in and out, the interpreter released around I/O
-//! and validation, core errors as `ValueError`.
+//! and validation, core errors as Python exceptions (`FormatError` for files).
 
 use super::{detached, value_error, PyConfig};
 use crate::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Plain, Sparse};
+use crate::{Error, ErrorKind};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -150,7 +151,11 @@ enum Loaded {
 
 fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
     let buf = format::read_file(path)?;
-    let items = format::load(&buf)?;
+    // Anything the file makes the core refuse is a format error.
+    let items = format::load(&buf).map_err(|e| match e.kind {
+        ErrorKind::Invalid => Error::format(e.msg),
+        _ => e,
+    })?;
     Ok(items
         .into_iter()
         .map(|(name, item)| match item {
