@@ -20,7 +20,8 @@ RATES = (0.5, 0.9)
 TOLERANCE = 0.002  # 0.2 points, the documented rate control promise
 
 # Layers whose achieved rate misses by more than 0.2 points today without a warning.
-MISSES_TODAY = {("rapidocr-rec/conv2d_106.w_0", 0.9)}  # achieves 90.37 %
+# conv2d_106 has 28 dead output channels of 60 (max |w| < 1e-6); it achieves 90.37 %.
+MISSES_TODAY = {("rapidocr-rec/conv2d_106.w_0", 0.9)}
 
 
 @functools.lru_cache(maxsize=None)
