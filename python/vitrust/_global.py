@@ -13,8 +13,8 @@ a requested count:
    finding runs in the magnitude-density domain (λ as a quantile of all
    scores), where the kept share is close to linear;
 2. one full pass per tensor at that λ (the caller's ``full``, which keeps its
-   results); when the total misses by more than 0.1 point, the sample model's
-   bias there is removed and solved again, and one more full pass made;
+   results); when the total misses by more than 0.1 point, one secant step
+   with the samples' slope and one more full pass;
 3. only if that misses too, full passes bracket and bisect (always
    converging: the count is monotone), returning the closest λ found.
 
@@ -36,7 +36,7 @@ Tensor = Tuple[Any, VDConfig, int]
 
 SAMPLE_SHARE = 1 / 16
 # At least this many pieces over all tensors (all blocks when there are fewer).
-MIN_PIECES = 256
+MIN_PIECES = 64
 # Strided subsamples of each tensor's scores count the share above λ; a prime
 # stride stays even on periodic layouts (3x3 kernels, heads, channel groups).
 SUB_STRIDE = 7
@@ -155,7 +155,10 @@ class Calibrator:
         self.kind, self.threads = score, _checks.threads(threads)
         self.budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else \
             _checks.integer(max_memory, "max_memory", 1)
-        blocks = sum(-(-np.size(w) // (c.n_out * bs)) for w, c, bs in tensors)
+        for _, c, _ in tensors:
+            if not isinstance(c, VDConfig):
+                raise TypeError(f"config: expected a vitrust.VDConfig, got {type(c).__name__}")
+        blocks = sum(-(-np.size(w) // (c.n_out * max(int(bs), 1))) for w, c, bs in tensors)
         share = max(SAMPLE_SHARE, min(1.0, MIN_PIECES / max(blocks, 1)))
         self.parts = [_Part(w, c, _checks.integer(bs, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS), score, share)
                       for w, c, bs in tensors]
@@ -217,15 +220,22 @@ class Calibrator:
         self._estimates[lam] = out
         return out
 
-    def solve(self, kept: float, *, full: Optional[Callable[[float], int]] = None, x0: Optional[float] = None) -> float:
+    def solve(self, kept: float, *, full: Optional[Callable[[float], int]] = None, x0: Optional[float] = None,
+              tolerance: float = SAMPLE_TOLERANCE) -> float:
         """The λ keeping ``kept`` weights in total: on the samples, then (with ``full``,
         which searches every tensor at a λ and returns the total kept) checked and
         corrected on full passes; the λ returned is one ``full`` was called at.
-        ``x0`` starts from a magnitude density (:attr:`x`: where the last solve ended)."""
+        ``x0`` starts from a magnitude density (:attr:`x`: where the last solve ended);
+        ``tolerance`` is the match asked of the samples (a share of all weights)."""
         d = kept / self.n
         x, slope = (d, 1.0) if x0 is None else (x0, self._slope)
-        (x, _), slope = _solve(lambda y: self.estimate(self.lam(y)) / self.n - d, x, slope, SAMPLE_TOLERANCE,
-                               SAMPLE_EVALS)
+        seen: List[Tuple[float, float]] = []
+
+        def on_sample(y: float) -> float:
+            seen.append((y, self.estimate(self.lam(y)) / self.n - d))
+            return seen[-1][1]
+
+        (x, _), slope = _solve(on_sample, x, slope, tolerance, SAMPLE_EVALS)
         self.x, self._slope = x, slope
         if full is None:
             return self.lam(x)
@@ -240,14 +250,14 @@ class Calibrator:
 
         f1 = on_full(x)
         if abs(f1) > FULL_AIM:
-            bias = f1 - (self.estimate(self.lam(x)) / self.n - d)
-            (x2, _), _ = _solve(lambda y: self.estimate(self.lam(y)) / self.n - d + bias, x, slope,
-                                SAMPLE_TOLERANCE, SAMPLE_EVALS)
-            f2 = on_full(x2)
-            if abs(f2) > FULL_AIM:
-                s = (f2 - f1) / (x2 - x) if x2 != x else math.nan
-                _solve(on_full, x2, s if math.isfinite(s) and s > 0 else slope, FULL_AIM, FULL_EVALS,
-                       known=[(x, f1)])
+            # The full count's slope is close to the sample's over the span it
+            # explored (a wide base: single secants of a step function are noisy),
+            # and in the density domain near 1: bounded so a flat sample cannot
+            # send the step far.
+            lo, hi = min(seen), max(seen)
+            wide = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else math.nan
+            wide = min(max(wide if math.isfinite(wide) else slope, 0.5), 2.0)
+            _solve(on_full, min(max(x - f1 / wide, -1.0), 2.0), wide, FULL_AIM, FULL_EVALS, known=[(x, f1)])
         return min(done, key=lambda k: abs(done[k]))
 
 

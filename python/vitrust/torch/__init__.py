@@ -30,7 +30,7 @@ from __future__ import annotations
 from ._convert import to_numpy, to_torch
 from ._export import export, sparse_of as _sparse_of, state_tensors, state_tensors_names
 from ._load import checkpoint_files, from_pretrained, load
-from ._method import ViterbiUnstructured, attached as _method, viterbi_unstructured
+from ._pruning import ViterbiUnstructured, attached as _method, viterbi_unstructured
 from ._model import global_lam, global_search, layer_config, prunable_layers, prune_model
 
 __all__ = [

@@ -9,7 +9,7 @@ import torch
 
 from .._sparse import ViterbiSparse
 from ._convert import to_numpy
-from ._method import attached
+from ._pruning import attached
 
 
 def sparse_of(m: "torch.nn.Module", name: str, dense: np.ndarray) -> Optional[ViterbiSparse]:

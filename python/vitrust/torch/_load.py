@@ -26,7 +26,7 @@ def plain_name(stored: str) -> str:
     return _SIBLING.sub("", stored)
 
 
-def _read_index(index: Path) -> List[Tuple[Path, Set[str]]]:
+def _read_index(index: Path) -> List[Tuple[Path, Optional[Set[str]]]]:
     """The shards an index JSON names, in order, each with the tensor names it holds."""
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ from .._prune import _config
 from .._sparse import ViterbiSparse
 from .._vitrust import VDConfig
 from ._convert import scores, to_numpy
-from ._method import OPTIONS, ViterbiUnstructured
+from ._pruning import OPTIONS, ViterbiUnstructured
 from ._export import sparse_of
 
 
@@ -92,7 +92,7 @@ def global_search(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: flo
     elif len(configs) != len(layers):
         raise ValueError(f"configs: {len(configs)} for {len(layers)} layers")
     cal = Calibrator([(x, c, bs) for x, c in zip(s, configs)], score="raw", threads=threads, max_memory=budget)
-    lam = cal.solve(target)  # on samples
+    lam = cal.solve(target, tolerance=0.005)  # on samples, roughly: it only picks the comparators
     if not fixed:
         # Each layer's comparator matched to the rate it reaches at λ, then λ again.
         new = [layer_config(1.0 - k, **vd_opts) for k in cal.kept_shares(lam)]
@@ -180,7 +180,7 @@ def prune_model(model: "torch.nn.Module", rate: float, *, per_layer: Optional[Ma
         ViterbiUnstructured.apply(m, name, amount=amount, **options)
     out = {}
     for n, m in layers:
-        sp = sparse_of(m, name, to_numpy(getattr(m, name)))
-        if sp is not None:
-            out[f"{n}.{name}" if n else name] = sp
+        stored = sparse_of(m, name, to_numpy(getattr(m, name)))
+        if stored is not None:
+            out[f"{n}.{name}" if n else name] = stored
     return out

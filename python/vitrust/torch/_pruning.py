@@ -103,6 +103,7 @@ def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], optio
         if not slope < 0:
             slope = -n * max(got / max(sp.nnz, 1), 0.05)
         last, rate = (rate, got), min(max(rate + (kept - got) / slope, 0.0), 0.999999)
+    assert best is not None
     miss, got, sp = best
     if prior is not None and miss > _TOLERANCE * n:
         warnings.warn(f"viterbi_unstructured: requested rate {1 - kept / n:.2%}, achieved {1 - got / n:.2%} "
