@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -66,11 +66,11 @@ def to_torch(a: np.ndarray) -> "torch.Tensor":
     return t.view(torch.bfloat16) if bf16 else t
 
 
-def scores(t: "torch.Tensor", default_mask: "torch.Tensor", score: str) -> np.ndarray:
-    """Non-negative float32 scores (exact for 16-bit weights); weights the mask already dropped score 0."""
+def scores(t: "torch.Tensor", default_mask: Optional["torch.Tensor"], score: str) -> np.ndarray:
+    """Non-negative float32 scores (exact for 16-bit weights); weights the mask (if any) dropped score 0."""
     if score not in ("abs", "square"):
         raise ValueError(f"score = {score!r}: expected 'abs' or 'square'")
     s = t.detach().float().abs() if score == "abs" else t.detach().float() ** 2
-    if not bool(default_mask.all()):
+    if default_mask is not None:
         s = s * (default_mask != 0)
     return s.cpu().contiguous().numpy()

@@ -45,12 +45,11 @@ def prunable_layers(model: "torch.nn.Module", ignore: Iterable[Any] = (),
     return out
 
 
-def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", "torch.Tensor"]:
-    """``(weights, mask)`` of a maybe already pruned module (mask of ones otherwise)."""
+def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", Optional["torch.Tensor"]]:
+    """``(weights, mask)`` of a maybe already pruned module (mask ``None`` when it is not)."""
     w = getattr(m, name + "_orig", None)
     if w is None:
-        w = getattr(m, name)
-        return w, torch.ones_like(w)
+        return getattr(m, name), None
     return w, getattr(m, name + "_mask")
 
 
@@ -65,7 +64,7 @@ def layer_config(rate: float, **options: Any) -> VDConfig:
                    options.get("threshold"), options.get("seed", 0))
 
 
-def global_search(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: float, options: Mapping[str, Any],
+def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]], rate: float, options: Mapping[str, Any],
                   configs: Optional[List[VDConfig]] = None) -> Tuple[float, List[ViterbiSparse]]:
     """One λ at which the layers together prune ``rate`` of their unpruned weights.
 
@@ -84,8 +83,8 @@ def global_search(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: flo
     budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if budget is None else _checks.integer(budget, "max_memory", 1)
     vd_opts = {k: v for k, v in options.items() if k not in ("score", "block_steps", "threads", "max_memory")}
     s = [scores(w, mask, score).reshape(-1) for w, mask in layers]
-    priors = [None if bool(mask.all()) else (mask != 0).cpu().reshape(-1).numpy() for _, mask in layers]
-    target = (1.0 - rate) * sum(int(torch.count_nonzero(mask)) for _, mask in layers)
+    priors = [None if mask is None else (mask != 0).cpu().reshape(-1).numpy() for _, mask in layers]
+    target = (1.0 - rate) * sum(w.numel() if p is None else int(np.count_nonzero(p)) for (w, _), p in zip(layers, priors))
     fixed = configs is not None or "config" in vd_opts or vd_opts.get("threshold") is not None
     if configs is None:
         configs = [layer_config(rate, **vd_opts)] * len(layers)
@@ -128,15 +127,16 @@ def global_search(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: flo
     return lam, out
 
 
-def global_lam(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: float,
+def global_lam(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]], rate: float,
                configs: Optional[List[VDConfig]] = None, **options: Any) -> Tuple[float, List[int]]:
-    """The one multiplier λ at which the layers (``(weights, mask)`` pairs) together prune
+    """The one multiplier λ at which the layers (``(weights, mask or None)`` pairs) together prune
     ``rate`` of their unpruned weights, and the kept count per layer (see :func:`global_search`).
 
     ``configs`` fixes each layer's VD (default: matched to its density at λ).
     """
     lam, found = global_search(layers, _checks.rate(rate), options, configs)
-    return lam, [int(np.count_nonzero(sp.mask() & (m != 0).cpu().numpy())) for sp, (_, m) in zip(found, layers)]
+    return lam, [sp.nnz if m is None else int(np.count_nonzero(sp.mask() & (m != 0).cpu().numpy()))
+                 for sp, (_, m) in zip(found, layers)]
 
 
 def prune_model(model: "torch.nn.Module", rate: float, *, per_layer: Optional[Mapping[str, float]] = None,

@@ -67,8 +67,10 @@ class ViterbiUnstructured(_tprune.BasePruningMethod):
                 return default_mask.clone(memory_format=torch.contiguous_format)
             if k >= remaining:
                 return torch.zeros_like(default_mask)
-            prior = None if remaining == t.numel() else (default_mask != 0).cpu().reshape(-1).numpy()
-            self.sparse = _prune_to_count(scores(t, default_mask, score), remaining - k, prior, options)
+            fresh = remaining == t.numel()
+            prior = None if fresh else (default_mask != 0).cpu().reshape(-1).numpy()
+            s = scores(t, None if fresh else default_mask, score)
+            self.sparse = _prune_to_count(s, remaining - k, prior, options)
         else:
             s = scores(t, default_mask, score)
             self.sparse = _prune(s, lam=self.lam, scores=s, **options)
