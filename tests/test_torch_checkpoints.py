@@ -6,6 +6,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file as st_load
 from torch.nn.utils import prune
 
@@ -92,6 +94,20 @@ def test_to_torch_keeps_shape_dtype_and_bfloat16_bits():
     np.testing.assert_array_equal(t.view(torch.int16).numpy(), b.view(np.int16))
     zero_d = vt.to_numpy(torch.tensor(4))
     assert zero_d.shape == () and zero_d == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple),
+       dtype=st.sampled_from([torch.int64, torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64]),
+       seed=st.integers(0, 2**31 - 1))
+def test_tensors_round_trip_through_numpy_bit_for_bit(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = (torch.randn(shape, generator=g) * 100).to(dtype)
+    a = vt.to_numpy(t)
+    assert a.shape == tuple(shape)
+    back = vt.to_torch(a).to(dtype)
+    assert back.shape == t.shape and back.dtype == t.dtype
+    assert torch.equal(back, t)
 
 
 # A tiny Llama built from a config: no hub access.
