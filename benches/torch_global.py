@@ -1,7 +1,7 @@
 """Global pruning of a CNN: ``vitrust.torch.prune_model`` beside
 ``torch.nn.utils.prune.global_unstructured`` (L1), side by side in one run.
 
-    python benches/torch_global.py               # ~22 M weights (VGG-like), rate 0.9, best of 3
+    python benches/torch_global.py               # ~23 M weights (VGG-like), rate 0.9, best of 3
     python benches/torch_global.py --width 0.25 --repeat 1   # a quick check
 
 Prints each one's time (best of ``--repeat``, each on a fresh copy of the
@@ -23,7 +23,7 @@ from vitrust import _global
 
 
 def cnn(width: float = 1.0, seed: int = 0) -> torch.nn.Module:
-    """A VGG-11-like network for 32x32 inputs (about 22 M weights at width 1)."""
+    """A VGG-11-like network for 32x32 inputs (about 23 M weights at width 1)."""
     torch.manual_seed(seed)
     c = [max(4, int(x * width)) for x in (64, 128, 256, 256, 512, 512, 512, 512)]
     layers, prev = [], 3
@@ -32,7 +32,7 @@ def cnn(width: float = 1.0, seed: int = 0) -> torch.nn.Module:
         if i in (0, 1, 3, 5, 7):
             layers.append(torch.nn.MaxPool2d(2))
         prev = ch
-    hidden = max(16, int(4096 * width))
+    hidden = max(16, int(3072 * width))
     layers += [torch.nn.Flatten(), torch.nn.Linear(prev, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
                torch.nn.ReLU(), torch.nn.Linear(hidden, 1000)]
     return torch.nn.Sequential(*layers)
@@ -67,7 +67,7 @@ def timed(fn, base: torch.nn.Module, rate: float, repeat: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1: about 22 M weights)")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1: about 23 M weights)")
     ap.add_argument("--rate", type=float, default=0.9)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
