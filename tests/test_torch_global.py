@@ -11,21 +11,21 @@ import vitrust.torch._pruning
 from vitrust import _global
 
 
-def families(seed=0):
-    """Tensors of different scales and structures (as a model's layers differ)."""
+def families(seed=0, k=1):
+    """Tensors of different scales and structures (as a model's layers differ); ``k`` times as many rows."""
     rng = np.random.default_rng(seed)
     prof = np.full(64, 0.006)
     prof[24:40] = 0.3
-    rows = rng.lognormal(0, 1, size=(300, 1))
-    block = np.zeros((256, 512))
-    block[:64, :128] = 1.0
+    rows = rng.lognormal(0, 1, size=(300 * k, 1))
+    block = np.zeros((256 * k, 512))
+    block[: 64 * k, :128] = 1.0
     return [
-        rng.standard_normal((400, 300)),                              # Gaussian
-        3.0 * rng.laplace(size=(200, 500)),                           # Laplacian, larger
-        rng.standard_normal((300, 400)) * rows,                       # row-scaled
-        (rng.standard_normal((256, 16, 64)) * prof),                  # periodic: 16 of 64 taps carry signal
-        rng.standard_normal((256, 512)) * (0.05 + block),             # block-sparse
-        np.where(rng.random((300, 300)) < 0.9, 0.0, rng.standard_normal((300, 300))),  # mostly zero
+        rng.standard_normal((400 * k, 300)),                          # Gaussian
+        3.0 * rng.laplace(size=(200 * k, 500)),                       # Laplacian, larger
+        rng.standard_normal((300 * k, 400)) * rows,                   # row-scaled
+        (rng.standard_normal((256 * k, 16, 64)) * prof),              # periodic: 16 of 64 taps carry signal
+        rng.standard_normal((256 * k, 512)) * (0.05 + block),         # block-sparse
+        np.where(rng.random((300 * k, 300)) < 0.9, 0.0, rng.standard_normal((300 * k, 300))),  # mostly zero
         0.2 * rng.standard_normal((30, 30)),                          # small: searched whole
     ]
 
@@ -71,7 +71,8 @@ def test_global_search_costs_at_most_three_passes(rate, monkeypatch):
         return lam
 
     monkeypatch.setattr(_global.Calibrator, "solve", recording)
-    layers = [(torch.from_numpy(w.astype(np.float32)), torch.ones(w.shape)) for w in families(seed=2)]
+    layers = [(torch.from_numpy(w.astype(np.float32)), None) for w in families(seed=2, k=4)]
+    layers[0] = (layers[0][0], torch.ones(layers[0][0].shape))  # a layer pruned before (with nothing pruned)
     lam, found = vt.global_search(layers, rate, {})
     n = sum(w.numel() for w, _ in layers)
     kept = sum(vitrust.prune(w.numpy(), lam=lam, config=sp.config).nnz for (w, _), sp in zip(layers, found))
@@ -103,6 +104,24 @@ def test_calibrate_scores_kinds_and_a_kept_count():
         _global.calibrate([(ws[0], configs[0], 512)], 0.5, score="cube")
     with pytest.raises(TypeError, match="VDConfig"):
         _global.calibrate([(ws[0], "vd", 512)], 0.5)
+
+
+def test_tensors_added_one_by_one_calibrate_alike(tmp_path):
+    """Streaming: pieces and subsamples are taken as each tensor comes (here from memory-mapped files)."""
+    ws = [w.astype(np.float32) for w in families(seed=3)]
+    configs = [vt.layer_config(0.8)] * len(ws)
+    at_once = _global.Calibrator([(w, c, 1024) for w, c in zip(ws, configs)], share=0.1)
+    streamed = _global.Calibrator(share=0.1)
+    for i, (w, c) in enumerate(zip(ws, configs)):
+        np.save(tmp_path / f"{i}.npy", w)
+        streamed.add(np.load(tmp_path / f"{i}.npy", mmap_mode="r"), c, 1024)
+    n = sum(w.size for w in ws)
+    assert streamed.n == at_once.n == n
+    assert streamed.solve(0.2 * n) == at_once.solve(0.2 * n)
+    with pytest.raises(ValueError, match="share"):
+        _global.Calibrator(share=0.0)
+    with pytest.raises(ValueError, match="no tensors"):
+        _global.Calibrator()
 
 
 def test_calibrate_returns_the_closest_when_no_lambda_reaches_the_rate():

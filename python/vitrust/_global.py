@@ -37,19 +37,20 @@ Tensor = Tuple[Any, VDConfig, int]
 SAMPLE_SHARE = 1 / 16
 # At least this many pieces over all tensors (all blocks when there are fewer).
 MIN_PIECES = 64
-# Strided subsamples of each tensor's scores count the share above λ; a prime
-# stride stays even on periodic layouts (3x3 kernels, heads, channel groups).
+# Strided subsamples of each tensor's scores (at most SUB_MAX of them, float32)
+# count the share above λ; a prime stride stays even on periodic layouts (3x3
+# kernels, heads, channel groups).
 SUB_STRIDE = 7
-SUB_MIN = 1 << 15
+SUB_MIN, SUB_MAX = 1 << 15, 1 << 18
 # Matched on the sample; aimed at on full passes; the promise (0.2 points).
 SAMPLE_TOLERANCE, FULL_AIM, TOLERANCE = 4e-4, 1e-3, 2e-3
 SAMPLE_EVALS, FULL_EVALS = 12, 12
 
 
 def _score_values(x: np.ndarray, kind: str) -> np.ndarray:
-    """float64 scores of (a sample of) one tensor."""
+    """float32 scores of (a sample of) one tensor (squares taken in float64)."""
     x = np.asarray(x, dtype=np.float64)
-    return x * x if kind == "square" else np.abs(x)
+    return (x * x if kind == "square" else np.abs(x)).astype(np.float32)
 
 
 def _max_score(flat: np.ndarray, kind: str) -> float:
@@ -57,8 +58,17 @@ def _max_score(flat: np.ndarray, kind: str) -> float:
     return top * top if kind == "square" else top
 
 
+def _prime_at_least(k: int) -> int:
+    while k > 2 and any(k % d == 0 for d in range(2, int(k**0.5) + 1)):
+        k += 1
+    return k
+
+
 class _Part:
-    """One tensor: its pieces (or itself, when small) and a strided subsample of its scores."""
+    """One tensor: its pieces (or itself, when small) and a strided subsample of its scores.
+
+    Only the pieces are copied, so a memory-mapped tensor is read, not held.
+    """
 
     def __init__(self, weights: Any, config: VDConfig, block_steps: int, kind: str, share: float) -> None:
         if not isinstance(config, VDConfig):
@@ -66,6 +76,7 @@ class _Part:
         flat = _checks.flat(weights) if isinstance(weights, np.ndarray) else _checks.flat(np.asarray(weights))
         if flat.size == 0:
             raise ValueError("calibrate: a tensor is empty")
+        block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
         self.n, self.config, self.block_steps = flat.size, config, block_steps
         n_out, length = config.n_out, block_steps
         steps = -(-self.n // n_out)
@@ -79,8 +90,8 @@ class _Part:
             self.sample = flat[first[:, None] + np.arange(length * n_out)].reshape(-1)
             self.w = self.sample.size
             self.sample_scores = _score_values(self.sample, kind)
-        sub = flat[::SUB_STRIDE] if self.n >= SUB_STRIDE * SUB_MIN else flat
-        self.sub, self.sub_scale = _score_values(sub, kind), self.n / sub.size
+        stride = 1 if self.n < SUB_STRIDE * SUB_MIN else _prime_at_least(max(SUB_STRIDE, -(-self.n // SUB_MAX)))
+        self.sub = _score_values(flat[::stride], kind)
         self.top = _max_score(flat, kind)
 
     def share_above(self, lam: float) -> float:
@@ -141,34 +152,58 @@ class Calibrator:
     """The sample model of the total kept count as a function of λ (see the module doc).
 
     ``tensors``: ``(weights or scores, VDConfig, block_steps)`` each; ``score``
-    as in ``vitrust.prune`` (``"raw"`` for arrays of scores). All configs share
-    one ``n_out``-independent layout rule, so :meth:`reconfigure` may change the
-    VDs (e.g. their comparators) while the pieces stay.
+    as in ``vitrust.prune`` (``"raw"`` for arrays of scores). ``share``: the
+    share of steps sampled (default: one in 16, at least ``MIN_PIECES`` pieces
+    in all, found from ``tensors``). :meth:`reconfigure` may change the VDs
+    (e.g. their comparators; same ``n_out``) while the pieces stay.
     """
 
-    def __init__(self, tensors: Sequence[Tensor], *, score: str = "abs", threads: Optional[int] = None,
-                 max_memory: Optional[int] = None) -> None:
+    def __init__(self, tensors: Sequence[Tensor] = (), *, score: str = "abs", share: Optional[float] = None,
+                 threads: Optional[int] = None, max_memory: Optional[int] = None) -> None:
         if score not in ("abs", "square", "raw"):
             raise ValueError(f"score = {score!r}: expected 'abs', 'square' or 'raw'")
-        if not tensors:
-            raise ValueError("calibrate: no tensors")
         self.kind, self.threads = score, _checks.threads(threads)
         self.budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else \
             _checks.integer(max_memory, "max_memory", 1)
-        for _, c, _ in tensors:
-            if not isinstance(c, VDConfig):
-                raise TypeError(f"config: expected a vitrust.VDConfig, got {type(c).__name__}")
-        blocks = sum(-(-np.size(w) // (c.n_out * max(int(bs), 1))) for w, c, bs in tensors)
-        share = max(SAMPLE_SHARE, min(1.0, MIN_PIECES / max(blocks, 1)))
-        self.parts = [_Part(w, c, _checks.integer(bs, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS), score, share)
-                      for w, c, bs in tensors]
-        self.n = sum(p.n for p in self.parts)
-        self.top = max(p.top for p in self.parts)
-        pooled = np.concatenate([p.sub for p in self.parts])
-        self.quantiles = np.sort(pooled[:: max(1, pooled.size >> 16)])
+        if share is None:
+            if not tensors:
+                raise ValueError("calibrate: no tensors (give them, or a share to add them one by one)")
+            for _, c, _ in tensors:
+                if not isinstance(c, VDConfig):
+                    raise TypeError(f"config: expected a vitrust.VDConfig, got {type(c).__name__}")
+            blocks = sum(-(-np.size(w) // (c.n_out * max(int(bs), 1))) for w, c, bs in tensors)
+            share = max(SAMPLE_SHARE, min(1.0, MIN_PIECES / max(blocks, 1)))
+        self.share = _checks.real(share, "share")
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share = {share}: must be in (0, 1]")
+        self.parts: List[_Part] = []
+        self.n, self.top = 0, 0.0
         self.passes = 0.0  # search work spent, in full passes over all tensors
         self.x, self._slope = math.nan, 1.0  # where the last solve ended (magnitude density) and its slope
         self._estimates: Dict[float, List[float]] = {}
+        self._quantiles: Optional[np.ndarray] = None
+        for w, c, bs in tensors:
+            self.add(w, c, bs)
+
+    def add(self, weights: Any, config: VDConfig, block_steps: int) -> None:
+        """Adds one tensor (its pieces and subsample are kept, not the tensor): for
+        streaming, build with a ``share`` and add tensors as they are read."""
+        part = _Part(weights, config, block_steps, self.kind, self.share)
+        self.parts.append(part)
+        self.n += part.n
+        self.top = max(self.top, part.top)
+        self._estimates.clear()
+        self._quantiles = None
+
+    @property
+    def quantiles(self) -> np.ndarray:
+        """Sorted scores standing for all tensors, each in proportion to its size."""
+        if self._quantiles is None:
+            if not self.parts:
+                raise ValueError("calibrate: no tensors")
+            picks = [p.sub[:: max(1, round(p.sub.size / max(1.0, (1 << 16) * p.n / self.n)))] for p in self.parts]
+            self._quantiles = np.sort(np.concatenate(picks))
+        return self._quantiles
 
     def reconfigure(self, configs: Sequence[VDConfig]) -> None:
         """Gives the tensors other VDs (same ``n_out``: the pieces stay)."""
@@ -251,12 +286,12 @@ class Calibrator:
         f1 = on_full(x)
         if abs(f1) > FULL_AIM:
             # The full count's slope is close to the sample's over the span it
-            # explored (a wide base: single secants of a step function are noisy),
-            # and in the density domain near 1: bounded so a flat sample cannot
-            # send the step far.
+            # explored (a wide base: single secants of a step function are noisy);
+            # in the density domain it is near 1, which stands in when the
+            # samples' slope is far from it (too flat a span says little).
             lo, hi = min(seen), max(seen)
             wide = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else math.nan
-            wide = min(max(wide if math.isfinite(wide) else slope, 0.5), 2.0)
+            wide = wide if 0.5 <= wide <= 2.0 else 1.0
             _solve(on_full, min(max(x - f1 / wide, -1.0), 2.0), wide, FULL_AIM, FULL_EVALS, known=[(x, f1)])
         return min(done, key=lambda k: abs(done[k]))
 
