@@ -19,7 +19,10 @@ a requested count:
    converging: the count is monotone), returning the closest λ found.
 
 So the whole usually costs the equivalent of two to three full passes. The
-API is array based: ``(weights or scores, VDConfig, block_steps)`` per tensor.
+API is array based: ``(weights or scores, VDConfig, block_steps)`` per tensor;
+:class:`Calibrator` keeps only the pieces and a bounded float32 subsample of
+each tensor, so tensors may be added one at a time (memory-mapped, streamed)
+when the sampled ``share`` is given up front.
 """
 
 from __future__ import annotations
