@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _checks, _presets, _vitrust
-from .._global import Calibrator
+from .._global import TOLERANCE, Calibrator
 from .._prune import _config
 from .._sparse import ViterbiSparse
 from .._vitrust import VDConfig
@@ -115,7 +115,7 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     lam = cal.solve(target, full=full, x0=cal.x)
     indices, kept = found[lam]
     n = sum(x.size for x in s)
-    if abs(kept - target) > 0.002 * n:
+    if abs(kept - target) > TOLERANCE * n:
         warnings.warn(f"prune_model: requested rate {rate:.2%} of the unpruned weights, achieved "
                       f"{1 - kept / max(target / (1 - rate), 1):.2%} (the closest one λ gives)",
                       UserWarning, stacklevel=3)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.nn.utils import prune as _tprune
 
+from .._global import FULL_AIM, TOLERANCE
 from .._prune import prune as _prune
 from .._sparse import ViterbiSparse
 from ._convert import scores
@@ -17,7 +18,7 @@ from ._convert import scores
 OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", "block_steps", "score", "seed",
            "threads", "effort", "tap_seeds", "config", "max_memory")
 # Rate control's aim on the final mask (after the AND with an earlier mask), and what it guarantees.
-_AIM, _TOLERANCE = 0.001, 0.002
+_AIM = FULL_AIM
 
 
 class ViterbiUnstructured(_tprune.BasePruningMethod):
@@ -107,7 +108,7 @@ def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], optio
         last, rate = (rate, got), min(max(rate + (kept - got) / slope, 0.0), 0.999999)
     assert best is not None
     miss, got, sp = best
-    if prior is not None and miss > _TOLERANCE * n:
+    if prior is not None and miss > TOLERANCE * n:
         warnings.warn(f"viterbi_unstructured: requested rate {1 - kept / n:.2%}, achieved {1 - got / n:.2%} "
                       "(the closest VD mask found)", UserWarning, stacklevel=5)
     return sp
