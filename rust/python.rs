@@ -52,7 +52,7 @@ impl PyConfig {
         flip_flops=IntArg::Default(10), n_in=IntArg::Default(1), n_out=IntArg::Default(5),
         comparator_bits=IntArg::Default(1), threshold=IntArg::Default(1), taps=None,
         seed=IntArg::Default(0),
-    ))]
+    ), text_signature = "(flip_flops=10, n_in=1, n_out=5, comparator_bits=1, threshold=1, taps=None, seed=0)")]
     fn new(
         flip_flops: IntArg<'_>,
         n_in: IntArg<'_>,
