@@ -116,6 +116,10 @@ def test_big_endian_arrays_are_converted_everywhere(tmp_path, dtype):
     assert np.array_equal(vitrust.expand(ref.config, _big(ref.index), ref.size, ref.block_steps), ref.mask().ravel())
     x = np.random.default_rng(1).standard_normal((30, 3)).astype(dtype)
     np.testing.assert_array_equal(ref @ _big(x), ref @ x)
+    x64 = x.astype(np.float64)
+    assert (SP @ _big(x64)).dtype == np.float64  # a big-endian float64 operand is still float64
+    np.testing.assert_array_equal(SP @ _big(x64), SP @ x64)
+    np.testing.assert_array_equal(_big(x64.T[:, :20]) @ SP, x64.T[:, :20] @ SP)
     path = tmp_path / "be.safetensors"
     vitrust.save_file({"w": rebuilt, "p": big}, path)
     back = vitrust.load_file(path)

@@ -107,6 +107,9 @@ def test_products_match_numpy_on_widened_values(dtype):
         np.testing.assert_allclose(sp @ v, wide @ v, rtol=0, atol=tol * scale)
         xl = rng.standard_normal((6, 37)).astype(x_dtype)
         np.testing.assert_allclose(xl @ sp, xl @ wide, rtol=0, atol=tol * scale)
+    # A narrow operand is widened to float32 like the values.
+    xn = rng.standard_normal((91, 2)).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(sp @ xn, sp @ xn.astype(np.float32))
 
 
 def test_float8_products_see_every_finite_value_exactly():

@@ -136,8 +136,8 @@ class ViterbiSparse:
         return self._product(other, left=True)
 
     def _product(self, other: Any, left: bool) -> np.ndarray:
-        x = np.asarray(other)
-        if x.dtype.kind not in "fiub" or x.dtype == np.longdouble:
+        x = _checks.native(np.asarray(other))
+        if _checks.value_dtype(x.dtype) is None and x.dtype.kind not in "iub":
             raise TypeError(f"operand: expected a real numeric array, got {x.dtype}")
         rows, cols = self.shape[0], self.size // self.shape[0]
         inner, want = (rows, f"({rows},) or (batch, {rows})") if left else (cols, f"({cols},) or ({cols}, batch)")
