@@ -34,12 +34,13 @@ def value_dtype(dt: np.dtype) -> Optional[str]:
 def ml_dtype(name: str, what: str) -> np.dtype:
     """The numpy dtype of an ml_dtypes type (``name`` as numpy names it)."""
     try:
-        import ml_dtypes  # type: ignore[import-not-found]
+        import ml_dtypes  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ValueError(
             f"{what} is {name}, which numpy holds only with the ml_dtypes package installed (pip install ml_dtypes)"
         ) from None
-    return np.dtype(getattr(ml_dtypes, name))
+    dt: np.dtype = np.dtype(getattr(ml_dtypes, name))
+    return dt
 
 
 def native(a: np.ndarray) -> np.ndarray:
