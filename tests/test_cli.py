@@ -65,7 +65,7 @@ def test_prune_info_unpack_round_trip(ckpt, tmp_path, capsys):
     assert set(lines) == set(CHECKPOINT)
     for name in pruned:
         bpw = [float(x) for x in lines[name].split()[4:8]]  # viterbi, csr32, relative, bitmask
-        assert bpw[0] == pytest.approx(loaded[name].bits_per_weight, abs=1e-4)
+        assert bpw[0] == pytest.approx(loaded[name].bits_per_weight, abs=1e-3)
         assert bpw[3] == 1.0 and bpw[1] > bpw[2] > bpw[0]
     assert "dense" in lines["fc1.bias"]
 
