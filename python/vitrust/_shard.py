@@ -12,6 +12,7 @@ by a few copies of the largest tensor.
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -136,13 +137,12 @@ class Sources:
 
 def worker_threads(threads: Optional[int]) -> Optional[int]:
     """On a Dask worker, its own thread count unless one was given."""
-    if threads is not None:
+    distributed = sys.modules.get("distributed")  # a worker has it; importing it costs ~30 MB
+    if threads is not None or distributed is None:
         return threads
     try:
-        from distributed import get_worker
-
-        return int(get_worker().state.nthreads)
-    except (ImportError, ValueError, AttributeError):
+        return int(distributed.get_worker().state.nthreads)
+    except (ValueError, AttributeError):
         return None
 
 
