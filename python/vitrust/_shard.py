@@ -64,7 +64,7 @@ class TensorStats:
     nnz: Optional[int] = None  # None: passed through
     lam: Optional[float] = None
     bits_per_weight: float = 0.0
-    search_seconds: float = 0.0
+    search_seconds: float = 0.0  # in vitrust.prune
     retained: Optional[float] = None
     storage: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
@@ -213,10 +213,10 @@ def run_shard(task: ShardTask, targets: Dict[str, Target], options: Dict[str, An
                     if progress:
                         progress("start", t.name, st.weights)
                     a = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
-                    s0 = time.perf_counter()
                     w = search_array(a)
                     if w is not a:
                         f.release(t.name)
+                    s0 = time.perf_counter()
                     sp = _prune_one(w, targets[t.name], options)
                     st.search_seconds = time.perf_counter() - s0
                     st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
