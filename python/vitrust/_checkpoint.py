@@ -15,7 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import _checks, _format, _layout, _presets, _shard, _vitrust
 from ._calibrate import Pool
@@ -197,7 +197,7 @@ def _run(tasks: List[ShardTask], targets: Dict[str, Target], options: Dict[str, 
     futures = client.map(_shard.run_shard, tasks, per_task, [options] * len(tasks), [None] * len(tasks),
                          [report] * len(tasks), pure=False, retries=2)
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
             st = fut.result()
             for t in st.tensors:
                 if progress and t.nnz is not None:
@@ -320,7 +320,7 @@ def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = Fal
     return result
 
 
-def _rate_of(stats: List[ShardStats], names: set) -> float:
+def _rate_of(stats: List[ShardStats], names: Set[str]) -> float:
     ts = [t for st in stats for t in st.tensors if t.name in names]
     return 1.0 - sum(t.nnz or 0 for t in ts) / max(sum(t.weights for t in ts), 1)
 

@@ -87,7 +87,7 @@ def _client(address: Optional[str]) -> Any:
         from distributed import Client
     except ImportError:
         raise CommandError('--scheduler needs Dask: pip install "vitrust[dask]"') from None
-    return Client(address)
+    return Client(address)  # type: ignore[no-untyped-call]
 
 
 def _options(args: Any) -> Dict[str, Any]:

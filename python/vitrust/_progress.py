@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Optional, TextIO
+from typing import Optional, TextIO, Tuple
 
 WIDTH = 79
 # A tensor in progress is shown at most this far along until it is done.
@@ -29,7 +29,7 @@ class Progress:
         self.tty = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self.width = width
         self.t0 = time.perf_counter()
-        self._current: Optional[tuple] = None  # (label, weights, start time)
+        self._current: Optional[Tuple[str, int, float]] = None  # (label, weights, start time)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: Optional[threading.Thread] = None
