@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -192,20 +193,41 @@ def _run(tasks: List[ShardTask], targets: Dict[str, Target], options: Dict[str, 
     per_task = [{t.name: targets[t.name] for t in task.tensors if t.prune} for task in tasks]
     if client is None:
         return [_shard.run_shard(task, tg, options, progress, report) for task, tg in zip(tasks, per_task)]
+    return _run_dask(tasks, targets, options, client, progress, report)
+
+
+def _run_dask(tasks: List[ShardTask], targets: Dict[str, Target], options: Dict[str, Any], client: Any,
+              progress: Optional[_shard.Progress], report: bool) -> List[ShardStats]:
+    """Each pruned tensor is a task writing a part file; each shard a task
+    copying its parts and the rest of the source into place (so a checkpoint
+    of few large shards still keeps many workers busy)."""
     from distributed import as_completed
 
-    futures = client.map(_shard.run_shard, tasks, per_task, [options] * len(tasks), [None] * len(tasks),
-                         [report] * len(tasks), pure=False, retries=2)
+    parts_dir = os.path.join(os.path.dirname(os.path.abspath(tasks[0].out)), f".vitrust-parts-{os.getpid()}")
+    os.makedirs(parts_dir, exist_ok=True)
+    futures: List[Any] = []
     try:
+        shards = []
+        for si, task in enumerate(tasks):
+            paths, parts = {}, []
+            for ti, t in enumerate(task.tensors):
+                if t.prune:
+                    paths[t.name] = os.path.join(parts_dir, f"{si}-{ti}.safetensors")
+                    parts.append(client.submit(_shard.prune_part, t, targets[t.name], options, paths[t.name],
+                                               report, pure=False, retries=2))
+            futures += parts
+            shards.append(client.submit(_shard.assemble_shard, task, paths, *parts, pure=False, retries=2))
+        futures += shards
         for fut in as_completed(futures):  # type: ignore[no-untyped-call]
-            st = fut.result()
-            for t in st.tensors:
-                if progress and t.nnz is not None:
-                    progress("done", t.name, t.weights)
+            r = fut.result()
+            if progress and isinstance(r, _shard.TensorStats):
+                progress("done", r.name, r.weights)
+        return [f.result() for f in shards]
     except BaseException:
         client.cancel(futures)
         raise
-    return [f.result() for f in futures]
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def _sample(tasks: List[ShardTask], share: float, blocks: Dict[str, int], client: Any) -> List[Tuple[str, Any, float]]:

@@ -174,28 +174,52 @@ def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> Viterb
     return prune(w, float(target), **options)
 
 
-def _write(w: _vitrust.ShardWriter, f: _vitrust.SafeOpen, t: TensorPlan, sp: Optional[ViterbiSparse]) -> None:
+def _write(w: _vitrust.ShardWriter, f: _vitrust.SafeOpen, t: TensorPlan, sp: Optional[ViterbiSparse],
+           part: Optional[str] = None) -> None:
     if sp is not None:
         vals = sp.values
         w.add_sparse(t.name, _format._dtype_name(vals, t.name), list(sp.shape), _format._le_bytes(vals),
                      sp.config, sp.block_steps, sp.lam, sp.index)
-    elif t.kind == "sparse":
-        dt, shape, values, config, block_steps, lam, index = f.get(t.name)
+    elif t.kind == "sparse" or part is not None:
+        g = f if part is None else _vitrust.SafeOpen(part)
+        dt, shape, values, config, block_steps, lam, index = g.get(t.name)
         w.add_sparse(t.name, dt, list(shape), values, config, block_steps, lam, index)
     else:
         w.add_plain(t.name, t.dtype, list(t.shape), f.get(t.name))
     f.release(t.name)
 
 
+def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[str, Any],
+            report: bool) -> Tuple[ViterbiSparse, TensorStats]:
+    """Prunes one tensor read from ``f``; its pages are handed back as soon as they are not needed."""
+    st = TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes)
+    a = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
+    w = search_array(a)
+    if w is not a:
+        f.release(t.name)
+    s0 = time.perf_counter()
+    sp = _prune_one(w, target, options)
+    st.search_seconds = time.perf_counter() - s0
+    st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
+    st.bytes_after = sp.index.nbytes + sp.values.nbytes
+    if report:
+        st.retained, st.storage = _retained(w, sp), dict(sp.storage())
+    return sp, st
+
+
 def run_shard(task: ShardTask, targets: Dict[str, Target], options: Dict[str, Any],
-              progress: Optional[Progress] = None, report: bool = False) -> ShardStats:
+              progress: Optional[Progress] = None, report: bool = False,
+              parts: Optional[Dict[str, Tuple[str, TensorStats]]] = None) -> ShardStats:
     """Writes ``task.out``: pruned tensors at their ``targets``, the rest passed through.
 
     ``options`` go to ``vitrust.prune``; ``report`` adds retained importance
     and the storage table per pruned tensor (costly on large tensors).
+    ``parts`` gives, for tensors already pruned by ``prune_part``, the file
+    holding the result and its statistics: they are copied, not searched.
     """
     t0 = time.perf_counter()
     options = dict(options, threads=worker_threads(options.get("threads")))
+    parts = parts or {}
     files = Sources()
     plan = [_writer_plan(t, files(t.file)) for t in task.tensors]
     writer = _vitrust.ShardWriter(task.out, dict(task.metadata), plan)
@@ -208,28 +232,19 @@ def run_shard(task: ShardTask, targets: Dict[str, Target], options: Dict[str, An
                 if i + 1 < len(task.tensors):
                     nxt = task.tensors[i + 1]
                     files(nxt.file).prefetch(nxt.name)
-                sp, st = None, TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes)
-                if t.prune:
+                sp, st, part = None, TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes), None
+                if t.name in parts:
+                    part, st = parts[t.name]
+                elif t.prune:
                     if progress:
                         progress("start", t.name, st.weights)
-                    a = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
-                    w = search_array(a)
-                    if w is not a:
-                        f.release(t.name)
-                    s0 = time.perf_counter()
-                    sp = _prune_one(w, targets[t.name], options)
-                    st.search_seconds = time.perf_counter() - s0
-                    st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
-                    st.bytes_after = sp.index.nbytes + sp.values.nbytes
-                    if report:
-                        st.retained, st.storage = _retained(w, sp), dict(sp.storage())
-                    del a, w
+                    sp, st = _search(f, t, targets[t.name], options, report)
                     if progress:
                         progress("done", t.name, st.weights)
                 stats.append(st)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(_write, writer, f, t, sp)
+                pending = pool.submit(_write, writer, f, t, sp, part)
                 del sp
             if pending is not None:
                 pending.result()
@@ -238,6 +253,30 @@ def run_shard(task: ShardTask, targets: Dict[str, Target], options: Dict[str, An
         writer.abort()
         raise
     return ShardStats(task.out, data_bytes, stored, stats, time.perf_counter() - t0)
+
+
+def prune_part(t: TensorPlan, target: Target, options: Dict[str, Any], path: str, report: bool = False) -> TensorStats:
+    """Prunes one tensor into a file of its own (a task finer than a shard, for
+    a cluster): ``assemble_shard`` copies it into its shard, bytes unchanged."""
+    options = dict(options, threads=worker_threads(options.get("threads")))
+    f = _vitrust.SafeOpen(t.file)
+    sp, st = _search(f, t, target, options, report)
+    w = _vitrust.ShardWriter(path, {}, [_writer_plan(t, f)])
+    try:
+        _write(w, f, t, sp)
+        w.finish()
+    except BaseException:
+        w.abort()
+        raise
+    return st
+
+
+def assemble_shard(task: ShardTask, paths: Dict[str, str], *stats: TensorStats) -> ShardStats:
+    """Writes a shard from its pruned parts (``paths``: name to part file) and
+    the source; ``stats`` are the parts' statistics (Dask passes the results of
+    the ``prune_part`` tasks here, which makes this task wait for them)."""
+    by_name = {s.name: s for s in stats}
+    return run_shard(task, {}, {}, parts={n: (p, by_name[n]) for n, p in paths.items()})
 
 
 def sample_shard(task: ShardTask, share: float, blocks: Dict[str, int]) -> List[Tuple[str, np.ndarray, float]]:
