@@ -297,3 +297,10 @@ def test_memory_stays_bounded_by_the_largest_tensor(tmp_path):
     largest = 4 * 2**20
     assert int(r.stdout.split()[-1]) <= 2.5 * largest + 16 * 2**20
     assert len(list((tmp_path / "out").glob("*.safetensors"))) == 4
+
+
+def test_an_output_inside_the_input_directory_is_not_copied_into_itself(ckpt):
+    root, _ = ckpt
+    prune_checkpoint(root, root / "pruned", 0.5)
+    assert not (root / "pruned" / "pruned").exists()
+    assert (root / "pruned" / "config.json").read_bytes() == OTHER_FILES["config.json"]

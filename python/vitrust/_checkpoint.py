@@ -313,7 +313,7 @@ def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = Fal
             raise CheckpointError(f"{dst}: exists (pass force=True / --force to overwrite it)")
     else:
         _layout.prepare_dir(dst, source, force)
-        _layout.copy_others(source, dst, _layout.other_files(source))
+        _layout.copy_others(source, dst, _layout.other_files(source, dst))
 
     targets: Dict[str, Target] = {n: r for n, (r, _) in rates.items()}
     glob_names = [t for t in pruned if not rates[t.name][1]] if global_rate else []

@@ -104,14 +104,16 @@ def check_index_matches(src: Source, names_by_shard: Dict[str, List[str]]) -> No
                 raise LayoutError(f"{src.path}: tensor {n!r} is in {base}, but the index names {wm[n]}")
 
 
-def other_files(src: Source) -> List[str]:
-    """Paths (relative to the checkpoint's directory) of everything that is not a shard or the index."""
+def other_files(src: Source, dst: Optional[str] = None) -> List[str]:
+    """Paths (relative to the checkpoint's directory) of everything that is not
+    a shard or the index (nor inside ``dst``, should the output be within the input)."""
     if src.root is None:
         return []
     skip = {os.path.basename(s) for s in src.shards} | {src.index_name}
     out = []
     for dirpath, dirnames, filenames in os.walk(src.root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if dst is None or os.path.abspath(os.path.join(dirpath, d))
+                             != os.path.abspath(dst))
         rel = os.path.relpath(dirpath, src.root)
         for f in sorted(filenames):
             r = f if rel == "." else os.path.join(rel, f)

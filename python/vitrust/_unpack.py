@@ -43,7 +43,7 @@ def unpack(src: Any, dst: Any, *, force: bool = False, threads: Optional[int] = 
         data, stored, expanded = _unpack_file(source.shards[0], dst, threads)
         return {"files": [dst], "tensors": len(stored), "expanded": expanded, "bytes": os.path.getsize(dst)}
     _layout.prepare_dir(dst, source, force)
-    _layout.copy_others(source, dst, _layout.other_files(source))
+    _layout.copy_others(source, dst, _layout.other_files(source, dst))
     weight_map: Dict[str, str] = {}
     total = expanded = 0
     files = []
