@@ -83,8 +83,8 @@ def _check_output(out, original):
     for name, t in original.items():
         got = loaded[name]
         if isinstance(got, vitrust.ViterbiSparse):
-            np.testing.assert_array_equal(got.values, t.astype(np.float32)[got.mask()] if t.dtype.name == "bfloat16"
-                                          else t[got.mask()])
+            assert got.values.dtype == t.dtype  # bfloat16 values stay bfloat16
+            np.testing.assert_array_equal(got.values, t[got.mask()])
         else:
             assert got.dtype == t.dtype
             np.testing.assert_array_equal(got, t)
@@ -304,3 +304,19 @@ def test_an_output_inside_the_input_directory_is_not_copied_into_itself(ckpt):
     prune_checkpoint(root, root / "pruned", 0.5)
     assert not (root / "pruned" / "pruned").exists()
     assert (root / "pruned" / "config.json").read_bytes() == OTHER_FILES["config.json"]
+
+
+def test_bfloat16_and_float8_checkpoints_get_smaller(tmp_path):
+    t = {f"l.{i}": RNG.standard_normal((256, 320)).astype(ml_dtypes.bfloat16) for i in range(4)}
+    t["f8"] = RNG.standard_normal((256, 320)).astype(ml_dtypes.float8_e4m3fn)
+    t["f8.kept"] = RNG.standard_normal((64,)).astype(ml_dtypes.float8_e5m2)
+    st_save(t, str(tmp_path / "m.safetensors"))
+    prune_checkpoint(tmp_path / "m.safetensors", tmp_path / "o.safetensors", 0.5)
+    assert os.path.getsize(tmp_path / "o.safetensors") <= 0.55 * os.path.getsize(tmp_path / "m.safetensors")
+    out = vitrust.load_file(tmp_path / "o.safetensors")
+    for name, a in t.items():
+        if a.ndim == 2:
+            assert out[name].values.dtype == a.dtype
+            np.testing.assert_array_equal(out[name].to_dense(), np.where(out[name].mask(), a, 0).astype(a.dtype))
+        else:
+            assert out[name].dtype == a.dtype and out[name].tobytes() == a.tobytes()

@@ -23,7 +23,7 @@ from ._calibrate import Pool
 from ._prune import _config
 from ._shard import ShardStats, ShardTask, Target, TensorPlan
 
-PRUNABLE = ("F16", "BF16", "F32", "F64")
+PRUNABLE = tuple(st for _, st in _checks.VALUE_DTYPES.values())
 PRUNE_OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", "block_steps", "score", "seed",
                  "threads", "max_memory", "effort", "tap_seeds")
 # The global calibration samples about this share of the selected weights,
@@ -89,9 +89,9 @@ def select(name: str, kind: str, dtype: str, shape: Sequence[int], include: Opti
         return False
     if dtype not in PRUNABLE:
         if include is not None:
-            np_name = _format._DTYPES[dtype].name if dtype in _format._DTYPES else dtype
-            raise CheckpointError(f"tensor {name!r} has dtype {dtype} ({np_name}); only float16, bfloat16, float32 and "
-                                  "float64 weights can be pruned (narrow the include patterns)")
+            np_name = {v: k for k, v in _format._NAMES.items()}.get(dtype, dtype)
+            raise CheckpointError(f"tensor {name!r} has dtype {dtype} ({np_name}); only {_checks.VALUE_NAMES} "
+                                  "weights can be pruned (narrow the include patterns)")
         return False
     return True
 
@@ -128,7 +128,7 @@ def _expected_bytes(t: TensorPlan, rate: float, options: Dict[str, Any]) -> int:
     steps = int(options.get("block_steps", 1024))
     blocks = math.ceil(n / (steps * ratio * n_in))
     words = blocks * math.ceil(steps * n_in / 64)
-    item = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}[_shard.stored_value_dtype(t.dtype)]
+    item = {st: size for size, st in _checks.VALUE_DTYPES.values()}[t.dtype]
     return 8 * words + round(n * (1.0 - rate)) * item
 
 

@@ -171,8 +171,6 @@ def _print(res: Result, args: Any, dry: bool) -> None:
           f"{res.achieved_rate:.2%}), {res.passed_through} passed through")
     if res.lam is not None:
         print(f"global: one lambda = {res.lam:.6g} for all, {res.passes:.2f} search passes")
-    if any(t.dtype == "BF16" for t in res.tensors):
-        print("note: bfloat16 values are stored as float32 (exact)")
     what = "expected output" if dry else "output"
     print(f"input {_mib(res.bytes_in)} -> {what} {_mib(res.bytes_out)} ({res.bytes_out / max(res.bytes_in, 1):.1%})")
     if dry:

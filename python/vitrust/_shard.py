@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _format, _vitrust
+from . import _checks, _format, _vitrust
 from ._prune import prune
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
@@ -86,39 +86,28 @@ class ShardStats:
     seconds: float
 
 
-# --- bfloat16: the one place where values are widened --------------------
-# prune() does not take bfloat16 yet, so such weights are searched, and their
-# kept values stored, as float32 (exact: bfloat16 is a subset of float32).
-# Delete both functions' bfloat16 branches once prune keeps bfloat16 values.
-def search_array(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
-
-
-def stored_value_dtype(dtype: str) -> str:
-    return "F32" if dtype == "BF16" else dtype
-# ---------------------------------------------------------------------------
+_ITEMSIZE = {st: size for size, st in _checks.VALUE_DTYPES.values()}
+_PLAIN_NUMPY = {v: k for k, v in _format._NAMES.items()}
 
 
 def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) -> np.ndarray:
-    """A tensor's bytes viewed as its own numpy dtype (no copy)."""
-    if dtype == "BF16":
-        bf16 = _format._bfloat16()
-        if bf16 is None:
-            raise ValueError(f"tensor {name!r} is bfloat16, which numpy holds only with the ml_dtypes package installed")
-        dt = bf16
-    elif dtype in _format._DTYPES:
-        dt = _format._DTYPES[dtype]
+    """A tensor's bytes viewed as its own numpy dtype (no copy); bfloat16 and
+    float8 need the ml_dtypes package."""
+    numpy_name = _format._VALUE_NUMPY.get(dtype)
+    if numpy_name is not None:
+        dt = np.dtype(numpy_name) if numpy_name in ("float16", "float32", "float64") else \
+            _checks.ml_dtype(numpy_name, f"tensor {name!r}")
+    elif dtype in _PLAIN_NUMPY:
+        dt = _PLAIN_NUMPY[dtype]
     else:
         raise TypeError(f"tensor {name!r}: dtype {dtype} is not supported here")
-    return raw.view(np.dtype(dt).newbyteorder("<")).reshape(shape)
+    return raw.view(dt.newbyteorder("<")).reshape(shape)
 
 
 def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> ViterbiSparse:
     """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
     dt, shape, values, config, block_steps, lam, index = item
-    if dt not in ("F16", "F32", "F64"):
-        raise ValueError(f"pruned tensor {name!r}: {dt} values are not supported by ViterbiSparse yet")
-    vals = plain_array(values, dt, (values.size // np.dtype(_format._DTYPES[dt]).itemsize,), name)
+    vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
     return ViterbiSparse(tuple(shape), config, block_steps, index, vals, lam, threads=threads, _trusted=True)
 
 
@@ -148,7 +137,7 @@ def worker_threads(threads: Optional[int]) -> Optional[int]:
 
 def _writer_plan(t: TensorPlan, f: _vitrust.SafeOpen) -> Tuple[str, str, List[int], int]:
     if t.prune:
-        return (t.name, stored_value_dtype(t.dtype), list(t.shape), _TAPS_BOUND)
+        return (t.name, t.dtype, list(t.shape), _TAPS_BOUND)
     if t.kind == "sparse":
         item = f.get(t.name)
         return (t.name, item[0], list(t.shape), len(item[3].taps))
@@ -193,10 +182,7 @@ def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[s
             report: bool) -> Tuple[ViterbiSparse, TensorStats]:
     """Prunes one tensor read from ``f``; its pages are handed back as soon as they are not needed."""
     st = TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes)
-    a = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
-    w = search_array(a)
-    if w is not a:
-        f.release(t.name)
+    w = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
     s0 = time.perf_counter()
     sp = _prune_one(w, target, options)
     st.search_seconds = time.perf_counter() - s0
@@ -295,10 +281,10 @@ def sample_shard(task: ShardTask, share: float, blocks: Dict[str, int]) -> List[
         n_blocks = flat.size // block
         m = max(1, int(round(n_blocks * share)))
         if 2 * m >= n_blocks:
-            sample = search_array(flat).copy()
+            sample = flat.copy()
         else:
             starts = [((2 * i + 1) * n_blocks // (2 * m)) * block for i in range(m)]
-            sample = np.concatenate([search_array(flat[s : s + block]) for s in starts])
+            sample = np.concatenate([flat[s : s + block] for s in starts])
         f.release(t.name)
         out.append((t.name, sample, flat.size / sample.size))
     return out
