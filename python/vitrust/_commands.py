@@ -13,12 +13,13 @@ import inspect
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _checks, _progress, load_file, prune, save_file
+from . import RateWarning, _checks, _progress, load_file, prune, save_file
 from ._sparse import ViterbiSparse
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
@@ -43,6 +44,8 @@ class Row:
     bytes_after: int
     retained: float
     storage: Dict[str, Dict[str, float]]
+    # The rate asked for, when no lam came within 0.2 points of it (a RateWarning).
+    missed: Optional[float] = None
 
 
 def _matches(name: str, patterns: Optional[List[str]]) -> bool:
@@ -112,11 +115,20 @@ def prune_file(args: Any) -> List[Row]:
             a = tensors[name]
             bar.start(name)
             w = _search_array(a)
-            sp = prune(w, args.rate, ratio=args.ratio, seed=args.seed, threads=args.threads, **options)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RateWarning)
+                sp = prune(w, args.rate, ratio=args.ratio, seed=args.seed, threads=args.threads, **options)
+            missed = None
+            for c in caught:
+                if issubclass(c.category, RateWarning):
+                    bar.note(f"vitrust: warning: {name}: {c.message}")
+                    missed = args.rate
+                else:
+                    warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
             out[name] = sp
             after = sp.index.nbytes + sp.values.nbytes
             rows.append(Row(name, tuple(a.shape), a.dtype.name, sp.rate, sp.bits_per_weight, a.nbytes, after,
-                            _retained(w, sp), dict(sp.storage()) if args.plot else {}))
+                            _retained(w, sp), dict(sp.storage()) if args.plot else {}, missed))
             bar.advance(name, a.size)
     finally:
         bar.close()
@@ -144,7 +156,8 @@ def _print_prune_summary(rows: List[Row], tensors: Dict[str, Any], names: List[s
           f"{'retained':>8}  {'before':>10}  {'after':>10}")
     for r in rows:
         bf16 = " (values as float32)" if r.dtype == "bfloat16" else ""
-        print(f"{r.name:<{width}}  {_shape(r.shape):>12}  {r.dtype:>8}  {r.rate:>7.2%}  {r.bits_per_weight:>9.4f}  "
+        flag = "!" if r.missed is not None else " "
+        print(f"{r.name:<{width}}  {_shape(r.shape):>12}  {r.dtype:>8}  {r.rate:>7.2%}{flag} {r.bits_per_weight:>9.4f}  "
               f"{r.retained:>8.4f}  {_mib(r.bytes_before):>10}  {_mib(r.bytes_after):>10}{bf16}")
     rest = [n for n in tensors if n not in set(names)]
     before = sum(r.bytes_before for r in rows)
@@ -153,6 +166,10 @@ def _print_prune_summary(rows: List[Row], tensors: Dict[str, Any], names: List[s
     kept = sum(math.prod(r.shape) * (1 - r.rate) for r in rows)
     print(f"total: {len(rows)} tensors pruned ({n_w} weights, rate {1 - kept / max(n_w, 1):.2%}), "
           f"{len(rest)} passed through")
+    off = [r for r in rows if r.missed is not None]
+    if off:
+        print(f"! {len(off)} tensor(s) off the requested rate by more than 0.2 points: no lam reaches it "
+              "with their VD (the closest was kept; see the warnings)")
     if rows:
         print(f"pruned tensors: {_mib(before)} -> {_mib(after)} ({after / before:.1%})")
     print(f"file: {src} {_mib(os.path.getsize(src))} -> {dst} {_mib(os.path.getsize(dst))}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -35,6 +36,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
     raise ImportError("vitrust.torch needs PyTorch: pip install 'vitrust[torch]'") from e
 
 from . import _checks
+from ._prune import RateWarning
 from ._prune import prune as _prune
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
@@ -173,7 +175,9 @@ def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", "torch.Te
 def layer_config(rate: float, **options: Any) -> VDConfig:
     """The VD ``vitrust.prune(..., rate=rate, **options)`` would use (found on a small stand-in tensor)."""
     stand_in = np.linspace(1.0, 2.0, 4096, dtype=np.float32)
-    return _prune(stand_in, min(max(rate, 0.0), 0.999), **options).config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RateWarning)  # only the config matters, not the stand-in's rate
+        return _prune(stand_in, min(max(rate, 0.0), 0.999), **options).config
 
 
 def _kept_at(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], configs: List[VDConfig], lam: float,
@@ -281,7 +285,11 @@ def _global_plan(layers: List[Tuple["torch.Tensor", "torch.Tensor"]], rate: floa
     configs = [layer_config(rate, **vd_opts)] * len(layers)
     lam, kept = global_lam(layers, rate, configs, score=score, **run)
     configs = [layer_config(1.0 - k / w.numel(), **vd_opts) for k, (w, _) in zip(kept, layers)]
-    lam, _ = global_lam(layers, rate, configs, score=score, start=lam, **run)
+    lam, kept = global_lam(layers, rate, configs, score=score, start=lam, **run)
+    achieved = 1.0 - sum(kept) / sum(w.numel() for w, _ in layers)
+    if abs(achieved - rate) > 0.002:
+        warnings.warn(RateWarning(f"global rate {rate:.4f} requested, {achieved:.4f} achieved: no lam reaches it "
+                                  "within 0.2 points; this is the closest"), stacklevel=3)
     return lam, configs
 
 
