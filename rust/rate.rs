@@ -150,7 +150,8 @@ impl Quantiles {
         let mut xs: Vec<f64> = (0..m)
             .map(|i| {
                 let (start, end) = (i * n / m, (i + 1) * n / m);
-                s.scores().get(start + (mix(i as u64) % (end - start) as u64) as usize)
+                s.scores()
+                    .get(start + (mix(i as u64) % (end - start) as u64) as usize)
             })
             .collect();
         xs.push(0.0);
@@ -239,7 +240,13 @@ impl FullPasses<'_, '_> {
 /// target on either side, the ends 0 and `top` standing in for a side none
 /// reached. Stops within `tol`, after `evals` evaluations, on a closed bracket
 /// or when the target lies beyond an end (then that end is the closest).
-fn bisect(mut excess: impl FnMut(f64) -> f64, points: &[(f64, f64)], top: f64, tol: f64, evals: usize) {
+fn bisect(
+    mut excess: impl FnMut(f64) -> f64,
+    points: &[(f64, f64)],
+    top: f64,
+    tol: f64,
+    evals: usize,
+) {
     let best = Cell::new(points.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs())));
     let n = Cell::new(0);
     let mut eval = |x: f64| {
@@ -248,7 +255,11 @@ fn bisect(mut excess: impl FnMut(f64) -> f64, points: &[(f64, f64)], top: f64, t
         best.set(best.get().min(e.abs()));
         e
     };
-    let hi = match points.iter().filter(|p| p.1 < 0.0).min_by(|a, b| a.0.total_cmp(&b.0)) {
+    let hi = match points
+        .iter()
+        .filter(|p| p.1 < 0.0)
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+    {
         Some(&p) => p,
         None => match eval(top) {
             e if e >= 0.0 => return,
@@ -278,7 +289,11 @@ fn bisect(mut excess: impl FnMut(f64) -> f64, points: &[(f64, f64)], top: f64, t
         } else {
             0.5 * (a + b)
         };
-        let x = if halve { mid } else { a + wa * (b - a) / (wa - wb) };
+        let x = if halve {
+            mid
+        } else {
+            a + wa * (b - a) / (wa - wb)
+        };
         let x = if x > a && x < b { x } else { mid };
         if !(x > a && x < b) {
             break;
@@ -434,9 +449,16 @@ mod tests {
         assert_eq!(closest(&seen), 0.1);
         assert!(seen.len() <= MAX_PASSES);
         let (lo, hi) = seen.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
-            if p.1 > 0.0 { (lo.max(p.0), hi) } else { (lo, hi.min(p.0)) }
+            if p.1 > 0.0 {
+                (lo.max(p.0), hi)
+            } else {
+                (lo, hi.min(p.0))
+            }
         });
-        assert!(lo < 0.25 && 0.25 <= hi && hi - lo <= 2.0 * MIN_WIDTH * hi, "{lo} {hi}");
+        assert!(
+            lo < 0.25 && 0.25 <= hi && hi - lo <= 2.0 * MIN_WIDTH * hi,
+            "{lo} {hi}"
+        );
     }
 
     #[test]
@@ -452,7 +474,13 @@ mod tests {
     #[test]
     fn bisection_reaches_towards_zero_geometrically() {
         // Kept counts that change on a log scale near 0 (zeros kept as lam -> 0).
-        let f = |x: f64| if x <= 0.0 { 0.5 } else { -0.01 * (x.log2() + 40.0) };
+        let f = |x: f64| {
+            if x <= 0.0 {
+                0.5
+            } else {
+                -0.01 * (x.log2() + 40.0)
+            }
+        };
         let seen = run(f, 1e-3);
         assert!(closest(&seen) <= 1e-3, "{seen:?}");
         assert!(seen.len() <= 20, "{} evaluations", seen.len());
