@@ -2,10 +2,14 @@
 //! weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
 //! bracketing root finder converges. It works in the magnitude-density domain
 //! (see [`Quantiles`]), mostly on an evenly spaced sample of blocks, then one
-//! full pass, then a correction only when that pass misses.
+//! full pass, then a few secant corrections on full passes only when that pass
+//! misses. Should those not land, the root is bracketed on full passes and
+//! bisected, so the search never returns a miss that some `lam` in
+//! `[0, max score]` would have avoided.
 
 use crate::{Layout, Result, Searcher};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// Rates are matched to within this on the sample, and accepted on the full
 /// tensor within `FULL_TOLERANCE` (DESIGN asks for 0.2 points).
@@ -17,6 +21,17 @@ const FULL_TOLERANCE: f64 = 1e-3;
 /// When that would be half the tensor or more, full passes are cheaper.
 const SAMPLE_SHARE: usize = 16;
 const MIN_PIECES: usize = 48;
+/// Full passes at most (bisection included); bisection halves the bracket at
+/// worst every second pass, so this closes it to [`MIN_WIDTH`].
+const MAX_PASSES: usize = 48;
+/// The bracket counts as closed at this width relative to its upper end: a
+/// finer `lam` moves the kept count by a negligible share, save at ties,
+/// which no `lam` splits.
+const MIN_WIDTH: f64 = 1.0 / (1u64 << 20) as f64;
+/// Below this share of the largest score a bracket starting at 0 is not
+/// split further (geometrically, as kept counts change on a log scale there:
+/// a tensor with many zeros keeps more and more of them as `lam` nears 0).
+const LAM_FLOOR: f64 = 1.0 / (1u64 << 60) as f64;
 
 /// The outcome of [`prune_to_rate`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,10 +63,11 @@ fn sample_pieces(layout: &Layout) -> Option<Vec<(usize, usize)>> {
     )
 }
 
-/// Finds `x` with `f(x)` (kept share minus target, increasing in `x`) within
-/// `tol` of zero: secant steps from `x0` (first slope `slope0`) until the root
-/// is bracketed, then Illinois regula falsi. Returns the best point seen and
-/// the last secant slope.
+/// Finds `x` in `[0, 1]` with `f(x)` (kept share minus target, increasing in
+/// `x`) within `tol` of zero: secant steps from `x0` (first slope `slope0`)
+/// until the root is bracketed, then Illinois regula falsi. Stops early when a
+/// step would leave `[0, 1]` twice at the same end. Returns the best point seen
+/// and the last secant slope.
 fn solve(
     mut f: impl FnMut(f64) -> f64,
     x0: f64,
@@ -67,7 +83,11 @@ fn solve(
         if best.1.abs() <= tol || n >= evals {
             return (best, slope);
         }
-        let p = (a.0 - a.1 / slope, f(a.0 - a.1 / slope));
+        let x = (a.0 - a.1 / slope).clamp(0.0, 1.0);
+        if x == a.0 {
+            return (best, slope);
+        }
+        let p = (x, f(x));
         n += 1;
         if p.1.abs() < best.1.abs() {
             best = p;
@@ -113,17 +133,29 @@ fn solve(
     (best, slope)
 }
 
-/// Maps a magnitude-pruning density `q` to the score threshold that keeps
-/// that share of a strided sample of the scores (linear between sample points,
-/// extrapolated past the ends). The VD's kept share is close to linear in `q`,
-/// so root finding in `q` needs few searches.
+/// Maps a magnitude-pruning density `q` in `[0, 1]` to the score threshold
+/// that keeps that share of a sample of the scores, linear between sample
+/// points, with `q = 1` at 0 and `q = 0` at [`top`], so `lam` never leaves
+/// `[0, max score]` (but for that one step). The VD's kept share is close to linear in `q`, so
+/// root finding in `q` needs few searches.
 struct Quantiles(Vec<f64>);
 
 impl Quantiles {
+    /// One score drawn at a hashed position from each of `2^16` equal strata:
+    /// a fixed stride would alias with periodic tensors (a stride that is a
+    /// multiple of a filter's length samples one tap only).
     fn new(s: &Searcher) -> Self {
         let n = s.layout().n_weights;
-        let stride = n.div_ceil(1 << 16).max(1);
-        let mut xs: Vec<f64> = (0..n).step_by(stride).map(|i| s.scores().get(i)).collect();
+        let m = n.min(1 << 16);
+        let mut xs: Vec<f64> = (0..m)
+            .map(|i| {
+                let (start, end) = (i * n / m, (i + 1) * n / m);
+                s.scores()
+                    .get(start + (mix(i as u64) % (end - start) as u64) as usize)
+            })
+            .collect();
+        xs.push(0.0);
+        xs.push(top(s));
         xs.sort_unstable_by(f64::total_cmp);
         Self(xs)
     }
@@ -131,17 +163,25 @@ impl Quantiles {
     fn lam(&self, q: f64) -> f64 {
         let xs = &self.0;
         let last = xs.len() - 1;
-        let span = (xs[last] - xs[0]).max(1e-12);
-        let p = (1.0 - q) * last as f64;
-        if p <= 0.0 {
-            return xs[0] + p * span;
-        }
-        if p >= last as f64 {
-            return xs[last] + (p - last as f64) * span;
-        }
-        let i = p as usize;
-        xs[i] + (p - i as f64) * (xs[(i + 1).min(last)] - xs[i])
+        let p = (1.0 - q.clamp(0.0, 1.0)) * last as f64;
+        let i = (p as usize).min(last - 1);
+        xs[i] + (p - i as f64) * (xs[i + 1] - xs[i])
     }
+}
+
+/// The largest `lam` tried: one step above the largest score, so that
+/// weights tied at the top gain (slightly) less than nothing and are pruned
+/// where the VD can prune them (a constant tensor otherwise keeps everything).
+fn top(s: &Searcher) -> f64 {
+    s.max_score().next_up()
+}
+
+/// SplitMix64's output function: a fixed, well-spread hash of `i`.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Weights in the `(start, len)` ranges whose score exceeds `lam`.
@@ -152,36 +192,137 @@ fn above(s: &Searcher, lam: f64, ranges: &[(usize, usize)]) -> usize {
         .sum()
 }
 
-/// Full passes that write the index, remembering the last one so the same
-/// `lam` is never searched twice in a row.
-struct FullPasses<'s, 'a, 'i> {
+/// Full passes, remembering every `lam` searched (none is searched twice) and
+/// the index of the one closest to the target.
+struct FullPasses<'s, 'a> {
     searcher: &'s Searcher<'a>,
-    index: &'i mut [u64],
-    last: Option<(f64, usize)>,
+    /// Kept share wanted.
+    target: f64,
+    scratch: Vec<u64>,
+    best_index: Vec<u64>,
+    /// `(lam, kept share - target)` of each pass, in order.
+    points: Vec<(f64, f64)>,
+    /// `(lam, kept share - target, kept)` of the pass closest to the target.
+    best: Option<(f64, f64, usize)>,
     passes: f64,
 }
 
-impl FullPasses<'_, '_, '_> {
-    fn kept(&mut self, lam: f64) -> usize {
-        match self.last {
-            Some((l, kept)) if l == lam => kept,
-            _ => {
-                self.passes += 1.0;
-                let kept = self
-                    .searcher
-                    .pass(lam, self.index)
-                    .iter()
-                    .map(|b| b.kept)
-                    .sum();
-                self.last = Some((lam, kept));
-                kept
-            }
+impl FullPasses<'_, '_> {
+    /// Kept share minus the target at `lam` (decreasing in `lam`).
+    fn excess(&mut self, lam: f64) -> f64 {
+        if let Some(&(_, e)) = self.points.iter().find(|p| p.0 == lam) {
+            return e;
         }
+        self.passes += 1.0;
+        let kept: usize = self
+            .searcher
+            .pass(lam, &mut self.scratch)
+            .iter()
+            .map(|b| b.kept)
+            .sum();
+        let e = kept as f64 / self.searcher.layout().n_weights as f64 - self.target;
+        self.points.push((lam, e));
+        if self.best.is_none_or(|b| e.abs() < b.1.abs()) {
+            self.best = Some((lam, e, kept));
+            std::mem::swap(&mut self.scratch, &mut self.best_index);
+        }
+        e
+    }
+
+    fn missed_by(&self) -> f64 {
+        self.best.map_or(f64::INFINITY, |b| b.1.abs())
     }
 }
 
-/// Searches the whole tensor at the `lam` that prunes `rate` of the weights,
-/// writing the index. Best effort when the VD cannot reach the rate.
+/// Bisects on `excess` (kept share minus target, decreasing in `lam`; Illinois
+/// steps, and a bisection step whenever a step failed to halve the bracket or
+/// landed on a plateau) between the `points` already evaluated nearest the
+/// target on either side, the ends 0 and `top` standing in for a side none
+/// reached. Stops within `tol`, after `evals` evaluations, on a closed bracket
+/// or when the target lies beyond an end (then that end is the closest).
+fn bisect(
+    mut excess: impl FnMut(f64) -> f64,
+    points: &[(f64, f64)],
+    top: f64,
+    tol: f64,
+    evals: usize,
+) {
+    let best = Cell::new(points.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs())));
+    let n = Cell::new(0);
+    let mut eval = |x: f64| {
+        n.set(n.get() + 1);
+        let e = excess(x);
+        best.set(best.get().min(e.abs()));
+        e
+    };
+    let hi = match points
+        .iter()
+        .filter(|p| p.1 < 0.0)
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+    {
+        Some(&p) => p,
+        None => match eval(top) {
+            e if e >= 0.0 => return,
+            e => (top, e),
+        },
+    };
+    let lo = points
+        .iter()
+        .filter(|p| p.1 > 0.0 && p.0 < hi.0)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let lo = match lo {
+        Some(&p) => p,
+        None => match eval(0.0) {
+            e if e <= 0.0 => return,
+            e => (0.0, e),
+        },
+    };
+    // Ends `a < b` with their excesses (`a_e > 0 > b_e`) and Illinois weights.
+    let ((mut a, mut a_e), (mut b, mut b_e)) = (lo, hi);
+    let (mut wa, mut wb) = (a_e, b_e);
+    let (mut side, mut halve) = (0i8, false);
+    let floor = LAM_FLOOR * top;
+    while best.get() > tol && n.get() < evals && b - a > MIN_WIDTH * b && b > floor {
+        let width = b - a;
+        let mid = if b > 16.0 * a.max(floor) {
+            (a.max(floor) * b).sqrt()
+        } else {
+            0.5 * (a + b)
+        };
+        let x = if halve {
+            mid
+        } else {
+            a + wa * (b - a) / (wa - wb)
+        };
+        let x = if x > a && x < b { x } else { mid };
+        if !(x > a && x < b) {
+            break;
+        }
+        let e = eval(x);
+        if e == 0.0 {
+            break;
+        }
+        let plateau = e == a_e || e == b_e;
+        // Illinois: halve the weight of an end kept twice in a row.
+        if e > 0.0 {
+            (a, a_e, wa) = (x, e, e);
+            if side == 1 {
+                wb *= 0.5;
+            }
+            side = 1;
+        } else {
+            (b, b_e, wb) = (x, e, e);
+            if side == -1 {
+                wa *= 0.5;
+            }
+            side = -1;
+        }
+        halve = plateau || b - a > 0.5 * width;
+    }
+}
+
+/// Searches the whole tensor at the `lam` in `[0, top]` that prunes
+/// closest to `rate` of the weights, writing the index.
 pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateResult> {
     let layout = *s.layout();
     layout.check_index(index.len())?;
@@ -203,8 +344,11 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         .collect();
     let mut full = FullPasses {
         searcher: s,
-        index,
-        last: None,
+        target: d,
+        scratch: vec![0; index.len()],
+        best_index: vec![0; index.len()],
+        points: Vec::new(),
+        best: None,
         passes: 0.0,
     };
 
@@ -228,7 +372,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         ((x, _), slope) = solve(f, x, slope, SAMPLE_TOLERANCE, 12);
         full.passes += sample_passes;
     }
-    // One full pass; small tensors, or a sample that misled, go on with full passes.
+    // One full pass and a few secant corrections (small tensors, or a sample
+    // that misled); then, if still off, bisection on full passes.
     let sampled = pieces.is_some();
     let tol = if sampled {
         FULL_TOLERANCE
@@ -236,12 +381,108 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         0.25 * FULL_TOLERANCE
     };
     let evals = if sampled { 4 } else { 30 };
-    let ((x, _), _) = solve(|x| full.kept(q.lam(x)) as f64 / n - d, x, slope, tol, evals);
-    let lam = q.lam(x);
-    let kept = full.kept(lam);
+    solve(|x| full.excess(q.lam(x)), x, slope, tol, evals);
+    if full.missed_by() > tol {
+        let points = full.points.clone();
+        let evals = MAX_PASSES.saturating_sub(points.len());
+        bisect(|lam| full.excess(lam), &points, top(s), tol, evals);
+    }
+    let (lam, _, kept) = full.best.expect("at least one full pass");
+    index.copy_from_slice(&full.best_index);
     Ok(RateResult {
         lam,
         kept,
         passes: full.passes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bisects `excess` from no points; returns the evaluations made.
+    fn run(excess: impl Fn(f64) -> f64, tol: f64) -> Vec<(f64, f64)> {
+        let mut seen = Vec::new();
+        bisect(
+            |x| {
+                let e = excess(x);
+                seen.push((x, e));
+                e
+            },
+            &[],
+            1.0,
+            tol,
+            MAX_PASSES,
+        );
+        seen
+    }
+
+    fn closest(seen: &[(f64, f64)]) -> f64 {
+        seen.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs()))
+    }
+
+    #[test]
+    fn bisection_finds_a_narrow_window_between_plateaus() {
+        // Flat almost everywhere (secant steps learn nothing), with the target
+        // crossed only on (0.7301, 0.7302); a staircase inside it.
+        let f = |x: f64| {
+            if x < 0.7301 {
+                0.3
+            } else if x > 0.7302 {
+                -0.3
+            } else {
+                0.3 - 0.6 * ((x - 0.7301) / 1e-4 * 64.0).floor() / 64.0
+            }
+        };
+        let seen = run(f, 1e-3);
+        assert!(closest(&seen) <= 1e-2, "{seen:?}");
+        assert!(seen.len() <= 40, "{} evaluations", seen.len());
+        assert!(seen.iter().all(|p| (0.0..=1.0).contains(&p.0)));
+    }
+
+    #[test]
+    fn bisection_reports_an_unreachable_target_at_a_jump() {
+        // A jump straddles the target (ties): the closest side is returned
+        // once the bracket has closed, within the evaluation budget.
+        let f = |x: f64| if x < 0.25 { 0.4 } else { -0.1 };
+        let seen = run(f, 1e-3);
+        assert_eq!(closest(&seen), 0.1);
+        assert!(seen.len() <= MAX_PASSES);
+        let (lo, hi) = seen.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
+            if p.1 > 0.0 {
+                (lo.max(p.0), hi)
+            } else {
+                (lo, hi.min(p.0))
+            }
+        });
+        assert!(
+            lo < 0.25 && 0.25 <= hi && hi - lo <= 2.0 * MIN_WIDTH * hi,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn bisection_stops_at_an_end_beyond_which_the_target_lies() {
+        // Even lam = top keeps too many: one evaluation, at top.
+        let seen = run(|x| 0.2 - 0.1 * x, 1e-3);
+        assert_eq!(seen, vec![(1.0, 0.1)]);
+        // Even lam = 0 keeps too few.
+        let seen = run(|x| -0.2 - 0.1 * x, 1e-3);
+        assert_eq!(seen.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn bisection_reaches_towards_zero_geometrically() {
+        // Kept counts that change on a log scale near 0 (zeros kept as lam -> 0).
+        let f = |x: f64| {
+            if x <= 0.0 {
+                0.5
+            } else {
+                -0.01 * (x.log2() + 40.0)
+            }
+        };
+        let seen = run(f, 1e-3);
+        assert!(closest(&seen) <= 1e-3, "{seen:?}");
+        assert!(seen.len() <= 20, "{} evaluations", seen.len());
+    }
 }

@@ -65,7 +65,13 @@ pub enum Score {
 pub struct Scores<'a> {
     pub data: Weights<'a>,
     pub kind: Score,
+    /// A power of two the search multiplies gains by (see [`Scores::scaled`]).
+    scale: f64,
 }
+
+/// Largest scores left unscaled: far enough below float32's limit that a
+/// block's metrics (sums of up to 2^26 gains) stay finite.
+const UNSCALED_MAX: f64 = 1.8446744073709552e19; // 2^64
 
 macro_rules! dispatch {
     ($w:expr, $x:ident => $body:expr) => {
@@ -91,7 +97,32 @@ impl Weights<'_> {
 
 impl<'a> Scores<'a> {
     pub fn new(data: Weights<'a>, kind: Score) -> Self {
-        Self { data, kind }
+        Self {
+            data,
+            kind,
+            scale: 1.0,
+        }
+    }
+
+    /// These scores with the power of two that brings `max` (the largest
+    /// score) near 1 when it lies outside `[2^-64, 2^64]`: the search runs in
+    /// float32, where larger scores overflow and tiny ones flush to zero.
+    /// Scaling by a power of two is exact, so it changes no decision.
+    pub fn scaled(self, max: f64) -> Self {
+        let scale = if max == 0.0 || (1.0 / UNSCALED_MAX..=UNSCALED_MAX).contains(&max) {
+            1.0
+        } else {
+            // 2^-e with max in [2^e, 2^(e+1)); e >= -1074, so -e never exceeds
+            // f64's largest exponent (1023) by more than the clamp allows.
+            let e = max.log2().floor().clamp(-1023.0, 1023.0);
+            (-e).exp2()
+        };
+        Self { scale, ..self }
+    }
+
+    /// The factor gains are multiplied by (1 unless [`scaled`](Self::scaled)).
+    pub fn scale(&self) -> f64 {
+        self.scale
     }
 
     pub fn len(&self) -> usize {
@@ -115,14 +146,15 @@ impl<'a> Scores<'a> {
         dispatch!(self.data, x => Self::score(self.kind, x[i].to_f64()))
     }
 
-    /// Writes `score - lam` for weights `start ..` into `out`; positions past
-    /// the tensor's end (padding of the last block) gain nothing either way.
+    /// Writes `(score - lam) * scale` for weights `start ..` into `out`;
+    /// positions past the tensor's end (padding of the last block) gain
+    /// nothing either way.
     pub fn gains(&self, start: usize, lam: f64, out: &mut [f32]) {
-        let kind = self.kind;
+        let (kind, scale) = (self.kind, self.scale);
         dispatch!(self.data, x => {
             let src = &x[start.min(x.len())..x.len().min(start + out.len())];
             for (o, &v) in out.iter_mut().zip(src) {
-                *o = (Self::score(kind, v.to_f64()) - lam) as f32;
+                *o = ((Self::score(kind, v.to_f64()) - lam) * scale) as f32;
             }
             out[src.len()..].fill(0.0);
         })
@@ -137,31 +169,45 @@ impl<'a> Scores<'a> {
             .count())
     }
 
-    /// Refuses NaN or infinite values, and negative caller-given scores.
-    pub fn check(&self) -> Result<()> {
+    /// Refuses NaN or infinite values, negative caller-given scores and
+    /// squares beyond float64's range; returns the largest score.
+    pub fn check(&self) -> Result<f64> {
         let what = if self.kind == Score::Raw {
             "scores"
         } else {
             "weights"
         };
-        let raw = self.kind == Score::Raw;
+        let (raw, kind) = (self.kind == Score::Raw, self.kind);
         let ok = |v: f64| v.is_finite() && !(raw && v < 0.0);
-        // Chunks checked without early exits (so the check vectorises); only a
-        // failing chunk is searched for its first bad element.
+        // One read: per chunk, whether all values are fine (without early
+        // exits, so it vectorises) and the largest score; only a failing
+        // chunk is searched for its first bad element.
         const CHUNK: usize = 1 << 14;
-        let bad = dispatch!(self.data, x => x
-        .par_chunks(CHUNK)
-        .position_first(|c| !c.iter().fold(true, |all, v| all & ok(v.to_f64())))
-        .map(|k| {
-            let i = k * CHUNK + x[k * CHUNK..].iter().position(|v| !ok(v.to_f64())).unwrap_or(0);
-            (i, x[i].to_f64())
-        }));
+        let (bad, max) = dispatch!(self.data, x => {
+            let chunks: Vec<(bool, f64)> = x
+                .par_chunks(CHUNK)
+                .map(|c| {
+                    c.iter().fold((true, 0.0f64), |(all, m), v| {
+                        let v = v.to_f64();
+                        (all & ok(v), m.max(Self::score(kind, v)))
+                    })
+                })
+                .collect();
+            let bad = chunks.iter().position(|c| !c.0).map(|k| {
+                let i = k * CHUNK + x[k * CHUNK..].iter().position(|v| !ok(v.to_f64())).unwrap_or(0);
+                (i, x[i].to_f64())
+            });
+            (bad, chunks.iter().fold(0.0f64, |m, c| m.max(c.1)))
+        });
         if let Some((i, v)) = bad {
             if v.is_finite() {
                 bail!("{what} must be non-negative: element {i} is {v}");
             }
             bail!("{what} must be finite: element {i} is {v}");
         }
-        Ok(())
+        if !max.is_finite() {
+            bail!("score = 'square' overflows float64: some |w| exceeds 1.3e154; use score = 'abs' or scale the weights");
+        }
+        Ok(max)
     }
 }

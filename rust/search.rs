@@ -302,6 +302,8 @@ pub struct Searcher<'a> {
     keeps_all: bool,
     layout: Layout,
     scores: Scores<'a>,
+    /// The largest score (unscaled).
+    max_score: f64,
 }
 
 impl<'a> Searcher<'a> {
@@ -329,13 +331,14 @@ impl<'a> Searcher<'a> {
                 config.flip_flops(), config.n_in(), layout.block_steps
             );
         }
-        scores.check()?;
+        let max_score = scores.check()?;
         Ok(Self {
             trellis,
             level: Level::best(),
             keeps_all: config.keeps_all(),
             layout,
-            scores,
+            scores: scores.scaled(max_score),
+            max_score,
         })
     }
 
@@ -365,6 +368,11 @@ impl<'a> Searcher<'a> {
         &self.scores
     }
 
+    /// The largest score: past it every gain is negative.
+    pub fn max_score(&self) -> f64 {
+        self.max_score
+    }
+
     fn block(&self, ws: &mut Workspace, lam: f64, b: usize) -> BlockResult {
         self.piece(ws, lam, self.layout.weights(b).start, self.layout.steps(b))
     }
@@ -374,7 +382,11 @@ impl<'a> Searcher<'a> {
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        search_block(&self.trellis, self.level, ws, steps, valid)
+        let res = search_block(&self.trellis, self.level, ws, steps, valid);
+        BlockResult {
+            metric: res.metric / self.scores.scale(),
+            ..res
+        }
     }
 
     fn workspace(&self) -> Workspace {

@@ -317,3 +317,44 @@ fn scatter_of_four_byte_values_overwrites_everything() {
         );
     }
 }
+
+#[test]
+fn rate_control_on_periodic_filters_stays_in_range() {
+    // Filters of 64 taps, 16 of them carrying signal, 2^22 weights: a quantile
+    // sample with a stride of 64 would see only noise taps and extrapolate
+    // lam far past the largest score (issue 10).
+    let mut seed = 11u64;
+    let w: Vec<f32> = (0..1usize << 22)
+        .map(|i| {
+            let scale = if (24..40).contains(&(i % 64)) {
+                0.3
+            } else {
+                0.006
+            };
+            ((lcg(&mut seed) - 0.5) * scale) as f32
+        })
+        .collect();
+    let max = w.iter().fold(0.0f64, |m, x| m.max(f64::from(x.abs())));
+    for (rate, (nc, k)) in [(0.9, (7, 13)), (0.5, (5, 16))] {
+        let cfg = VdConfig::from_seed(10, 1, 5, nc, k, 0).unwrap();
+        let layout = Layout::new(&cfg, w.len(), 1024).unwrap();
+        let s = Searcher::new(
+            &cfg,
+            layout,
+            Scores::new(Weights::F32(&w), Score::Abs),
+            MAX_BYTES,
+        )
+        .unwrap();
+        let mut index = vec![0u64; layout.index_len()];
+        let r = prune_to_rate(&s, rate, &mut index).unwrap();
+        let got = 1.0 - r.kept as f64 / w.len() as f64;
+        assert!(
+            (0.0..=max.next_up()).contains(&r.lam),
+            "lam {} above {max}",
+            r.lam
+        );
+        assert!((got - rate).abs() <= 2e-3, "rate {got} for {rate}");
+        let counts = Expander::new(&cfg, layout).counts(&index).unwrap();
+        assert_eq!(counts.iter().sum::<usize>(), r.kept);
+    }
+}

@@ -88,7 +88,8 @@ def test_include_exclude_and_min_size(ckpt, tmp_path, capsys):
     code, _, err = run(["prune", ckpt, "-o", out, "--rate", "0.5", "--include", "*.weight", "--exclude", "head.*",
                         "--min-size", "0", "-q"], capsys)
     assert code == 0, err
-    assert err == ""  # --quiet: no progress
+    # --quiet: no progress; only the 4x4 tensor's rate warning (16 weights cannot be cut to 50.0 +- 0.2 %)
+    assert [line.split(":")[2] for line in err.splitlines()] == [" small.weight"]
     loaded = vitrust.load_file(out)
     pruned = {n for n, t in loaded.items() if isinstance(t, vitrust.ViterbiSparse)}
     assert pruned == {"fc1.weight", "conv.weight", "small.weight"}
@@ -183,3 +184,25 @@ def test_entry_points_run_as_a_new_user_would(ckpt, tmp_path):
     assert r.returncode == 0 and "fc1.weight" in r.stdout
     r = subprocess.run([sys.executable, "-m", "vitrust", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and all(c in r.stdout for c in ("prune", "info", "unpack", "demo"))
+
+
+def test_an_unreachable_rate_is_flagged(tmp_path, capsys, monkeypatch):
+    # A constant tensor keeps all or the VD's fewest: no lam gets near 50 %.
+    path = tmp_path / "tied.safetensors"
+    st_save({"const.weight": np.full((64, 64), 0.5, np.float32),
+             "fc.weight": RNG.standard_normal((64, 64)).astype(np.float32)}, str(path))
+    png = tmp_path / "report.png"
+    code, stdout, err = run(["prune", path, "-o", tmp_path / "o.safetensors", "--rate", "0.5", "--plot", png, "-q"],
+                            capsys)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "const.weight" in warned[0] and "0.5000 requested" in warned[0]
+    rows = {line.split()[0]: line for line in stdout.splitlines() if line.endswith("KiB")}
+    assert "%!" in rows["const.weight"] and "%!" not in rows["fc.weight"]
+    assert "1 tensor(s) off the requested rate" in stdout
+    # The plot labels the tensor with both rates.
+    from vitrust import _report
+    drawn = []
+    monkeypatch.setattr(_report, "plot", lambda rows, path: drawn.extend(rows))
+    run(["prune", path, "-o", tmp_path / "o2.safetensors", "--rate", "0.5", "--plot", png, "--force", "-q"], capsys)
+    assert [r.missed for r in drawn] == [0.5, None]

@@ -237,3 +237,18 @@ def test_import_vitrust_does_not_import_torch():
            "assert 'torch' in sys.modules; print('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_an_unreachable_amount_warns():
+    # Tied weights: no lam prunes half of a constant layer; torch users are told too.
+    layer = torch.nn.Linear(128, 128)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+    with pytest.warns(vitrust.RateWarning, match="0.5000 requested"):
+        vt.viterbi_unstructured(layer, "weight", amount=0.5)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.Linear(128, 128))
+    with torch.no_grad():
+        for lin in model:
+            lin.weight.fill_(0.5)
+    with pytest.warns(vitrust.RateWarning, match="prune_model: requested rate 50.00%"):
+        vt.prune_model(model, 0.5)

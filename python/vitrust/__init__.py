@@ -7,7 +7,7 @@ mask or a dense array in parallel.
 """
 
 from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
-from ._prune import expand, prune
+from ._prune import RateWarning, expand, prune
 from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
 from ._checkpoint import prune_checkpoint
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FormatError",
+    "RateWarning",
     "VDConfig",
     "ViterbiSparse",
     "default_comparator",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -118,3 +118,11 @@ def index_array(x: Any) -> np.ndarray:
     if a.dtype.kind not in "ui" or (a.size and a.min() < 0):
         raise TypeError(f"index: expected uint64 words, got {a.dtype}")
     return a.astype(np.uint64)
+
+
+def matrix_view(shape: Tuple[int, ...]) -> Tuple[int, int]:
+    """``(rows, cols)`` of a tensor's 2-D view, the one rule for products, CSR
+    and the cost models: ``(shape[0], rest)``, and one row ``(1, N)`` for 1-D."""
+    size = math.prod(shape)
+    rows = shape[0] if len(shape) >= 2 else 1
+    return rows, size // rows if rows else 0

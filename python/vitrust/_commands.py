@@ -40,6 +40,8 @@ class Row:
     bytes_after: int
     retained: float
     storage: Dict[str, Dict[str, float]]
+    # The rate asked for, when no lam came within 0.2 points of it (a RateWarning).
+    missed: Optional[float] = None
 
 
 def _mib(n: float) -> str:
@@ -133,7 +135,8 @@ def prune_file(args: Any) -> Result:
         from . import _report
 
         rows = [Row(t.name, t.shape, t.dtype, t.rate, t.bits_per_weight, t.bytes_before, t.bytes_after,
-                    t.retained if t.retained is not None else 1.0, t.storage) for t in res.tensors]
+                    t.retained if t.retained is not None else 1.0, t.storage,
+                    None if t.warning is None else t.requested) for t in res.tensors]
         _report.plot(rows, args.plot)
         print(f"report: {args.plot}")
     return res
@@ -160,11 +163,17 @@ def _print(res: Result, args: Any, dry: bool) -> None:
         return
     if res.tensors:
         head = ["tensor", "shape", "dtype", "rate", "idx b/w", "before", "after"]
-        rows = [head] + [[t.name, _shape(t.shape), t.dtype, f"{t.rate:.2%}",
+        rows = [head] + [[t.name, _shape(t.shape), t.dtype, f"{t.rate:.2%}" + ("!" if t.warning else ""),
                           "-" if dry else f"{t.bits_per_weight:.3f}", _mib(t.bytes_before), _mib(t.bytes_after)]
                          for t in res.tensors]
         for line in table(rows, [0, 11, 5, 6, 7, 10, 10], [False, True, True, True, True, True, True]):
             print(line)
+    off = [t for t in res.tensors if t.warning]
+    for t in off:
+        print(f"vitrust: warning: {t.name}: {t.warning}")
+    if off:
+        print(f"! {len(off)} tensor(s) off the requested rate by more than 0.2 points: no lam reaches it "
+              "with their VD (the closest was kept)")
     n = len(res.tensors)
     verb = "would be pruned" if dry else "pruned"
     print(f"total: {n} tensors {verb} ({_count(res.weights)} weights, rate "

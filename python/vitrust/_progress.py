@@ -62,6 +62,12 @@ class Progress:
             elif self.enabled:
                 print(f"[{self.items}/{self.n_items}] {label}", file=self.stream, flush=True)
 
+    def note(self, message: str) -> None:
+        """Prints ``message`` on a line of its own (even when disabled)."""
+        if self.tty:
+            self.stream.write("\n")
+        print(message, file=self.stream, flush=True)
+
     def close(self) -> None:
         self._stop.set()
         if self._ticker is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -13,6 +14,12 @@ from ._vitrust import VDConfig
 SCORES = ("abs", "square")
 # Scores are counted in pieces of this many elements when only a share is needed.
 _CHUNK = 1 << 20
+# The promised accuracy of rate control: 0.2 points.
+RATE_TOLERANCE = 2e-3
+
+
+class RateWarning(UserWarning):
+    """``prune`` could not reach the requested rate within 0.2 points."""
 
 
 def prune(
@@ -94,6 +101,11 @@ def prune(
         configs = [config]
 
     index, nnz, lam, config = _search_best(configs, src, kind, rate, lam, block_steps, threads, budget)
+    if rate is not None and abs(1.0 - nnz / w.size - rate) > RATE_TOLERANCE:
+        warnings.warn(RateWarning(
+            f"rate {rate:.4f} requested, {1.0 - nnz / w.size:.4f} achieved: no lam in [0, max score] comes "
+            f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
+        ), stacklevel=2)
     values, starts = _vitrust.gather(config, index, block_steps, w_flat, threads)
     return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True, _starts=starts)
 

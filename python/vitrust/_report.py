@@ -47,8 +47,10 @@ def plot(rows: List[Any], path: str) -> None:
     ax1.set_xlabel("MiB (index + values) over the pruned tensors")
     ax1.set_title("storage by index format")
     ax1.set_xlim(0, max(totals) * 1.3 if rows else 1)
-    names = [r.name for r in rows]
-    ax2.barh(names, [r.retained for r in rows], color="#1f77b4")
+    # A tensor whose rate missed the request is drawn orange and labelled with both rates.
+    names = [r.name if r.missed is None else f"{r.name} (rate {r.rate:.1%}, asked {r.missed:.1%})" for r in rows]
+    colors = ["#1f77b4" if r.missed is None else "#ff7f0e" for r in rows]
+    ax2.barh(names, [r.retained for r in rows], color=colors)
     ax2.invert_yaxis()
     ax2.set_xlim(0, 1)
     ax2.set_xlabel("retained |w| relative to magnitude pruning at the same count")

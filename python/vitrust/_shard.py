@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -21,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _checks, _format, _vitrust
-from ._prune import prune
+from ._prune import RateWarning, prune
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
 
@@ -67,6 +68,9 @@ class TensorStats:
     search_seconds: float = 0.0  # in vitrust.prune
     retained: Optional[float] = None
     storage: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    # The RateWarning's text when no lam came within 0.2 points of the requested rate.
+    warning: Optional[str] = None
+    requested: Optional[float] = None  # the rate asked for (None under a global lam)
 
     @property
     def weights(self) -> int:
@@ -182,9 +186,17 @@ def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[s
             report: bool) -> Tuple[ViterbiSparse, TensorStats]:
     """Prunes one tensor read from ``f``; its pages are handed back as soon as they are not needed."""
     st = TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes)
+    st.requested = None if isinstance(target, tuple) else float(target)
     w = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
     s0 = time.perf_counter()
-    sp = _prune_one(w, target, options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RateWarning)
+        sp = _prune_one(w, target, options)
+    for c in caught:
+        if issubclass(c.category, RateWarning):
+            st.warning = str(c.message)
+        else:
+            warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
     st.search_seconds = time.perf_counter() - s0
     st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
     st.bytes_after = sp.index.nbytes + sp.values.nbytes

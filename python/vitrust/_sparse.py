@@ -114,24 +114,28 @@ class ViterbiSparse:
         dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t, self._block_starts())
         return dense.reshape(self.shape)
 
-    def __matmul__(self, other: Any) -> np.ndarray:
+    def __matmul__(self, other: Any) -> Any:
         """``W @ X`` from the index and values, never forming the dense ``W``.
 
         ``W`` is this tensor viewed as ``(shape[0], rest)``; ``X`` is a vector of
         ``rest`` elements or a ``(rest, batch)`` matrix. Computed in float64 if
         either side is float64, else float32 (float16, bfloat16 and float8
         values are widened exactly as they are read); each output row is summed in C
-        order, so the result does not depend on the thread count.
+        order, so the result does not depend on the thread count. A 1-D tensor
+        is one row ``(1, N)`` whose 1 is dropped from the result, as NumPy does
+        for a 1-D operand: ``w @ x`` is a scalar, ``w @ X`` has shape ``(batch,)``.
         """
         return self._product(other, left=False)
 
-    def __rmatmul__(self, other: Any) -> np.ndarray:
+    def __rmatmul__(self, other: Any) -> Any:
         """``X @ W`` from the index and values, never forming the dense ``W``.
 
         ``X`` is a vector of ``shape[0]`` elements or a ``(batch, shape[0])``
         matrix; the result has ``rest`` columns. Rows of ``W`` are summed in up
         to eight fixed groups, then the groups in order, so the result does not
-        depend on the thread count.
+        depend on the thread count. For a 1-D ``w`` (NumPy: a column on the
+        right) ``x @ w`` is a scalar and ``X @ w`` has shape ``(batch,)``,
+        computed as ``w @ X.T`` on the row.
         """
         return self._product(other, left=True)
 
@@ -139,8 +143,16 @@ class ViterbiSparse:
         x = _checks.native(np.asarray(other))
         if _checks.value_dtype(x.dtype) is None and x.dtype.kind not in "iub":
             raise TypeError(f"operand: expected a real numeric array, got {x.dtype}")
-        rows, cols = self.shape[0], self.size // self.shape[0]
-        inner, want = (rows, f"({rows},) or (batch, {rows})") if left else (cols, f"({cols},) or ({cols}, batch)")
+        rows, cols = _checks.matrix_view(self.shape)
+        vector = len(self.shape) == 1
+        if vector:
+            want = f"({cols},), ({cols}, batch) on the right or (batch, {cols}) on the left"
+            if left:
+                # NumPy takes a 1-D right operand as a column: X @ w has the sums of w @ X.T.
+                left, x = False, x.T
+        else:
+            want = f"({rows},) or (batch, {rows})" if left else f"({cols},) or ({cols}, batch)"
+        inner = rows if left else cols
         if x.ndim not in (1, 2) or x.shape[-1 if left else 0] != inner:
             raise ValueError(f"operand: shape {x.shape} does not match; this tensor multiplies {want}")
         if x.size == 0:
@@ -154,6 +166,8 @@ class ViterbiSparse:
             self.config, self.index, self.block_steps, self.values, self.size, rows, xs.reshape(-1), batch, self._threads,
             self._block_starts(), left,
         )
+        if vector:  # the row's 1 dropped: a scalar, or (batch,)
+            return y[0] if x.ndim == 1 else y
         if x.ndim == 1:
             return y
         return y.reshape(batch, cols) if left else y.reshape(rows, batch)
@@ -226,8 +240,7 @@ class ViterbiSparse:
             from scipy.sparse import csr_array
         except ImportError:
             raise ImportError("ViterbiSparse.to_scipy() needs scipy: pip install scipy") from None
-        rows = self.shape[0] if len(self.shape) >= 2 else 1
-        cols = self.size // rows
+        rows, cols = _checks.matrix_view(self.shape)
         pos = np.flatnonzero(self.mask())
         itype = np.int32 if max(self.size, self.nnz) < 2**31 else np.int64
         indices = (pos % cols).astype(itype)

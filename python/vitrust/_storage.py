@@ -20,7 +20,7 @@ _PARAMS = {"viterbi": {"ratio", "n_in", "block_steps"}, "relative": {"bits"}}
 
 def _rows(shape: Tuple[int, ...]) -> int:
     """Rows of the 2-D view: ``shape[0]`` (one row for a 1-D tensor)."""
-    return shape[0] if len(shape) >= 2 else 1
+    return _checks.matrix_view(shape)[0]
 
 
 def _mask(mask: Any) -> np.ndarray:

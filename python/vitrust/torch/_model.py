@@ -11,7 +11,7 @@ import torch
 
 from .. import _checks, _presets, _vitrust
 from .._global import TOLERANCE, Calibrator
-from .._prune import _config
+from .._prune import RateWarning, _config
 from .._sparse import ViterbiSparse
 from .._vitrust import VDConfig
 from ._convert import scores, to_numpy
@@ -118,7 +118,7 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     if abs(kept - target) > TOLERANCE * n:
         warnings.warn(f"prune_model: requested rate {rate:.2%} of the unpruned weights, achieved "
                       f"{1 - kept / max(target / (1 - rate), 1):.2%} (the closest one λ gives)",
-                      UserWarning, stacklevel=3)
+                      RateWarning, stacklevel=3)
     out = []
     for (w, _), x, c, index in zip(layers, s, configs, indices):
         values, starts = _vitrust.gather(c, index, bs, x, threads)

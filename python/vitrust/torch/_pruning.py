@@ -10,6 +10,7 @@ import torch
 from torch.nn.utils import prune as _tprune
 
 from .._global import FULL_AIM, TOLERANCE
+from .._prune import RateWarning
 from .._prune import prune as _prune
 from .._sparse import ViterbiSparse
 from ._convert import scores
@@ -94,7 +95,10 @@ def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], optio
     n = s.size
     rate, best, last = 1.0 - kept / n, None, None
     for _ in range(6):
-        sp = _prune(s, rate, scores=s, **options)
+        with warnings.catch_warnings():
+            if prior is not None:  # the VD's own rate is only a means here; the final mask is checked below
+                warnings.simplefilter("ignore", RateWarning)
+            sp = _prune(s, rate, scores=s, **options)
         got = sp.nnz if prior is None else int(np.count_nonzero(sp.mask().reshape(-1) & prior))
         if best is None or abs(got - kept) < best[0]:
             best = (abs(got - kept), got, sp)
@@ -110,7 +114,7 @@ def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], optio
     miss, got, sp = best
     if prior is not None and miss > TOLERANCE * n:
         warnings.warn(f"viterbi_unstructured: requested rate {1 - kept / n:.2%}, achieved {1 - got / n:.2%} "
-                      "(the closest VD mask found)", UserWarning, stacklevel=5)
+                      "(the closest VD mask found)", RateWarning, stacklevel=5)
     return sp
 
 
