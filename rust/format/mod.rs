@@ -19,6 +19,7 @@
 //! means a damaged file is refused rather than loaded as different data.
 //! Loading ([`load`]) validates everything before it returns anything.
 
+pub mod atomic;
 mod dtype;
 mod read;
 
@@ -30,7 +31,7 @@ use crate::{bail, Error, Expander, Layout, Result, VdConfig};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -270,45 +271,53 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
     Ok((stored, body.to_string()))
 }
 
-/// A temporary path in `path`'s directory, unique to this process and call.
-fn temp_path(path: &Path) -> Result<PathBuf> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(
-        ".{}.{}-{n}.vitrust-tmp",
-        file.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(path.with_file_name(tmp))
+/// Writes the safetensors container of `stored` and `meta` to `w`: the
+/// crate's own header (tensors sorted by alignment, then name), padded to 8
+/// bytes, then the data, streamed with no copy of the whole file.
+fn write_container(
+    w: &mut dyn std::io::Write,
+    mut stored: Vec<(String, Stored<'_>)>,
+    meta: HashMap<String, String>,
+) -> std::io::Result<()> {
+    use safetensors::tensor::{Metadata, TensorInfo};
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    stored.sort_by(|(a, x), (b, y)| {
+        let (dx, dy) = (x.dtype.to_safetensors(), y.dtype.to_safetensors());
+        dy.cmp(&dx).then(a.cmp(b))
+    });
+    let mut offset = 0;
+    let infos = stored
+        .iter()
+        .map(|(name, t)| {
+            let start = offset;
+            offset += t.data.len();
+            let info = TensorInfo {
+                dtype: t.dtype.to_safetensors(),
+                shape: t.shape.clone(),
+                data_offsets: (start, offset),
+            };
+            (name.clone(), info)
+        })
+        .collect();
+    let header = Metadata::new(Some(meta), infos).map_err(|e| bad(&e))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| bad(&e))?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    if text.len() > read::MAX_HEADER {
+        return Err(bad(&format_args!(
+            "the header is {} bytes, more than safetensors allows ({})",
+            text.len(),
+            read::MAX_HEADER
+        )));
+    }
+    w.write_all(&(text.len() as u64).to_le_bytes())?;
+    w.write_all(&text)?;
+    for (_, t) in &stored {
+        w.write_all(&t.data)?;
+    }
+    Ok(())
 }
 
-/// The permissions the new file gets: those of the file it replaces, else
-/// read-write for the owner and readable by all (the temporary file starts
-/// owner-only).
-fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
-    if let Ok(m) = std::fs::metadata(path) {
-        return Ok(m.permissions());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        Ok(std::fs::Permissions::from_mode(0o644))
-    }
-    #[cfg(not(unix))]
-    {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        let mut p = std::fs::metadata(dir.unwrap_or(Path::new(".")))?.permissions();
-        p.set_readonly(false);
-        Ok(p)
-    }
-}
-
-/// Writes `items` to `path` atomically: a temporary file in the same
-/// directory is written, flushed to disk and renamed over `path`, so a failed
+/// Writes `items` to `path` atomically (see [`atomic`]): a failed or killed
 /// save leaves any existing file untouched. `metadata` is the caller's own
 /// string metadata (the key `"vitrust"` is reserved).
 pub fn save(
@@ -322,30 +331,7 @@ pub fn save(
     let (stored, body) = layout_file(items)?;
     let mut meta = metadata.clone();
     meta.insert(META_KEY.to_string(), body);
-    let io = |what: &str, e: &dyn std::fmt::Display| {
-        Error::io(format!("{}: {what}: {e}", path.display()))
-    };
-    let tmp = temp_path(path)?;
-    let written = safetensors::serialize_to_file(stored, Some(meta), &tmp)
-        .map_err(|e| io("cannot write", &e))
-        .and_then(|()| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| {
-                    f.set_permissions(permissions(path)?)?;
-                    f.sync_all()
-                })
-                .map_err(|e| io("cannot sync", &e))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // Make the rename itself durable; not every platform can sync a directory.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
+    atomic::write_atomic(path, |w| write_container(w, stored, meta))
 }
 
 #[cfg(test)]

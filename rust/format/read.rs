@@ -15,6 +15,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// The largest header the safetensors crate accepts.
+pub const MAX_HEADER: usize = 100_000_000;
+
 /// Reads a whole regular file (a device or a FIFO is refused: it could be endless).
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let err = |e: std::io::Error| Error::io(format!("{}: {e}", path.display()));
