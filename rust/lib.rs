@@ -10,6 +10,7 @@ pub mod cost;
 pub mod error;
 pub mod expand;
 pub mod format;
+pub mod keep;
 pub mod layout;
 pub mod matmul;
 pub mod pool;

@@ -20,14 +20,15 @@
 //! Loading ([`load`]) validates everything before it returns anything.
 
 pub mod atomic;
+mod count;
 mod dtype;
 mod read;
 
+pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
 pub use read::{load, read_file};
 
-use crate::expand::read_bits;
-use crate::{bail, Error, Expander, Layout, Result, VdConfig};
+use crate::{bail, Error, Layout, Result, VdConfig};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -124,6 +125,11 @@ impl Sparse<'_> {
     /// Full consistency: dtype, finite λ, index length against the layout, and
     /// the values' count against the kept count the index expands to.
     pub fn check(&self, name: &str) -> Result<()> {
+        self.check_with(name, &mut KeptCounter::default())
+    }
+
+    /// [`check`](Self::check), sharing `counter`'s tables with other tensors.
+    pub fn check_with(&self, name: &str, counter: &mut KeptCounter) -> Result<()> {
         let ctx = |e: Error| e.context(format_args!("pruned tensor {name:?}"));
         if !self.dtype.is_value() {
             bail!(
@@ -139,7 +145,9 @@ impl Sparse<'_> {
         if !self.values.len().is_multiple_of(self.dtype.size()) {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
-        let kept = kept_count(&self.config, &layout, &self.index).map_err(ctx)?;
+        let kept = counter
+            .count(&self.config, &layout, &self.index)
+            .map_err(ctx)?;
         if kept != self.nnz() {
             bail!(
                 "pruned tensor {name:?}: {} values, but the index keeps {kept} weights",
@@ -148,36 +156,6 @@ impl Sparse<'_> {
         }
         Ok(())
     }
-}
-
-/// Weights the index keeps. The expander tabulates all `2^(k + n_in)` register
-/// values first; for a short index stepping the VD directly is cheaper, which
-/// keeps the work of checking a file proportional to the file's size (a
-/// hostile file cannot make many tiny tensors with huge configs cost seconds each).
-pub fn kept_count(config: &VdConfig, layout: &Layout, index: &[u64]) -> Result<usize> {
-    layout.check_index(index.len())?;
-    let n_in = config.n_in();
-    let steps = layout.index_bits() / u64::from(n_in);
-    if steps >= 1 << (config.flip_flops() + n_in) {
-        return Ok(Expander::new(config, *layout).counts(index)?.iter().sum());
-    }
-    let state_mask = (1u32 << config.flip_flops()) - 1;
-    let mut kept = 0;
-    for b in 0..layout.n_blocks() {
-        let (words, valid) = (&index[layout.words(b)], layout.weights(b).len());
-        let mut s = 0u32;
-        for t in 0..layout.steps(b) {
-            let r = (s << n_in) | read_bits(words, t * n_in as usize, n_in) as u32;
-            let mut bits = config.keep_bits(r);
-            let left = valid - t * layout.n_out;
-            if left < 64 {
-                bits &= (1u64 << left) - 1;
-            }
-            kept += bits.count_ones() as usize;
-            s = r & state_mask;
-        }
-    }
-    Ok(kept)
 }
 
 /// One stored safetensors tensor, borrowed for writing.
