@@ -29,7 +29,10 @@ pub fn write_atomic(
 ) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
     if path.file_name().is_none() {
-        return Err(Error::invalid(format!("{}: not a file path", path.display())));
+        return Err(Error::invalid(format!(
+            "{}: not a file path",
+            path.display()
+        )));
     }
     let dir = parent(path);
     remove_stale(dir);
@@ -258,7 +261,12 @@ mod tests {
         let name = temp_name();
         assert_eq!(temp_pid(&name), Some(std::process::id()));
         assert!(name.len() < 40);
-        for other in [".vitrust-12.tmp", ".vitrust-a-1.tmp", "vitrust-1-2.tmp", ".vitrust-1-2.tmpx"] {
+        for other in [
+            ".vitrust-12.tmp",
+            ".vitrust-a-1.tmp",
+            "vitrust-1-2.tmp",
+            ".vitrust-1-2.tmpx",
+        ] {
             assert_eq!(temp_pid(other), None, "{other}");
         }
     }
@@ -268,7 +276,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A pid above any pid_max the kernel allows (2^22) runs nowhere.
         let dead = dir.path().join(".vitrust-4194399-0.tmp");
-        let live = dir.path().join(format!(".vitrust-{}-999.tmp", std::process::id()));
+        let live = dir
+            .path()
+            .join(format!(".vitrust-{}-999.tmp", std::process::id()));
         let other = dir.path().join(".vitrust-x.tmp");
         for p in [&dead, &live, &other] {
             std::fs::write(p, b"x").unwrap();

@@ -37,11 +37,14 @@ impl KeptCounter {
         if steps >= 1 << width {
             return Ok(Expander::new(config, *layout).counts(index)?.iter().sum());
         }
-        let t = self.configs.entry(config.clone()).or_insert_with(|| Tables {
-            fast: FastKeep::new(config),
-            steps: 0,
-            counts: None,
-        });
+        let t = self
+            .configs
+            .entry(config.clone())
+            .or_insert_with(|| Tables {
+                fast: FastKeep::new(config),
+                steps: 0,
+                counts: None,
+            });
         t.steps += steps;
         if t.counts.is_none() && t.steps >= 1 << width {
             let counts = (0..1u32 << width)

@@ -22,14 +22,15 @@
 pub mod atomic;
 mod count;
 mod dtype;
+pub mod header;
+pub mod meta;
 mod read;
 
 pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
-pub use read::{load, read_file};
+pub use read::{load, read_file, read_metadata, sparse_item, verify};
 
 use crate::{bail, Error, Layout, Result, VdConfig};
-use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -184,21 +185,11 @@ fn u64_bytes(words: &[u64]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-fn config_json(c: &VdConfig) -> Value {
-    json!({
-        "flip_flops": c.flip_flops(), "n_in": c.n_in(), "n_out": c.n_out(),
-        "comparator_bits": c.comparator_bits(), "threshold": c.threshold(), "taps": c.taps(),
-    })
-}
-
-/// CRC-32 of the canonical (re-serialised) JSON of `body`.
-fn body_check(body: &Value) -> u32 {
-    crc32fast::hash(body.to_string().as_bytes())
-}
-
 /// The stored tensors and the `"vitrust"` metadata JSON of `items`.
 fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stored<'a>)>, String)> {
-    let (mut stored, mut sparse) = (Vec::new(), Map::new());
+    let mut stored = Vec::new();
+    // (name, record fields) of the pruned tensors, sorted by name below.
+    let mut sparse: Vec<(&str, &Sparse<'_>, serde_json::Number)> = Vec::new();
     for (name, item) in items {
         match item {
             Item::Plain(p) => {
@@ -215,11 +206,8 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
             }
             Item::Sparse(s) => {
                 s.check(name)?;
-                let record = json!({
-                    "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
-                    "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
-                });
-                sparse.insert(name.clone(), record);
+                let lam = serde_json::Number::from_f64(s.lam).expect("checked finite");
+                sparse.push((name, s, lam));
                 let index = Stored {
                     dtype: DType::U64,
                     shape: vec![s.index.len()],
@@ -235,18 +223,40 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
             }
         }
     }
-    let mut tensors = Map::new();
-    for (name, t) in &stored {
-        let entry =
-            json!({"dtype": t.dtype.name(), "shape": t.shape, "crc32": crc32fast::hash(&t.data)});
-        if tensors.insert(name.clone(), entry).is_some() {
-            bail!("tensor name {name:?} is used twice");
-        }
+    sparse.sort_by(|a, b| a.0.cmp(b.0));
+    let mut tensors: Vec<(&str, u32, &Stored<'_>)> = stored
+        .iter()
+        .map(|(n, t)| (n.as_str(), crc32fast::hash(&t.data), t))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].0 == w[1].0) {
+        bail!("tensor name {:?} is used twice", w[0].0);
     }
-    let mut body = json!({"version": FORMAT_VERSION, "sparse": sparse, "tensors": tensors});
-    let check = body_check(&body);
-    body["check"] = json!(check);
-    Ok((stored, body.to_string()))
+    let records = || {
+        sparse.iter().map(|(name, s, lam)| {
+            let r = meta::SparseRecord {
+                block_steps: s.block_steps,
+                config: meta::ConfigRecord::of(&s.config),
+                dtype: s.dtype.name(),
+                lam,
+                nnz: s.nnz(),
+                shape: &s.shape,
+            };
+            (*name, r)
+        })
+    };
+    let entries = || {
+        tensors.iter().map(|(name, crc, t)| {
+            let r = meta::TensorRecord {
+                crc32: *crc,
+                dtype: t.dtype.name(),
+                shape: &t.shape,
+            };
+            (*name, r)
+        })
+    };
+    let body = meta::body_json(records, entries);
+    Ok((stored, body))
 }
 
 /// Writes the safetensors container of `stored` and `meta` to `w`: the

@@ -139,9 +139,21 @@ fn many_small_tensors_of_a_wide_config_share_one_table() {
         let index: Vec<u64> = (0..layout.index_len() as u64)
             .map(|w| (w + 7 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             .collect();
-        let want: usize = Expander::new(&config, layout).counts(&index).unwrap().iter().sum();
-        assert_eq!(counter.count(&config, &layout, &index).unwrap(), want, "tensor {i}");
-        assert_eq!(counter.tabulated(&config), 700 * (i + 1) >= 1 << 13, "tensor {i}");
+        let want: usize = Expander::new(&config, layout)
+            .counts(&index)
+            .unwrap()
+            .iter()
+            .sum();
+        assert_eq!(
+            counter.count(&config, &layout, &index).unwrap(),
+            want,
+            "tensor {i}"
+        );
+        assert_eq!(
+            counter.tabulated(&config),
+            700 * (i + 1) >= 1 << 13,
+            "tensor {i}"
+        );
     }
 }
 
