@@ -9,7 +9,7 @@ mask or a dense array in parallel.
 from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
-from ._format import load_file, save_file
+from ._format import load_file, read_metadata, save_file
 from ._quality import Quality, rd_bound
 from ._storage import StorageTable, index_cost
 from ._vitrust import default_threads
@@ -29,6 +29,7 @@ __all__ = [
     "index_cost",
     "load_file",
     "rd_bound",
+    "read_metadata",
     "save_file",
     "default_threads",
     "__version__",

@@ -58,9 +58,26 @@ def _parser() -> argparse.ArgumentParser:
     un = sub.add_parser("unpack", help="write the dense tensors of a vitrust file")
     un.add_argument("file", metavar="FILE")
     un.add_argument("-o", "--output", required=True, metavar="DENSE.safetensors")
-    un.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    un.add_argument("--max-output", type=_size, default=None, metavar="BYTES",
+                    help="refuse to write more than this (suffixes K, M, G, T; default 64 times the input's size)")
+    un.add_argument("--force", action="store_true",
+                    help="overwrite the output if it exists, and write it whatever its size")
     un.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     return p
+
+
+def _size(text: str) -> int:
+    """A byte count such as ``1000``, ``512K`` or ``2G`` (powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B")
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        n = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a size such as 1000, 512K or 2G") from None
+    if not n >= 0 or n == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a non-negative size")
+    return int(n * units[unit])
 
 
 def _existing(path: str) -> str:
@@ -107,7 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.command == "unpack":
             _existing(args.file)
             _writable(args.output, args.force, [args.file])
-            _commands.unpack(args.file, args.output, args.threads)
+            _commands.unpack(args.file, args.output, args.threads, args.max_output, args.force)
     except BrokenPipeError:  # `vitrust info f | head`: the reader left; stay quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

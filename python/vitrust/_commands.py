@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _checks, _progress, load_file, prune, save_file
+from . import _checks, _progress, load_file, prune, read_metadata, save_file
 from ._sparse import ViterbiSparse
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
@@ -97,6 +97,7 @@ def _effort_options(effort: Optional[str]) -> Dict[str, Any]:
 def prune_file(args: Any) -> List[Row]:
     _checks.rate(args.rate)
     tensors = load_file(args.input, threads=args.threads)
+    metadata = read_metadata(args.input)
     options = _effort_options(args.effort)
     if args.min_size < 0:
         raise CommandError(f"--min-size {args.min_size}: must be >= 0")
@@ -120,7 +121,7 @@ def prune_file(args: Any) -> List[Row]:
             bar.advance(name, a.size)
     finally:
         bar.close()
-    save_file(out, args.output)
+    save_file(out, args.output, metadata=metadata)
     _print_prune_summary(rows, tensors, names, args.input, args.output)
     if args.plot:
         from . import _report
@@ -194,9 +195,23 @@ def _bpw(table: Dict[str, Dict[str, float]], fmt: str) -> str:
     return "-"
 
 
-def unpack(path: str, output: str, threads: Optional[int]) -> None:
+def unpack(path: str, output: str, threads: Optional[int], max_output: Optional[int] = None,
+           force: bool = False) -> None:
+    """Writes the dense tensors of ``path`` to ``output``, with its metadata.
+
+    A pruned tensor expands to its full dense size, which a small file can
+    declare by the gigabyte: the size to write is stated first, and above
+    ``max_output`` (default 64 times the input's size) refused unless ``force``.
+    """
     tensors = load_file(path, threads=threads)
+    metadata = read_metadata(path)
+    size = sum(t.size * t.values.itemsize if isinstance(t, ViterbiSparse) else t.nbytes for t in tensors.values())
+    limit = 64 * os.path.getsize(path) if max_output is None else max_output
+    print(f"{output}: writing {_mib(size)} of tensors", flush=True)
+    if size > limit and not force:
+        raise CommandError(f"{output}: the dense tensors take {size} bytes, more than --max-output {limit} "
+                           "(raise --max-output or pass --force)")
     dense = {n: (t.to_dense(threads=threads) if isinstance(t, ViterbiSparse) else t) for n, t in tensors.items()}
     n_sparse = sum(isinstance(t, ViterbiSparse) for t in tensors.values())
-    save_file(dense, output)
+    save_file(dense, output, metadata=metadata)
     print(f"{output}: {len(dense)} tensors ({n_sparse} expanded), {_mib(os.path.getsize(output))}")
