@@ -202,13 +202,14 @@ impl<'de> Visitor<'de> for BodySeed<'_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Body, A::Error> {
-        let (mut sparse, mut check, mut tensors) = (None, None, false);
+        let (mut sparse, mut check, mut tensors, mut version) = (None, None, false, false);
         while let Some(k) = map.next_key::<String>()? {
             match k.as_str() {
-                "version" => {
+                "version" if !version => {
                     map.next_value::<IgnoredAny>()?;
+                    version = true;
                 }
-                "check" => {
+                "check" if check.is_none() => {
                     let c: u64 = map
                         .next_value()
                         .map_err(|e| de::Error::custom(format_args!("check: {e}")))?;
@@ -224,7 +225,7 @@ impl<'de> Visitor<'de> for BodySeed<'_, '_> {
                     })?;
                     tensors = true;
                 }
-                "sparse" | "tensors" => {
+                "sparse" | "tensors" | "version" | "check" => {
                     return Err(de::Error::custom(format_args!("field {k:?} appears twice")))
                 }
                 _ => return Err(de::Error::custom(format_args!("unknown field {k:?}"))),
