@@ -614,12 +614,12 @@ impl Read for Unescape<'_> {
                 self.escape()?;
                 continue;
             }
-            let run = self
-                .s
+            // Scan no further than fits: a scan to the end per call is quadratic.
+            let room = self.s.len().min(buf.len() - n);
+            let k = self.s[..room]
                 .iter()
                 .position(|&b| b == b'\\')
-                .unwrap_or(self.s.len());
-            let k = run.min(buf.len() - n);
+                .unwrap_or(room);
             buf[n..n + k].copy_from_slice(&self.s[..k]);
             self.s = &self.s[k..];
             n += k;

@@ -190,6 +190,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
     let mut stored = Vec::new();
     // (name, record fields) of the pruned tensors, sorted by name below.
     let mut sparse: Vec<(&str, &Sparse<'_>, serde_json::Number)> = Vec::new();
+    let mut counter = KeptCounter::default();
     for (name, item) in items {
         match item {
             Item::Plain(p) => {
@@ -205,7 +206,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 ));
             }
             Item::Sparse(s) => {
-                s.check(name)?;
+                s.check_with(name, &mut counter)?;
                 let lam = serde_json::Number::from_f64(s.lam).expect("checked finite");
                 sparse.push((name, s, lam));
                 let index = Stored {
