@@ -9,6 +9,7 @@ mod bitslice;
 pub mod cost;
 pub mod error;
 pub mod expand;
+pub mod float8;
 pub mod format;
 pub mod keep;
 pub mod layout;

@@ -23,7 +23,7 @@ from ._sparse import ViterbiSparse
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
 COMPARED = ("csr32", "relative-4", "bitmask")
-_PRUNABLE = ("float16", "bfloat16", "float32", "float64")
+_PRUNABLE = ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float32", "float64")
 
 
 class CommandError(Exception):
@@ -62,17 +62,12 @@ def select(tensors: Dict[str, Any], include: Optional[List[str]], exclude: List[
         if t.dtype.name not in _PRUNABLE:
             if include is not None:
                 raise CommandError(
-                    f"tensor {name!r} has dtype {t.dtype}; only float16, bfloat16, float32 and float64 "
+                    f"tensor {name!r} has dtype {t.dtype}; only float16, bfloat16, float8, float32 and float64 "
                     "weights can be pruned (narrow --include)"
                 )
             continue
         chosen.append(name)
     return chosen
-
-
-def _search_array(a: np.ndarray) -> np.ndarray:
-    """The array prune() works on: bfloat16 widened (exactly) to float32."""
-    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 
 def _retained(w: np.ndarray, sp: ViterbiSparse) -> float:
@@ -112,12 +107,11 @@ def prune_file(args: Any) -> List[Row]:
         for name in names:
             a = tensors[name]
             bar.start(name)
-            w = _search_array(a)
-            sp = prune(w, args.rate, ratio=args.ratio, seed=args.seed, threads=args.threads, **options)
+            sp = prune(a, args.rate, ratio=args.ratio, seed=args.seed, threads=args.threads, **options)
             out[name] = sp
             after = sp.index.nbytes + sp.values.nbytes
             rows.append(Row(name, tuple(a.shape), a.dtype.name, sp.rate, sp.bits_per_weight, a.nbytes, after,
-                            _retained(w, sp), dict(sp.storage()) if args.plot else {}))
+                            _retained(a, sp), dict(sp.storage()) if args.plot else {}))
             bar.advance(name, a.size)
     finally:
         bar.close()
@@ -144,9 +138,8 @@ def _print_prune_summary(rows: List[Row], tensors: Dict[str, Any], names: List[s
     print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}  {'index b/w':>9}  "
           f"{'retained':>8}  {'before':>10}  {'after':>10}")
     for r in rows:
-        bf16 = " (values as float32)" if r.dtype == "bfloat16" else ""
         print(f"{r.name:<{width}}  {_shape(r.shape):>12}  {r.dtype:>8}  {r.rate:>7.2%}  {r.bits_per_weight:>9.4f}  "
-              f"{r.retained:>8.4f}  {_mib(r.bytes_before):>10}  {_mib(r.bytes_after):>10}{bf16}")
+              f"{r.retained:>8.4f}  {_mib(r.bytes_before):>10}  {_mib(r.bytes_after):>10}")
     rest = [n for n in tensors if n not in set(names)]
     before = sum(r.bytes_before for r in rows)
     after = sum(r.bytes_after for r in rows)

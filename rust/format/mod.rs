@@ -134,7 +134,7 @@ impl Sparse<'_> {
         let ctx = |e: Error| e.context(format_args!("pruned tensor {name:?}"));
         if !self.dtype.is_value() {
             bail!(
-                "pruned tensor {name:?}: values of type {} (need F16, BF16, F32 or F64)",
+                "pruned tensor {name:?}: values of type {} (need F16, BF16, F32, F64, F8_E4M3 or F8_E5M2)",
                 self.dtype.name()
             );
         }
