@@ -25,6 +25,7 @@ mod dtype;
 pub mod header;
 pub mod meta;
 mod read;
+mod unescape;
 
 pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
