@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 mod arrays;
+mod checkpoint;
 mod format;
 
 pyo3::create_exception!(
@@ -484,6 +485,7 @@ fn default_threads() -> PyResult<usize> {
 
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    checkpoint::register(m)?;
     m.add_class::<PyConfig>()?;
     m.add("FormatError", m.py().get_type::<FormatError>())?;
     m.add_function(wrap_pyfunction!(search, m)?)?;

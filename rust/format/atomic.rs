@@ -87,6 +87,32 @@ fn replaced_mode(path: &Path) -> Option<u32> {
     Some(u32::from(m.permissions().readonly()))
 }
 
+/// The permissions of a finished file written without [`write_atomic`]:
+/// those [`replaced_mode`] keeps, else `0666 & !umask` (the umask read from
+/// `/proc` on Linux, else assumed 022).
+pub(super) fn final_permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Umask:"))?.to_owned();
+                u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+            })
+            .unwrap_or(0o022);
+        let mode = replaced_mode(path).unwrap_or(0o666 & !umask);
+        Ok(std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let dir = parent(path);
+        let mut p = std::fs::metadata(dir)?.permissions();
+        p.set_readonly(replaced_mode(path) == Some(1));
+        Ok(p)
+    }
+}
+
 #[cfg(unix)]
 fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -127,7 +153,7 @@ fn create_temp(dir: &Path, private: bool) -> std::io::Result<(File, Option<PathB
 }
 
 /// `.vitrust-<pid>-<n>.tmp`: short, so any valid target name fits beside it.
-fn temp_name() -> String {
+pub(super) fn temp_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +170,7 @@ fn temp_pid(name: &str) -> Option<u32> {
 
 /// Removes temporary files in `dir` left by processes that no longer run.
 /// Best effort: a directory that cannot be listed is left as it is.
-fn remove_stale(dir: &Path) {
+pub(super) fn remove_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -23,18 +23,23 @@ pub mod atomic;
 mod count;
 mod dtype;
 pub mod header;
+mod mapped;
 pub mod meta;
 mod read;
+mod stream;
 mod unescape;
 
 pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
+pub use mapped::{Entry, MappedFile, Span, SparseSpan};
 pub use read::{load, read_file, read_metadata, sparse_item, verify};
+pub use stream::{Planned, ShardWriter};
 
 use crate::{bail, Error, Layout, Result, VdConfig};
+use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -186,6 +191,26 @@ fn u64_bytes(words: &[u64]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+fn config_json(c: &VdConfig) -> Value {
+    json!({
+        "flip_flops": c.flip_flops(), "n_in": c.n_in(), "n_out": c.n_out(),
+        "comparator_bits": c.comparator_bits(), "threshold": c.threshold(), "taps": c.taps(),
+    })
+}
+
+/// A pruned tensor's record in the `"sparse"` field.
+fn sparse_record(s: &Sparse<'_>) -> Value {
+    json!({
+        "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
+        "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
+    })
+}
+
+/// CRC-32 of the canonical (re-serialised) JSON of `body`.
+fn body_check(body: &Value) -> u32 {
+    crc32fast::hash(body.to_string().as_bytes())
+}
+
 /// The stored tensors and the `"vitrust"` metadata JSON of `items`.
 fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stored<'a>)>, String)> {
     let mut stored = Vec::new();
@@ -322,6 +347,45 @@ pub fn save(
     let mut meta = metadata.clone();
     meta.insert(META_KEY.to_string(), body);
     atomic::write_atomic(path, |w| write_container(w, stored, meta))
+}
+
+/// A short temporary path in `path`'s directory for the shard writer (see
+/// [`atomic`]: stale ones of dead processes there are removed first).
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    if path.file_name().is_none() {
+        bail!("{}: not a file path", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    atomic::remove_stale(dir);
+    Ok(dir.join(atomic::temp_name()))
+}
+
+/// The permissions a finished file gets: the permission bits of the file it
+/// replaces, else `0666 & !umask`.
+fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    atomic::final_permissions(path)
+}
+
+/// Flushes the finished temporary file `tmp` (open as `file`) to disk and
+/// renames it over `path`; on failure `tmp` is removed and `path` untouched.
+fn publish(file: std::fs::File, tmp: &Path, path: &Path) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
+    let done = file
+        .sync_all()
+        .map_err(|e| io("cannot sync", e))
+        .and_then(|()| std::fs::rename(tmp, path).map_err(|e| io("cannot replace", e)));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable; not every platform can sync a directory.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
