@@ -1,6 +1,6 @@
 use super::super::{load, read_file, save, Item, Layout, MappedFile, Plain, Sparse};
-use crate::Expander;
 use super::*;
+use crate::Expander;
 use std::borrow::Cow;
 
 fn items() -> Vec<(String, Item<'static>)> {
