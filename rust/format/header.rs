@@ -66,10 +66,12 @@ impl<'a> Container<'a> {
             .map(|&(_, v)| v)
     }
 
-    /// The string metadata, decoded.
+    /// The caller's string metadata, decoded (vitrust's own key left out:
+    /// it can be as large as the header, and [`raw_metadata`](Self::raw_metadata) reads it).
     pub fn metadata(&self) -> Result<Vec<(String, String)>> {
         self.metadata
             .iter()
+            .filter(|(k, _)| k != super::META_KEY)
             .map(|(k, v)| {
                 let s: String = serde_json::from_str(v.get()).map_err(container_error)?;
                 Ok((k.to_string(), s))

@@ -92,9 +92,10 @@ impl MappedFile {
             };
             stored.insert(e.name.to_string(), span);
         }
-        let mut metadata: HashMap<String, String> = c.metadata()?.into_iter().collect();
+        let metadata: HashMap<String, String> = c.metadata()?.into_iter().collect();
+        let is_vitrust = c.raw_metadata(META_KEY).is_some();
         drop(c);
-        let entries = if metadata.remove(META_KEY).is_some() {
+        let entries = if is_vitrust {
             let entries = vitrust_entries(&map, &mut stored)?;
             release_all(&map);
             entries
