@@ -11,6 +11,7 @@ pub mod error;
 pub mod expand;
 pub mod float8;
 pub mod format;
+pub mod keep;
 pub mod layout;
 pub mod matmul;
 pub mod pool;

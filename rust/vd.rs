@@ -120,9 +120,7 @@ impl VdConfig {
 
     /// [`keep_bits`](Self::keep_bits) for every `r` in `0 .. 2^(k + n_in)`.
     pub fn keep_table(&self) -> Vec<u64> {
-        (0..1u32 << (self.flip_flops + self.n_in))
-            .map(|r| self.keep_bits(r))
-            .collect()
+        crate::keep::FastKeep::new(self).table(self.flip_flops + self.n_in)
     }
 }
 

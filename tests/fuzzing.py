@@ -132,12 +132,42 @@ def header_edit(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
     return join(header, data), forged
 
 
+def _reversed(v: Any) -> Any:
+    """``v`` with every object's keys in reverse order."""
+    if isinstance(v, dict):
+        return {k: _reversed(v[k]) for k in reversed(list(v))}
+    return v
+
+
+def reencode(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
+    """The same file in other JSON spellings: ``\\u`` and ``\\/`` escapes,
+    reversed key order (the check is over the canonical form, so these load
+    the same), or a duplicated key (refused)."""
+    header, data = split(buf)
+    b = body(header)
+    op = draw(0, 2)
+    if op == 0:
+        text = json.dumps(b, ensure_ascii=True).replace("/", "\\/")
+    elif op == 1:
+        text = json.dumps(_reversed(b))
+    else:
+        text = json.dumps(b)
+        key = ['"version": 1', '"sparse": {}', '"tensors": {}', '"check": 0'][draw(0, 3)]
+        text = "{" + key + ", " + text[1:]
+    header["__metadata__"]["vitrust"] = text
+    if op == 0:
+        raw = json.dumps(header, ensure_ascii=True).encode()
+        raw += b" " * (-len(raw) % 8)
+        return struct.pack("<Q", len(raw)) + raw + data, False
+    return join(header, data), False
+
+
 def mutate(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
     """A damaged copy of ``buf``, and whether the damage is a forgery: an edit
     whose metadata check was recomputed. Damage must never load as different
     data; a forgery can (no unkeyed checksum stops a forger), but must still
     load only as valid, self-consistent tensors."""
-    kind = draw(0, 5)
+    kind = draw(0, 6)
     b = bytearray(buf)
     if kind == 0:  # bit flips anywhere
         for _ in range(draw(1, 4)):
@@ -153,6 +183,8 @@ def mutate(buf: bytes, draw: Draw) -> Tuple[bytes, bool]:
         b += bytes(draw(0, 255) for _ in range(draw(1, 16)))
     elif kind == 4:  # header length prefix
         b[:8] = struct.pack("<Q", [0, 1, 2**63, 2**64 - 1, len(b), struct.unpack("<Q", buf[:8])[0] + draw(-9, 9)][draw(0, 5)] % 2**64)
+    elif kind == 5:
+        return reencode(buf, draw)
     else:
         return header_edit(buf, draw)
     return bytes(b), False

@@ -206,3 +206,40 @@ def test_an_unreachable_rate_is_flagged(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_report, "plot", lambda rows, path: drawn.extend(rows))
     run(["prune", path, "-o", tmp_path / "o2.safetensors", "--rate", "0.5", "--plot", png, "--force", "-q"], capsys)
     assert [r.missed for r in drawn] == [0.5, None]
+
+
+def test_prune_and_unpack_keep_the_file_metadata(tmp_path, capsys):
+    src = tmp_path / "hf.safetensors"
+    st_save(CHECKPOINT, str(src), metadata={"format": "pt", "note": "é"})
+    assert vitrust.read_metadata(src) == {"format": "pt", "note": "é"}
+    pruned, dense = tmp_path / "p.safetensors", tmp_path / "d.safetensors"
+    assert run(["prune", src, "-o", pruned, "--rate", "0.5", "-q"], capsys)[0] == 0
+    # vitrust's own key is not the caller's metadata.
+    assert vitrust.read_metadata(pruned) == {"format": "pt", "note": "é"}
+    assert run(["unpack", pruned, "-o", dense], capsys)[0] == 0
+    assert vitrust.read_metadata(dense) == {"format": "pt", "note": "é"}
+    from safetensors import safe_open
+
+    with safe_open(str(dense), "np") as f:
+        assert f.metadata()["format"] == "pt"
+
+
+def test_unpack_states_its_size_and_refuses_above_the_limit(tmp_path, capsys):
+    # A few KB that expand to 4 MB (2^20 float32 weights, almost all pruned).
+    cfg = vitrust.VDConfig(flip_flops=16, n_out=64, comparator_bits=8, threshold=1, seed=1)
+    n = 2**20
+    index = np.random.default_rng(0).integers(0, 2**63, n // 64 // 64, dtype=np.uint64)
+    kept = int(vitrust._vitrust.expand(cfg, index, n, 4096, None).sum())
+    sp = vitrust.ViterbiSparse((2**10, 2**10), cfg, 4096, index, np.ones(kept, np.float32), 0.0)
+    src, out = tmp_path / "s.safetensors", tmp_path / "d.safetensors"
+    vitrust.save_file({"w": sp}, src)
+    assert 64 * src.stat().st_size < 4 * 2**20
+    code, stdout, err = run(["unpack", src, "-o", out], capsys)
+    assert code == 2 and "--max-output" in err and str(4 * 2**20) in err
+    assert "4.00 MiB" in stdout and not out.exists()
+    assert run(["unpack", src, "-o", out, "--max-output", "3M"], capsys)[0] == 2
+    assert run(["unpack", src, "-o", out, "--max-output", "5M"], capsys)[0] == 0
+    assert np.array_equal(vitrust.load_file(out)["w"], sp.to_dense())
+    assert run(["unpack", src, "-o", out, "--force"], capsys)[0] == 0
+    with pytest.raises(SystemExit):
+        main(["unpack", str(src), "-o", str(tmp_path / "x"), "--max-output", "lots"])

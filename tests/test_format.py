@@ -275,3 +275,19 @@ def test_argument_types(saved):
         vitrust.save_file({1: np.zeros(2)}, saved)
     with pytest.raises(TypeError, match="object"):
         vitrust.save_file({"o": np.array([None])}, saved)
+
+
+def test_other_json_spellings_load_the_same_and_duplicates_are_refused(saved):
+    import fuzzing
+
+    buf = saved.read_bytes()
+    want = vitrust.load_file(saved)
+    for op in range(3):
+        for key in range(4):
+            picks = iter([op, key])
+            saved.write_bytes(fuzzing.reencode(buf, lambda lo, hi: next(picks))[0])
+            if op < 2:
+                assert fuzzing.same(vitrust.load_file(saved), want), op
+                break
+            with pytest.raises(vitrust.FormatError, match="twice|unsupported|missing|checksum"):
+                vitrust.load_file(saved)

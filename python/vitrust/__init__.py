@@ -9,7 +9,7 @@ mask or a dense array in parallel.
 from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
 from ._prune import RateWarning, expand, prune
 from ._sparse import ViterbiSparse
-from ._format import load_file, save_file
+from ._format import load_file, read_metadata, save_file
 from ._checkpoint import prune_checkpoint
 from ._quality import Quality, rd_bound
 from ._storage import StorageTable, index_cost
@@ -32,6 +32,7 @@ __all__ = [
     "load_file",
     "prune_checkpoint",
     "rd_bound",
+    "read_metadata",
     "save_file",
     "default_threads",
     "__version__",

@@ -90,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     un = sub.add_parser("unpack", help="write the dense tensors of a vitrust file or checkpoint")
     un.add_argument("file", metavar="SRC", help=SOURCE_HELP)
     un.add_argument("-o", "--output", required=True, metavar="DST")
-    un.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    un.add_argument("--max-output", type=_size, default=None, metavar="BYTES",
+                    help="refuse to write more than this (such as 10GB; default 64 times the input's size)")
+    un.add_argument("--force", action="store_true",
+                    help="overwrite the output if it exists, and write it whatever its size")
     un.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     return p
 
@@ -147,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.command == "unpack":
             _existing(args.file)
             _output(args.file, args.output, args.force)
-            _commands.unpack(args.file, args.output, args.threads, args.force)
+            _commands.unpack(args.file, args.output, args.threads, args.force, args.max_output)
     except BrokenPipeError:  # `vitrust info f | head`: the reader left; stay quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -239,8 +239,11 @@ def _bpw(table_: Dict[str, Dict[str, float]], fmt: str) -> str:
     return "-"
 
 
-def unpack(path: str, output: str, threads: Optional[int], force: bool = False) -> None:
-    r = _unpack.unpack(path, output, force=force, threads=threads)
+def unpack(path: str, output: str, threads: Optional[int], force: bool = False,
+           max_output: Optional[int] = None) -> None:
+    dense, _ = _unpack.sizes(path)
+    print(f"{output}: writing {_mib(dense)} of tensors", flush=True)
+    r = _unpack.unpack(path, output, force=force, threads=threads, max_output=max_output)
     print(f"{output}: {r['tensors']} tensors ({r['expanded']} expanded), {_mib(r['bytes'])}")
 
 

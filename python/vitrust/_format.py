@@ -89,6 +89,15 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
     _vitrust.save_file(os.fspath(path), plain, sparse, dict(meta))
 
 
+def read_metadata(path: PathLike) -> Dict[str, str]:
+    """The string metadata ``save_file`` stored in ``path`` (its ``metadata``
+    argument; vitrust's own key is left out), or any safetensors file's
+    ``__metadata__``, such as Hugging Face's ``{"format": "pt"}``. Only the
+    header is read; ``load_file`` validates the whole file.
+    """
+    return _vitrust.read_metadata(os.fspath(path))
+
+
 def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any]:
     """Load a safetensors file: pruned tensors as ``ViterbiSparse``, the rest as arrays.
 

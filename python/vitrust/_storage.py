@@ -114,9 +114,17 @@ class StorageTable(Dict[str, Dict[str, float]]):
 
 
 def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
-    """The storage table of a ``ViterbiSparse`` (see ``StorageTable``)."""
+    """The storage table of a ``ViterbiSparse`` (see ``StorageTable``).
+
+    The models are computed from the index block by block, without building
+    the mask: memory stays small whatever the tensor's size.
+    """
     n, nnz, item = sp.size, sp.nnz, sp.values.dtype.itemsize
-    m = sp.mask()
+    cols = n // _rows(sp.shape)
+    names = ["csr32"] + (["csr16"] if cols <= 1 << 16 else []) + ["csr-min"]
+    names += [f"relative-{b}" for b in relative_bits] + ["entropy"]
+    costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, _rows(sp.shape), names,
+                                                 sp._threads)))
 
     def row(bits: int, total: int, padding: int = 0) -> Dict[str, float]:
         return {"index_bits": bits, "bits_per_weight": bits / n, "padding": padding, "total_bytes": total}
@@ -128,13 +136,6 @@ def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
         ("dense", row(0, n * item)),
         ("viterbi", row(sp.index_bits, sp.index.nbytes + nnz * item)),
         ("bitmask", model(n)),
-        ("csr32", model(*_cost(m, "csr32", {}))),
     ]
-    cols = n // _rows(sp.shape)
-    if cols <= 1 << 16:
-        rows.append(("csr16", model(*_cost(m, "csr16", {}))))
-    rows.append(("csr-min", model(*_cost(m, "csr-min", {}))))
-    for b in relative_bits:
-        rows.append((f"relative-{b}", model(*_cost(m, "relative", {"bits": b}))))
-    rows.append(("entropy", model(*_cost(m, "entropy", {}))))
+    rows += [(name, model(*costs[name])) for name in names]
     return StorageTable(rows, n, nnz, item)

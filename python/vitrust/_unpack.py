@@ -35,8 +35,37 @@ def _unpack_file(src: str, dst: str, threads: Optional[int]) -> Tuple[int, List[
     return data_bytes, stored, expanded
 
 
-def unpack(src: Any, dst: Any, *, force: bool = False, threads: Optional[int] = None) -> Dict[str, Any]:
-    """Writes the dense form of ``src`` (any input form) to ``dst`` in the same layout."""
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+             "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+
+
+def sizes(src: Any) -> Tuple[int, int]:
+    """``(dense bytes, input bytes)`` of ``src``: what unpacking writes, from the headers alone."""
+    source = _layout.resolve(os.fspath(src))
+    dense = 0
+    for shard in source.shards:
+        f = _vitrust.SafeOpen(shard)
+        for name in f.keys():
+            _, dtype, shape, _ = f.info(name)
+            n = 1
+            for d in shape:
+                n *= int(d)
+            dense += n * _ITEMSIZE.get(dtype, 8)
+    return dense, sum(os.path.getsize(s) for s in source.shards)
+
+
+def unpack(src: Any, dst: Any, *, force: bool = False, threads: Optional[int] = None,
+           max_output: Optional[int] = None) -> Dict[str, Any]:
+    """Writes the dense form of ``src`` (any input form) to ``dst`` in the same layout.
+
+    A small file can declare huge pruned tensors: above ``max_output`` bytes
+    of tensors (default 64 times the input's size) this refuses unless ``force``.
+    """
+    dense, given = sizes(src)
+    limit = 64 * given if max_output is None else max_output
+    if dense > limit and not force:
+        raise ValueError(f"{os.fspath(dst)}: the dense tensors take {dense} bytes, more than --max-output {limit} "
+                         "(raise --max-output or pass --force)")
     source = _layout.resolve(os.fspath(src))
     dst = os.fspath(dst)
     if source.is_file:

@@ -119,6 +119,7 @@ def load_file(
     List[Tuple[str, str, List[int], npt.NDArray[Any]]],
     List[Tuple[str, str, List[int], npt.NDArray[Any], VDConfig, int, float, npt.NDArray[np.uint64]]],
 ]: ...
+def read_metadata(path: str) -> Dict[str, str]: ...
 def index_cost(
     mask: npt.NDArray[np.bool_],
     rows: int,
@@ -127,6 +128,15 @@ def index_cost(
     n_in: int = 1,
     bits: Optional[int] = None,
 ) -> Tuple[int, int]: ...
+def index_costs(
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    n_weights: int,
+    block_steps: int,
+    rows: int,
+    formats: List[str],
+    threads: Optional[int] = None,
+) -> List[Tuple[int, int]]: ...
 def default_threads() -> int: ...
 
 class SafeOpen:

@@ -4,10 +4,10 @@
 //! mapping, so a tensor costs memory only while it is being used. Every error
 //! names the file.
 
+use super::header;
 use super::{is_reserved, load, DType, Item, Sparse, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX};
 use crate::{bail_format, Error, Result, VdConfig};
 use memmap2::Mmap;
-use safetensors::SafeTensors;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -80,27 +80,22 @@ impl MappedFile {
         // SAFETY: the mapping is read-only; the file must not be truncated
         // while it is open (as with any memory-mapped reader).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let (n, header) = SafeTensors::read_metadata(&map)
-            .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
-        let start = 8 + n;
+        // vitrust's own container parser: bounded, unlike the crate's (see `header`).
+        let c = header::parse(&map)?;
+        let start = map.len() - c.data.len();
         let mut stored = BTreeMap::new();
-        for (name, info) in header.tensors() {
-            let dtype = DType::from_safetensors(info.dtype).ok_or_else(|| {
-                Error::format(format!(
-                    "tensor {name:?}: unsupported dtype {:?}",
-                    info.dtype
-                ))
-            })?;
-            let (a, b) = info.data_offsets;
+        for e in &c.entries {
             let span = Span {
-                dtype,
-                shape: info.shape.clone(),
-                range: start + a..start + b,
+                dtype: e.dtype,
+                shape: e.shape.dims().to_vec(),
+                range: start + e.start..start + e.end,
             };
-            stored.insert(name, span);
+            stored.insert(e.name.to_string(), span);
         }
-        let mut metadata = header.metadata().clone().unwrap_or_default();
-        let entries = if metadata.remove(META_KEY).is_some() {
+        let metadata: HashMap<String, String> = c.metadata()?.into_iter().collect();
+        let is_vitrust = c.raw_metadata(META_KEY).is_some();
+        drop(c);
+        let entries = if is_vitrust {
             let entries = vitrust_entries(&map, &mut stored)?;
             release_all(&map);
             entries

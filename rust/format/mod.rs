@@ -19,19 +19,24 @@
 //! means a damaged file is refused rather than loaded as different data.
 //! Loading ([`load`]) validates everything before it returns anything.
 
+pub mod atomic;
+mod count;
 mod dtype;
+pub mod header;
 mod mapped;
+pub mod meta;
 mod read;
 mod stream;
+mod unescape;
 
+pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
 pub use mapped::{Entry, MappedFile, Span, SparseSpan};
-pub use read::{load, read_file};
+pub use read::{load, read_file, read_metadata, sparse_item, verify};
 pub use stream::{Planned, ShardWriter};
 
-use crate::expand::read_bits;
-use crate::{bail, Error, Expander, Layout, Result, VdConfig};
-use serde_json::{json, Map, Value};
+use crate::{bail, Error, Layout, Result, VdConfig};
+use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +132,11 @@ impl Sparse<'_> {
     /// Full consistency: dtype, finite λ, index length against the layout, and
     /// the values' count against the kept count the index expands to.
     pub fn check(&self, name: &str) -> Result<()> {
+        self.check_with(name, &mut KeptCounter::default())
+    }
+
+    /// [`check`](Self::check), sharing `counter`'s tables with other tensors.
+    pub fn check_with(&self, name: &str, counter: &mut KeptCounter) -> Result<()> {
         let ctx = |e: Error| e.context(format_args!("pruned tensor {name:?}"));
         if !self.dtype.is_value() {
             bail!(
@@ -142,7 +152,9 @@ impl Sparse<'_> {
         if !self.values.len().is_multiple_of(self.dtype.size()) {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
-        let kept = kept_count(&self.config, &layout, &self.index).map_err(ctx)?;
+        let kept = counter
+            .count(&self.config, &layout, &self.index)
+            .map_err(ctx)?;
         if kept != self.nnz() {
             bail!(
                 "pruned tensor {name:?}: {} values, but the index keeps {kept} weights",
@@ -151,36 +163,6 @@ impl Sparse<'_> {
         }
         Ok(())
     }
-}
-
-/// Weights the index keeps. The expander tabulates all `2^(k + n_in)` register
-/// values first; for a short index stepping the VD directly is cheaper, which
-/// keeps the work of checking a file proportional to the file's size (a
-/// hostile file cannot make many tiny tensors with huge configs cost seconds each).
-pub fn kept_count(config: &VdConfig, layout: &Layout, index: &[u64]) -> Result<usize> {
-    layout.check_index(index.len())?;
-    let n_in = config.n_in();
-    let steps = layout.index_bits() / u64::from(n_in);
-    if steps >= 1 << (config.flip_flops() + n_in) {
-        return Ok(Expander::new(config, *layout).counts(index)?.iter().sum());
-    }
-    let state_mask = (1u32 << config.flip_flops()) - 1;
-    let mut kept = 0;
-    for b in 0..layout.n_blocks() {
-        let (words, valid) = (&index[layout.words(b)], layout.weights(b).len());
-        let mut s = 0u32;
-        for t in 0..layout.steps(b) {
-            let r = (s << n_in) | read_bits(words, t * n_in as usize, n_in) as u32;
-            let mut bits = config.keep_bits(r);
-            let left = valid - t * layout.n_out;
-            if left < 64 {
-                bits &= (1u64 << left) - 1;
-            }
-            kept += bits.count_ones() as usize;
-            s = r & state_mask;
-        }
-    }
-    Ok(kept)
 }
 
 /// One stored safetensors tensor, borrowed for writing.
@@ -231,7 +213,10 @@ fn body_check(body: &Value) -> u32 {
 
 /// The stored tensors and the `"vitrust"` metadata JSON of `items`.
 fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stored<'a>)>, String)> {
-    let (mut stored, mut sparse) = (Vec::new(), Map::new());
+    let mut stored = Vec::new();
+    // (name, record fields) of the pruned tensors, sorted by name below.
+    let mut sparse: Vec<(&str, &Sparse<'_>, serde_json::Number)> = Vec::new();
+    let mut counter = KeptCounter::default();
     for (name, item) in items {
         match item {
             Item::Plain(p) => {
@@ -247,8 +232,9 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 ));
             }
             Item::Sparse(s) => {
-                s.check(name)?;
-                sparse.insert(name.clone(), sparse_record(s));
+                s.check_with(name, &mut counter)?;
+                let lam = serde_json::Number::from_f64(s.lam).expect("checked finite");
+                sparse.push((name, s, lam));
                 let index = Stored {
                     dtype: DType::U64,
                     shape: vec![s.index.len()],
@@ -264,59 +250,89 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
             }
         }
     }
-    let mut tensors = Map::new();
-    for (name, t) in &stored {
-        let entry =
-            json!({"dtype": t.dtype.name(), "shape": t.shape, "crc32": crc32fast::hash(&t.data)});
-        if tensors.insert(name.clone(), entry).is_some() {
-            bail!("tensor name {name:?} is used twice");
-        }
+    sparse.sort_by(|a, b| a.0.cmp(b.0));
+    let mut tensors: Vec<(&str, u32, &Stored<'_>)> = stored
+        .iter()
+        .map(|(n, t)| (n.as_str(), crc32fast::hash(&t.data), t))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].0 == w[1].0) {
+        bail!("tensor name {:?} is used twice", w[0].0);
     }
-    let mut body = json!({"version": FORMAT_VERSION, "sparse": sparse, "tensors": tensors});
-    let check = body_check(&body);
-    body["check"] = json!(check);
-    Ok((stored, body.to_string()))
+    let records = || {
+        sparse.iter().map(|(name, s, lam)| {
+            let r = meta::SparseRecord {
+                block_steps: s.block_steps,
+                config: meta::ConfigRecord::of(&s.config),
+                dtype: s.dtype.name(),
+                lam,
+                nnz: s.nnz(),
+                shape: &s.shape,
+            };
+            (*name, r)
+        })
+    };
+    let entries = || {
+        tensors.iter().map(|(name, crc, t)| {
+            let r = meta::TensorRecord {
+                crc32: *crc,
+                dtype: t.dtype.name(),
+                shape: &t.shape,
+            };
+            (*name, r)
+        })
+    };
+    let body = meta::body_json(records, entries);
+    Ok((stored, body))
 }
 
-/// A temporary path in `path`'s directory, unique to this process and call.
-fn temp_path(path: &Path) -> Result<PathBuf> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(
-        ".{}.{}-{n}.vitrust-tmp",
-        file.to_string_lossy(),
-        std::process::id()
-    );
-    Ok(path.with_file_name(tmp))
+/// Writes the safetensors container of `stored` and `meta` to `w`: the
+/// crate's own header (tensors sorted by alignment, then name), padded to 8
+/// bytes, then the data, streamed with no copy of the whole file.
+fn write_container(
+    w: &mut dyn std::io::Write,
+    mut stored: Vec<(String, Stored<'_>)>,
+    meta: HashMap<String, String>,
+) -> std::io::Result<()> {
+    use safetensors::tensor::{Metadata, TensorInfo};
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    stored.sort_by(|(a, x), (b, y)| {
+        let (dx, dy) = (x.dtype.to_safetensors(), y.dtype.to_safetensors());
+        dy.cmp(&dx).then(a.cmp(b))
+    });
+    let mut offset = 0;
+    let infos = stored
+        .iter()
+        .map(|(name, t)| {
+            let start = offset;
+            offset += t.data.len();
+            let info = TensorInfo {
+                dtype: t.dtype.to_safetensors(),
+                shape: t.shape.clone(),
+                data_offsets: (start, offset),
+            };
+            (name.clone(), info)
+        })
+        .collect();
+    let header = Metadata::new(Some(meta), infos).map_err(|e| bad(&e))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| bad(&e))?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    if text.len() > read::MAX_HEADER {
+        return Err(bad(&format_args!(
+            "the header is {} bytes, more than safetensors allows ({})",
+            text.len(),
+            read::MAX_HEADER
+        )));
+    }
+    w.write_all(&(text.len() as u64).to_le_bytes())?;
+    w.write_all(&text)?;
+    for (_, t) in &stored {
+        w.write_all(&t.data)?;
+    }
+    Ok(())
 }
 
-/// The permissions the new file gets: those of the file it replaces, else
-/// read-write for the owner and readable by all (the temporary file starts
-/// owner-only).
-fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
-    if let Ok(m) = std::fs::metadata(path) {
-        return Ok(m.permissions());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        Ok(std::fs::Permissions::from_mode(0o644))
-    }
-    #[cfg(not(unix))]
-    {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        let mut p = std::fs::metadata(dir.unwrap_or(Path::new(".")))?.permissions();
-        p.set_readonly(false);
-        Ok(p)
-    }
-}
-
-/// Writes `items` to `path` atomically: a temporary file in the same
-/// directory is written, flushed to disk and renamed over `path`, so a failed
+/// Writes `items` to `path` atomically (see [`atomic`]): a failed or killed
 /// save leaves any existing file untouched. `metadata` is the caller's own
 /// string metadata (the key `"vitrust"` is reserved).
 pub fn save(
@@ -330,24 +346,27 @@ pub fn save(
     let (stored, body) = layout_file(items)?;
     let mut meta = metadata.clone();
     meta.insert(META_KEY.to_string(), body);
-    let io = |what: &str, e: &dyn std::fmt::Display| {
-        Error::io(format!("{}: {what}: {e}", path.display()))
-    };
-    let tmp = temp_path(path)?;
-    let written = safetensors::serialize_to_file(stored, Some(meta), &tmp)
-        .map_err(|e| io("cannot write", &e))
-        .and_then(|()| {
-            let f = std::fs::File::open(&tmp);
-            f.and_then(|f| f.set_permissions(permissions(path)?).map(|()| f))
-                .map_err(|e| io("cannot sync", &e))
-        });
-    match written {
-        Ok(f) => publish(f, &tmp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    atomic::write_atomic(path, |w| write_container(w, stored, meta))
+}
+
+/// A short temporary path in `path`'s directory for the shard writer (see
+/// [`atomic`]: stale ones of dead processes there are removed first).
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    if path.file_name().is_none() {
+        bail!("{}: not a file path", path.display());
     }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    atomic::remove_stale(dir);
+    Ok(dir.join(atomic::temp_name()))
+}
+
+/// The permissions a finished file gets: the permission bits of the file it
+/// replaces, else `0666 & !umask`.
+fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    atomic::final_permissions(path)
 }
 
 /// Flushes the finished temporary file `tmp` (open as `file`) to disk and

@@ -1,19 +1,20 @@
-//! Loading a vitrust file: the safetensors crate checks the container (header
-//! size, offsets, dtype and shape against byte counts); this module checks
-//! vitrust's metadata field by field, every tensor's dtype, shape and CRC-32,
-//! and every pruned tensor's layout and kept count, and refuses anything off.
-//! Nothing is allocated beyond the file's own size (plus a bounded keep table).
+//! Loading a vitrust file: the container is parsed and checked
+//! ([`header`](super::header)), vitrust's metadata is parsed field by field
+//! as it streams out of the header ([`meta`](super::meta)), every tensor's
+//! dtype, shape and CRC-32 is verified, and every pruned tensor's layout and
+//! kept count; anything off is refused. Beyond the file's own bytes, memory
+//! stays within about the header's size.
 
+use super::header::{self, Container, Entry};
+use super::meta::{self, ConfigRecord, SparseMeta, SparseRecord, TensorMeta, TensorRecord};
 use super::{
-    body_check, is_reserved, numel, DType, Item, Plain, Sparse, FORMAT_VERSION, INDEX_SUFFIX,
-    META_KEY, VALUES_SUFFIX,
+    is_reserved, DType, Item, KeptCounter, Plain, Sparse, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX,
 };
-use crate::{bail_format, Error, Result, VdConfig};
-use safetensors::{tensor::TensorView, SafeTensors};
-use serde_json::{Map, Value};
+use crate::{bail_format, Error, Result};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+pub use header::MAX_HEADER;
 
 /// Reads a whole regular file (a device or a FIFO is refused: it could be endless).
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -25,294 +26,237 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(err)
 }
 
-/// A field of a JSON object, named in the error when missing.
-fn field<'v>(obj: &'v Map<String, Value>, key: &str, ctx: &str) -> Result<&'v Value> {
-    obj.get(key)
-        .ok_or_else(|| Error::format(format!("{ctx}: missing field {key:?}")))
-}
-
-fn object<'v>(v: &'v Value, ctx: &str) -> Result<&'v Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| Error::format(format!("{ctx}: expected a JSON object")))
-}
-
-/// Refuses fields other than `keys`: an unknown field means a newer or edited file.
-fn only(obj: &Map<String, Value>, keys: &[&str], ctx: &str) -> Result<()> {
-    match obj.keys().find(|k| !keys.contains(&k.as_str())) {
-        Some(k) => bail_format!("{ctx}: unknown field {k:?}"),
-        None => Ok(()),
+/// The caller's string metadata of a file (without vitrust's own key), read
+/// from its header alone.
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::io(format!("{}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    if !f.metadata().map_err(err)?.is_file() {
+        bail_format!("{}: not a regular file", path.display());
     }
-}
-
-fn uint(v: &Value, ctx: &str) -> Result<u64> {
-    v.as_u64()
-        .ok_or_else(|| Error::format(format!("{ctx}: expected a non-negative integer, got {v}")))
-}
-
-fn small(v: &Value, ctx: &str) -> Result<u32> {
-    u32::try_from(uint(v, ctx)?).map_err(|_| Error::format(format!("{ctx}: {v} is out of range")))
-}
-
-fn size(v: &Value, ctx: &str) -> Result<usize> {
-    usize::try_from(uint(v, ctx)?).map_err(|_| Error::format(format!("{ctx}: {v} is out of range")))
-}
-
-fn shape(v: &Value, ctx: &str) -> Result<Vec<usize>> {
-    let dims = v
-        .as_array()
-        .ok_or_else(|| Error::format(format!("{ctx}: expected a list of dimensions")))?;
-    let shape = dims
-        .iter()
-        .map(|d| size(d, ctx))
-        .collect::<Result<Vec<_>>>()?;
-    numel(&shape).map_err(|e| Error::format(format!("{ctx}: {}", e.msg)))?;
-    Ok(shape)
-}
-
-fn dtype(v: &Value, ctx: &str) -> Result<DType> {
-    v.as_str()
-        .and_then(DType::from_name)
-        .ok_or_else(|| Error::format(format!("{ctx}: unsupported dtype {v}")))
-}
-
-fn config(v: &Value, ctx: &str) -> Result<VdConfig> {
-    let c = object(v, ctx)?;
-    let keys = [
-        "flip_flops",
-        "n_in",
-        "n_out",
-        "comparator_bits",
-        "threshold",
-        "taps",
-    ];
-    only(c, &keys, ctx)?;
-    let mut n = [0u32; 5];
-    for (slot, key) in n.iter_mut().zip(keys) {
-        *slot = small(field(c, key, ctx)?, &format!("{ctx}.{key}"))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| {
+        Error::format("not a valid safetensors file: shorter than its 8-byte header length")
+    })?;
+    let n = u64::from_le_bytes(len);
+    let mut buf = len.to_vec();
+    if n <= MAX_HEADER as u64 {
+        f.take(n).read_to_end(&mut buf).map_err(err)?;
     }
-    let taps = field(c, "taps", ctx)?
-        .as_array()
-        .ok_or_else(|| Error::format(format!("{ctx}.taps: expected a list")))?;
-    // VdConfig::new bounds the count (n_out * comparator_bits <= 512); refuse a
-    // longer list before converting it.
-    if taps.len() > 512 {
+    let (_, text) = header::header_text(&buf)?;
+    let parsed = header::parse_metadata(text)?;
+    let mut out: Vec<(String, String)> = Vec::with_capacity(parsed.len());
+    for (k, v) in parsed.iter().filter(|(k, _)| k != META_KEY) {
+        let s: String = serde_json::from_str(v.get())
+            .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+        out.push((k.to_string(), s));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The little-endian `u64` words of `bytes`, borrowed where aligned.
+fn words(bytes: &[u8]) -> Cow<'_, [u64]> {
+    // SAFETY: every bit pattern is a valid u64.
+    let (pre, mid, post) = unsafe { bytes.align_to::<u64>() };
+    if cfg!(target_endian = "little") && pre.is_empty() && post.is_empty() {
+        return Cow::Borrowed(mid);
+    }
+    Cow::Owned(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+    )
+}
+
+fn check_bool(e: &Entry<'_>, data: &[u8]) -> Result<()> {
+    if e.dtype == DType::Bool && data.iter().any(|&b| b > 1) {
         bail_format!(
-            "{ctx}.taps: {} tap masks is more than any valid config has",
-            taps.len()
+            "tensor {:?}: a BOOL tensor holds bytes other than 0 and 1",
+            e.name
         );
     }
-    let taps = taps
-        .iter()
-        .map(|t| small(t, &format!("{ctx}.taps")))
-        .collect::<Result<_>>()?;
-    VdConfig::new(n[0], n[1], n[2], n[3], n[4], taps)
-        .map_err(|e| Error::format(format!("{ctx}: {}", e.msg)))
+    Ok(())
 }
 
-/// The `"vitrust"` metadata: parsed, version-checked and its own CRC verified.
-fn body(text: &str) -> Result<Map<String, Value>> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::format(format!("vitrust metadata is not valid JSON: {e}")))?;
-    let mut body = object(&v, "vitrust metadata")?.clone();
-    let version = field(&body, "version", "vitrust metadata")?;
-    if version.as_u64() != Some(FORMAT_VERSION) {
-        bail_format!("unsupported vitrust format version {version} (this build reads version {FORMAT_VERSION})");
-    }
-    only(
-        &body,
-        &["version", "sparse", "tensors", "check"],
-        "vitrust metadata",
-    )?;
-    let check = uint(
-        field(&body, "check", "vitrust metadata")?,
-        "vitrust metadata check",
-    )?;
-    body.remove("check");
-    if u64::from(body_check(&Value::Object(body.clone()))) != check {
-        bail_format!("vitrust metadata checksum mismatch: the header was altered or damaged");
-    }
-    Ok(body)
-}
-
-/// Checks a stored tensor against its `tensors` entry: dtype, shape, CRC-32.
-fn verify(name: &str, view: &TensorView<'_>, entry: &Value) -> Result<DType> {
-    let ctx = format!("tensor {name:?}");
-    let e = object(entry, &ctx)?;
-    only(e, &["dtype", "shape", "crc32"], &ctx)?;
-    let dt = DType::from_safetensors(view.dtype())
-        .ok_or_else(|| Error::format(format!("{ctx}: unsupported dtype {:?}", view.dtype())))?;
-    if dtype(field(e, "dtype", &ctx)?, &ctx)? != dt {
+/// Checks a stored tensor against its `tensors` record: dtype, shape, CRC-32.
+pub fn verify(e: &Entry<'_>, data: &[u8], t: &TensorMeta) -> Result<()> {
+    let name = &e.name;
+    if t.dtype != e.dtype {
         bail_format!(
-            "{ctx}: stored as {} but the metadata records {}",
-            dt.name(),
-            e["dtype"]
+            "tensor {name:?}: stored as {} but the metadata records {}",
+            e.dtype.name(),
+            t.dtype.name()
         );
     }
-    if shape(field(e, "shape", &ctx)?, &ctx)? != view.shape() {
+    if t.shape.dims() != e.shape.dims() {
         bail_format!(
-            "{ctx}: shape {:?} but the metadata records {}",
-            view.shape(),
-            e["shape"]
+            "tensor {name:?}: shape {:?} but the metadata records {:?}",
+            e.shape.dims(),
+            t.shape.dims()
         );
     }
-    if uint(field(e, "crc32", &ctx)?, &ctx)? != u64::from(crc32fast::hash(view.data())) {
-        bail_format!("{ctx}: checksum mismatch: the data is damaged");
+    if t.crc32 != crc32fast::hash(data) {
+        bail_format!("tensor {name:?}: checksum mismatch: the data is damaged");
     }
-    Ok(dt)
+    check_bool(e, data)
 }
 
-fn decode_u64(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect()
-}
-
-/// A pruned tensor from its record and its two (already verified) siblings.
-fn sparse<'a>(
+/// A pruned tensor from its record and its two (already verified) siblings,
+/// fully checked (`counter` shares keep tables between tensors).
+pub fn sparse_item<'a>(
+    c: &Container<'a>,
     name: &str,
-    rec: &Value,
-    views: &HashMap<String, TensorView<'a>>,
+    m: SparseMeta,
+    counter: &mut KeptCounter,
 ) -> Result<Sparse<'a>> {
     let ctx = format!("pruned tensor {name:?}");
-    let r = object(rec, &ctx)?;
-    only(
-        r,
-        &["shape", "dtype", "nnz", "block_steps", "lam", "config"],
-        &ctx,
-    )?;
-    let sibling = |suffix: &str, want: DType| -> Result<&TensorView<'a>> {
-        let v = views
-            .get(&format!("{name}{suffix}"))
-            .ok_or_else(|| Error::format(format!("{ctx}: tensor {name}{suffix} is missing")))?;
-        if v.shape().len() != 1 || DType::from_safetensors(v.dtype()) != Some(want) {
-            bail_format!("{ctx}: {name}{suffix} must be a 1-D {} tensor", want.name());
+    let sibling = |suffix: &str, want: DType| -> Result<&'a [u8]> {
+        let full = format!("{name}{suffix}");
+        let e = c
+            .get(&full)
+            .ok_or_else(|| Error::format(format!("{ctx}: tensor {full} is missing")))?;
+        if e.shape.dims().len() != 1 || e.dtype != want {
+            bail_format!("{ctx}: {full} must be a 1-D {} tensor", want.name());
         }
-        Ok(v)
+        Ok(c.bytes(e))
     };
-    let dt = dtype(field(r, "dtype", &ctx)?, &ctx)?;
     let (index, values) = (
         sibling(INDEX_SUFFIX, DType::U64)?,
-        sibling(VALUES_SUFFIX, dt)?,
+        sibling(VALUES_SUFFIX, m.dtype)?,
     );
-    let lam = field(r, "lam", &ctx)?
+    let lam = m
+        .lam
         .as_f64()
         .ok_or_else(|| Error::format(format!("{ctx}: lam is not a number")))?;
     let s = Sparse {
-        shape: shape(field(r, "shape", &ctx)?, &ctx)?,
-        config: config(field(r, "config", &ctx)?, &format!("{ctx} config"))?,
-        block_steps: size(field(r, "block_steps", &ctx)?, &ctx)?,
+        shape: m.shape,
+        config: m.config,
+        block_steps: m.block_steps,
         lam,
-        index: Cow::Owned(decode_u64(index.data())),
-        dtype: dt,
-        values: Cow::Borrowed(values.data()),
+        index: words(index),
+        dtype: m.dtype,
+        values: Cow::Borrowed(values),
     };
-    if size(field(r, "nnz", &ctx)?, &ctx)? != s.nnz() {
+    if m.nnz != s.nnz() {
         bail_format!(
             "{ctx}: {} values stored, but the metadata records nnz = {}",
             s.nnz(),
-            r["nnz"]
+            m.nnz
         );
     }
-    s.check(name)?;
+    s.check_with(name, counter)?;
     Ok(s)
 }
 
 /// Parses and validates a whole file image; items come back sorted by name.
 pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
-    let st = SafeTensors::deserialize(buf)
-        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(buf)
-        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
-    let views: HashMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
-    let text = meta.metadata().as_ref().and_then(|m| m.get(META_KEY));
-    let Some(text) = text else {
+    let c = header::parse(buf)?;
+    let Some(raw) = c.raw_metadata(META_KEY) else {
         // A plain safetensors file: nothing of vitrust's to check.
-        if let Some(name) = views.keys().find(|n| is_reserved(n)) {
+        if let Some(e) = c.entries.iter().find(|e| is_reserved(&e.name)) {
             bail_format!(
-                "tensor {name:?} is part of a pruned tensor, but the vitrust metadata is missing"
+                "tensor {:?} is part of a pruned tensor, but the vitrust metadata is missing",
+                e.name
             );
         }
-        return plain_items(&views);
+        return c.entries.iter().map(|e| plain(&c, e)).collect();
     };
-    let body = body(text)?;
-    let tensors = object(
-        field(&body, "tensors", "vitrust metadata")?,
-        "vitrust tensors",
-    )?;
-    if let Some(name) = views.keys().find(|n| !tensors.contains_key(*n)) {
-        bail_format!("tensor {name:?} is not recorded in the vitrust metadata");
-    }
-    let mut out = BTreeMap::new();
-    for (name, entry) in tensors {
-        let view = views.get(name).ok_or_else(|| {
+    // Each stored tensor's CRC as recorded (and verified), by entry position.
+    let mut crcs: Vec<Option<u32>> = vec![None; c.entries.len()];
+    let mut on_tensor = |name: String, t: TensorMeta| -> Result<()> {
+        let i = c.position(&name).ok_or_else(|| {
             Error::format(format!(
                 "tensor {name:?} is recorded but missing from the file"
             ))
         })?;
-        let dt = verify(name, view, entry)?;
-        if dt == DType::Bool && view.data().iter().any(|&b| b > 1) {
-            bail_format!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
+        if crcs[i].is_some() {
+            bail_format!("tensor {name:?} is recorded twice in the vitrust metadata");
         }
-        if !is_reserved(name) {
-            let data = Cow::Borrowed(view.data());
-            out.insert(
-                name.clone(),
-                Item::Plain(Plain {
-                    dtype: dt,
-                    shape: view.shape().to_vec(),
-                    data,
-                }),
+        let e = &c.entries[i];
+        verify(e, c.bytes(e), &t)?;
+        crcs[i] = Some(t.crc32);
+        Ok(())
+    };
+    let reader = || std::io::BufReader::with_capacity(1 << 16, meta::Unescape::new(raw.get()));
+    let (records, check) = meta::parse(reader, &mut on_tensor)?;
+    if let Some(i) = crcs.iter().position(Option::is_none) {
+        bail_format!(
+            "tensor {:?} is not recorded in the vitrust metadata",
+            c.entries[i].name
+        );
+    }
+    let sparse = records.iter().map(|(n, m)| (n.as_str(), record(m)));
+    let tensors = c.entries.iter().zip(&crcs).map(|(e, crc)| {
+        let t = TensorRecord {
+            crc32: crc.expect("every entry is recorded"),
+            dtype: e.dtype.name(),
+            shape: e.shape.dims(),
+        };
+        (e.name.as_ref(), t)
+    });
+    if meta::body_check(sparse, tensors) != check {
+        bail_format!("vitrust metadata checksum mismatch: the header was altered or damaged");
+    }
+    // Every sibling tensor must belong to a record.
+    let has_record = |base: &str| {
+        records
+            .binary_search_by(|(n, _)| n.as_str().cmp(base))
+            .is_ok()
+    };
+    for e in c.entries.iter().filter(|e| is_reserved(&e.name)) {
+        let base = e
+            .name
+            .strip_suffix(INDEX_SUFFIX)
+            .or_else(|| e.name.strip_suffix(VALUES_SUFFIX))
+            .unwrap_or(&e.name);
+        if !has_record(base) {
+            bail_format!(
+                "tensor {:?} belongs to no pruned tensor in the metadata",
+                e.name
             );
         }
     }
-    let records = object(
-        field(&body, "sparse", "vitrust metadata")?,
-        "vitrust sparse",
-    )?;
-    for (name, rec) in records {
-        if out.contains_key(name) {
-            bail_format!("{name:?} is stored both as a plain and as a pruned tensor");
+    let mut out = Vec::with_capacity(c.entries.len());
+    for e in c.entries.iter().filter(|e| !is_reserved(&e.name)) {
+        if has_record(&e.name) {
+            bail_format!(
+                "{:?} is stored both as a plain and as a pruned tensor",
+                e.name
+            );
         }
-        out.insert(name.clone(), Item::Sparse(sparse(name, rec, &views)?));
+        out.push(plain(&c, e)?);
     }
-    // Every sibling tensor must belong to a record.
-    for name in tensors.keys().filter(|n| is_reserved(n)) {
-        let base = name
-            .strip_suffix(INDEX_SUFFIX)
-            .or_else(|| name.strip_suffix(VALUES_SUFFIX))
-            .unwrap_or(name);
-        if !records.contains_key(base) {
-            bail_format!("tensor {name:?} belongs to no pruned tensor in the metadata");
-        }
+    let mut counter = KeptCounter::default();
+    for (name, m) in records {
+        let s = sparse_item(&c, &name, m, &mut counter)?;
+        out.push((name, Item::Sparse(s)));
     }
-    Ok(out.into_iter().collect())
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
-fn plain_items<'a>(views: &HashMap<String, TensorView<'a>>) -> Result<Vec<(String, Item<'a>)>> {
-    let mut out: Vec<_> = views
-        .iter()
-        .map(|(name, v)| {
-            let dt = DType::from_safetensors(v.dtype()).ok_or_else(|| {
-                Error::format(format!(
-                    "tensor {name:?}: unsupported dtype {:?}",
-                    v.dtype()
-                ))
-            })?;
-            if dt == DType::Bool && v.data().iter().any(|&b| b > 1) {
-                bail_format!("tensor {name:?}: a BOOL tensor holds bytes other than 0 and 1");
-            }
-            let data = Cow::Borrowed(v.data());
-            Ok((
-                name.clone(),
-                Item::Plain(Plain {
-                    dtype: dt,
-                    shape: v.shape().to_vec(),
-                    data,
-                }),
-            ))
-        })
-        .collect::<Result<_>>()?;
-    out.sort_by(|a: &(String, Item<'_>), b| a.0.cmp(&b.0));
-    Ok(out)
+/// The canonical record of a parsed pruned tensor.
+fn record(m: &SparseMeta) -> SparseRecord<'_> {
+    SparseRecord {
+        block_steps: m.block_steps,
+        config: ConfigRecord::of(&m.config),
+        dtype: m.dtype.name(),
+        lam: &m.lam,
+        nnz: m.nnz,
+        shape: &m.shape,
+    }
+}
+
+fn plain<'a>(c: &Container<'a>, e: &Entry<'a>) -> Result<(String, Item<'a>)> {
+    let data = c.bytes(e);
+    check_bool(e, data)?;
+    let p = Plain {
+        dtype: e.dtype,
+        shape: e.shape.dims().to_vec(),
+        data: Cow::Borrowed(data),
+    };
+    Ok((e.name.to_string(), Item::Plain(p)))
 }

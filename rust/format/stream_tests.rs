@@ -1,5 +1,6 @@
-use super::super::{load, read_file, save, Expander, Item, Layout, MappedFile, Plain, Sparse};
+use super::super::{load, read_file, save, Item, Layout, MappedFile, Plain, Sparse};
 use super::*;
+use crate::Expander;
 use std::borrow::Cow;
 
 fn items() -> Vec<(String, Item<'static>)> {

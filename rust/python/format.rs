@@ -5,7 +5,7 @@
 use super::{detached, value_error, PyConfig};
 use crate::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Plain, Sparse};
-use crate::{Error, ErrorKind};
+use crate::{Error, ErrorKind, Expander, Layout};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -218,6 +218,71 @@ pub fn load_file<'py>(
     Ok((plain, sparse))
 }
 
+/// The caller's string metadata of the file at `path` (vitrust's own key
+/// left out), read from its header alone.
+#[pyfunction]
+pub fn read_metadata(py: Python<'_>, path: PathBuf) -> PyResult<HashMap<String, String>> {
+    let pairs = detached(py, None, || format::read_metadata(&path))?;
+    Ok(pairs.into_iter().collect())
+}
+
+fn cost_format(
+    fmt: &str,
+    n_out: Option<usize>,
+    n_in: usize,
+    bits: Option<u32>,
+) -> PyResult<CostFormat> {
+    let need = |what: &str| PyValueError::new_err(format!("index_cost {fmt:?}: needs {what}"));
+    Ok(match fmt {
+        "viterbi" => CostFormat::Viterbi { n_out: n_out.ok_or_else(|| need("ratio"))?, n_in },
+        "bitmask" => CostFormat::Bitmask,
+        "csr32" => CostFormat::Csr32,
+        "csr16" => CostFormat::Csr16,
+        "csr-min" => CostFormat::CsrMin,
+        "relative" => CostFormat::Relative { bits: bits.ok_or_else(|| need("bits"))? },
+        "entropy" => CostFormat::Entropy,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "index_cost: unknown format {fmt:?} (expected viterbi, bitmask, csr32, csr16, csr-min, relative or entropy)"
+            )))
+        }
+    })
+}
+
+/// `(index bits, padding entries)` per format (`"csr32"`, `"relative-4"`, ...)
+/// of the mask `index` expands to, viewed as `rows` rows, computed block by
+/// block without building the mask.
+#[pyfunction]
+#[pyo3(signature = (config, index, n_weights, block_steps, rows, formats, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn index_costs(
+    py: Python<'_>,
+    config: &PyConfig,
+    index: PyReadonlyArray1<'_, u64>,
+    n_weights: usize,
+    block_steps: usize,
+    rows: usize,
+    formats: Vec<String>,
+    threads: Option<usize>,
+) -> PyResult<Vec<(u64, u64)>> {
+    let fmts = formats
+        .iter()
+        .map(
+            |f| match f.strip_prefix("relative-").map(str::parse::<u32>) {
+                Some(Ok(b)) => cost_format("relative", None, 1, Some(b)),
+                _ => cost_format(f, None, 1, None),
+            },
+        )
+        .collect::<PyResult<Vec<_>>>()?;
+    let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    let idx = index.as_slice()?;
+    let e = Expander::new(&config.0, layout);
+    let costs = detached(py, threads, || {
+        crate::cost::index_costs(&e, idx, rows, &fmts)
+    })?;
+    Ok(costs.into_iter().map(|c| (c.bits, c.padding)).collect())
+}
+
 /// `(index bits, padding entries)` of a flattened C-order mask viewed as
 /// `rows` rows, under one of the named formats.
 #[pyfunction]
@@ -231,21 +296,7 @@ pub fn index_cost(
     n_in: usize,
     bits: Option<u32>,
 ) -> PyResult<(u64, u64)> {
-    let need = |what: &str| PyValueError::new_err(format!("index_cost {fmt:?}: needs {what}"));
-    let f = match fmt {
-        "viterbi" => CostFormat::Viterbi { n_out: n_out.ok_or_else(|| need("ratio"))?, n_in },
-        "bitmask" => CostFormat::Bitmask,
-        "csr32" => CostFormat::Csr32,
-        "csr16" => CostFormat::Csr16,
-        "csr-min" => CostFormat::CsrMin,
-        "relative" => CostFormat::Relative { bits: bits.ok_or_else(|| need("bits"))? },
-        "entropy" => CostFormat::Entropy,
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "index_cost: unknown format {fmt:?} (expected viterbi, bitmask, csr32, csr16, csr-min, relative or entropy)"
-            )))
-        }
-    };
+    let f = cost_format(fmt, n_out, n_in, bits)?;
     let m = mask.as_slice()?;
     let c = py.detach(|| cost(m, rows, f)).map_err(value_error)?;
     Ok((c.bits, c.padding))
@@ -254,7 +305,9 @@ pub fn index_cost(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(save_file, m)?)?;
     m.add_function(wrap_pyfunction!(load_file, m)?)?;
+    m.add_function(wrap_pyfunction!(read_metadata, m)?)?;
     m.add_function(wrap_pyfunction!(index_cost, m)?)?;
+    m.add_function(wrap_pyfunction!(index_costs, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     Ok(())
 }

@@ -1,0 +1,375 @@
+//! Atomic file replacement. The data goes to a temporary file in the target's
+//! directory, is flushed to disk, and only then takes the target's name, so a
+//! failed or killed save never leaves a partial file under that name.
+//!
+//! On Linux the temporary file is anonymous (`O_TMPFILE`): it has no name
+//! while it is written, so a killed process leaves nothing behind, and a
+//! target name of any valid length works. It is named (`linkat`) only once
+//! complete, and renamed over the target when one exists. Where the OS or
+//! the filesystem lacks `O_TMPFILE`, it is a short named file
+//! `.vitrust-<pid>-<n>.tmp`; one left by a process that no longer runs is
+//! removed by the next save into that directory.
+//!
+//! A new file gets `0666 & !umask` (as any program's new file); a replaced
+//! file keeps its permission bits (not setuid, setgid or sticky).
+
+use crate::{Error, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Prefix and suffix of the named temporary files.
+const TEMP_PREFIX: &str = ".vitrust-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Writes `path` atomically with `write`, which gets a buffered writer.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
+    if path.file_name().is_none() {
+        return Err(Error::invalid(format!(
+            "{}: not a file path",
+            path.display()
+        )));
+    }
+    let dir = parent(path);
+    remove_stale(dir);
+    let replaced = replaced_mode(path);
+    let (file, named) = create_temp(dir, replaced.is_some()).map_err(|e| io("cannot create", e))?;
+    let result = fill(&file, replaced, write)
+        .map_err(|e| io("cannot write", e))
+        .and_then(|()| commit(&file, named.as_deref(), dir, path));
+    if result.is_err() {
+        if let Some(tmp) = &named {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return result;
+    }
+    // Make the new name itself durable; not every platform can sync a directory.
+    let _ = File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes, sets the final permissions and flushes the data to disk.
+fn fill(
+    file: &File,
+    replaced: Option<u32>,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    write(&mut w)?;
+    w.flush()?;
+    drop(w);
+    if let Some(mode) = replaced {
+        set_mode(file, mode)?;
+    }
+    file.sync_all()
+}
+
+/// The permission bits of the file `path` replaces, if it exists.
+fn replaced_mode(path: &Path) -> Option<u32> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    Some(u32::from(m.permissions().readonly()))
+}
+
+/// The permissions of a finished file written without [`write_atomic`]:
+/// those [`replaced_mode`] keeps, else `0666 & !umask` (the umask read from
+/// `/proc` on Linux, else assumed 022).
+pub(super) fn final_permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Umask:"))?.to_owned();
+                u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+            })
+            .unwrap_or(0o022);
+        let mode = replaced_mode(path).unwrap_or(0o666 & !umask);
+        Ok(std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let dir = parent(path);
+        let mut p = std::fs::metadata(dir)?.permissions();
+        p.set_readonly(replaced_mode(path) == Some(1));
+        Ok(p)
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(file: &File, readonly: u32) -> std::io::Result<()> {
+    let mut p = file.metadata()?.permissions();
+    p.set_readonly(readonly == 1);
+    file.set_permissions(p)
+}
+
+/// A temporary file in `dir`: anonymous where possible (`None`), else named.
+fn create_temp(dir: &Path, private: bool) -> std::io::Result<(File, Option<PathBuf>)> {
+    #[cfg(target_os = "linux")]
+    if let Some(f) = linux::anonymous(dir) {
+        return Ok((f, None));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A file that replaces another starts private: its final bits are set
+        // once written. A new one gets the usual bits from the umask.
+        opts.mode(if private { 0o600 } else { 0o666 });
+    }
+    let _ = private;
+    loop {
+        let tmp = dir.join(temp_name());
+        match opts.open(&tmp) {
+            Ok(f) => return Ok((f, Some(tmp))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `.vitrust-<pid>-<n>.tmp`: short, so any valid target name fits beside it.
+pub(super) fn temp_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", std::process::id())
+}
+
+/// The pid in a temporary file's name, if `name` is one.
+fn temp_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?.strip_suffix(TEMP_SUFFIX)?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes temporary files in `dir` left by processes that no longer run.
+/// Best effort: a directory that cannot be listed is left as it is.
+pub(super) fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_pid) else {
+            continue;
+        };
+        if pid != std::process::id() && !alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// False only when no process `pid` runs on this machine.
+fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Gives the finished temporary file the name `path`.
+fn commit(file: &File, named: Option<&Path>, dir: &Path, path: &Path) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
+    let tmp = match named {
+        Some(tmp) => tmp.to_path_buf(),
+        None => {
+            #[cfg(target_os = "linux")]
+            {
+                // No file under that name yet: link straight to it, atomically.
+                match linux::link(file, path) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("cannot create", e)),
+                }
+                let tmp = dir.join(temp_name());
+                linux::link(file, &tmp).map_err(|e| io("cannot create", e))?;
+                tmp
+            }
+            #[cfg(not(target_os = "linux"))]
+            unreachable!("anonymous temporary files exist only on Linux")
+        }
+    };
+    let _ = (file, dir);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("cannot replace", e)
+    })
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    use std::path::Path;
+
+    /// An unnamed file in `dir`, or `None` where the kernel or the filesystem
+    /// has no `O_TMPFILE` (or `/proc` is missing, without which it cannot be
+    /// named later by an unprivileged process).
+    pub fn anonymous(dir: &Path) -> Option<File> {
+        if !Path::new("/proc/self/fd").is_dir() {
+            return None;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .mode(0o666)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+            .ok()
+    }
+
+    /// Gives the anonymous `file` the name `path` (fails if it exists).
+    pub fn link(file: &File, path: &Path) -> std::io::Result<()> {
+        let proc = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let to = CString::new(path.as_os_str().as_bytes())?;
+        // SAFETY: both are NUL-terminated paths that outlive the call.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let name = temp_name();
+        assert_eq!(temp_pid(&name), Some(std::process::id()));
+        assert!(name.len() < 40);
+        for other in [
+            ".vitrust-12.tmp",
+            ".vitrust-a-1.tmp",
+            "vitrust-1-2.tmp",
+            ".vitrust-1-2.tmpx",
+        ] {
+            assert_eq!(temp_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid above any pid_max the kernel allows (2^22) runs nowhere.
+        let dead = dir.path().join(".vitrust-4194399-0.tmp");
+        let live = dir
+            .path()
+            .join(format!(".vitrust-{}-999.tmp", std::process::id()));
+        let other = dir.path().join(".vitrust-x.tmp");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        write_atomic(&dir.path().join("f"), |w| w.write_all(b"data")).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_and_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"old").unwrap();
+        let err = write_atomic(&path, |_| Err(std::io::Error::other("boom"))).unwrap_err();
+        assert!(err.msg.contains("boom"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_named_fallback_replaces_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"old").unwrap();
+        let (file, named) = {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            let tmp = dir.path().join(temp_name());
+            (opts.open(&tmp).unwrap(), Some(tmp))
+        };
+        fill(&file, None, |w| w.write_all(b"new")).unwrap();
+        commit(&file, named.as_deref(), dir.path(), &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn long_names_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n".repeat(255));
+        write_atomic(&path, |w| w.write_all(b"a")).unwrap();
+        write_atomic(&path, |w| w.write_all(b"b")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"b");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_follow_the_umask_and_drop_special_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // The umask is process-wide: read it back without changing it for long.
+        // SAFETY: umask only swaps the process's file-mode mask.
+        let umask = unsafe {
+            let u = libc::umask(0o022);
+            libc::umask(u);
+            u as u32
+        };
+        write_atomic(&path, |w| w.write_all(b"a")).unwrap();
+        assert_eq!(mode(&path), 0o666 & !umask);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4750)).unwrap();
+        write_atomic(&path, |w| w.write_all(b"b")).unwrap();
+        assert_eq!(mode(&path), 0o750);
+    }
+}
