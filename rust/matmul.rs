@@ -6,7 +6,7 @@
 
 use crate::acs::Level;
 use crate::values::push_positions;
-use crate::{bail, Expander, Result};
+use crate::{bail, Error, Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,7 +15,12 @@ const TASK_WEIGHTS: usize = 1 << 16;
 
 /// A float type the product runs in.
 pub trait Real:
-    Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
+    crate::alloc::Zeroable
+    + Send
+    + Sync
+    + Default
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
 {
 }
 impl Real for f32 {}
@@ -154,10 +159,14 @@ pub(crate) fn shapes(
     } else {
         (cols, format!("({cols}, batch)"), rows, batch)
     };
-    if batch == 0 || x_len != inner * batch {
+    let sizes = |a: usize, b: usize, what: &str| {
+        a.checked_mul(b)
+            .ok_or_else(|| Error::invalid(format!("{what} = {a} x {b} overflows")))
+    };
+    if batch == 0 || x_len != sizes(inner, batch, "operand elements")? {
         bail!("operand has {x_len} elements; expected {x_shape} with batch >= 1");
     }
-    if out_len != out_rows * out_cols {
+    if out_len != sizes(out_rows, out_cols, "output elements")? {
         bail!("output has {out_len} elements; expected {out_rows} x {out_cols}");
     }
     Ok(cols)
@@ -185,6 +194,8 @@ impl<R: Real> Rows<'_, R> {
         };
         let mut a = 0;
         for (r, y) in y.chunks_exact_mut(batch).enumerate() {
+            // A wide batch makes one task long: check between rows.
+            self.entries.e.cancel().checkpoint();
             let b = row_end(pos, a, r, self.entries.cols);
             row_product(&pos[a..b], &values[a..b], x, batch, y);
             a = b;

@@ -20,9 +20,15 @@ pub const ENV_THREADS: &str = "VITRUST_NUM_THREADS";
 pub const MAX_THREADS: usize = 1024;
 
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    with_pool(threads, |pool| pool.install(f))
+}
+
+/// Calls `op` on the calling thread with the pool that `threads` names (for
+/// callers that spawn work into it and wait their own way).
+pub fn with_pool<R>(threads: Option<usize>, op: impl FnOnce(&ThreadPool) -> R) -> Result<R> {
     match threads {
-        None => Ok(default_pool()?.install(f)),
-        Some(n) => Ok(build(n)?.install(f)),
+        None => Ok(op(&*default_pool()?)),
+        Some(n) => Ok(op(&build(n)?)),
     }
 }
 

@@ -2,12 +2,14 @@
 //! interpreter around every heavy call, and maps core errors to `ValueError`.
 //! No algorithm lives here.
 
-use crate::pool::with_threads;
+use crate::alloc::zeros;
+use crate::cancel::{self, Cancel};
+use crate::pool::with_pool;
 use crate::{
     prune_to_rate, Error, ErrorKind, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
 };
 use half::f16;
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -198,15 +200,74 @@ fn simd_level(name: Option<&str>) -> PyResult<crate::acs::Level> {
     }
 }
 
+/// How often a thread waiting for the core runs pending signal handlers.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs `f` without the interpreter, in `threads` threads, mapping errors.
+///
+/// The work runs in the pool while this thread waits in slices of
+/// [`SIGNAL_POLL`], re-attaching each time to run pending signal handlers.
+/// When one raises (Ctrl-C's `KeyboardInterrupt`), the work is cancelled
+/// (it checks between blocks), and the exception is returned once the work
+/// has stopped; its partial result is dropped.
 fn detached<R: Send>(
     py: Python<'_>,
     threads: Option<usize>,
     f: impl FnOnce() -> crate::Result<R> + Send,
 ) -> PyResult<R> {
-    py.detach(|| with_threads(threads, f))
-        .and_then(|r| r)
-        .map_err(value_error)
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let token = Cancel::new();
+    let mut raised: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        with_pool(threads, |pool| {
+            pool.in_place_scope(|scope| {
+                let (tx, rx) = channel();
+                let token = &token;
+                scope.spawn(move |_| {
+                    let _ = tx.send(cancel::scope(token, f).and_then(|r| r));
+                });
+                loop {
+                    match rx.recv_timeout(SIGNAL_POLL) {
+                        Ok(r) => return Some(r),
+                        // The work panicked; the scope re-raises the panic here.
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                        Err(RecvTimeoutError::Timeout) if raised.is_none() => {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                token.cancel();
+                                raised = Some(e);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            })
+        })
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    match outcome.map_err(value_error)? {
+        Some(r) => r.map_err(value_error),
+        None => unreachable!("a panicking job is re-raised by its scope"),
+    }
+}
+
+/// rust-numpy finds NumPy's C API on first use by running Python code (a
+/// version check) and panics if that fails, so a Ctrl-C landing there became
+/// a `PanicException`. Signal handlers run only on the main thread: the first
+/// lookup is done here, at import, on a thread of its own.
+fn load_numpy_api(py: Python<'_>) -> PyResult<()> {
+    let loaded = py.detach(|| {
+        std::thread::spawn(|| {
+            Python::attach(|py| {
+                let _ = PyArray1::<f64>::zeros(py, 0, false);
+            })
+        })
+        .join()
+    });
+    loaded.map_err(|_| {
+        pyo3::exceptions::PyImportError::new_err("vitrust: could not load NumPy's C API")
+    })
 }
 
 /// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
@@ -236,7 +297,7 @@ fn search<'py>(
     let (index, nnz, metric) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
         let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?.with_level(level)?;
-        let mut index = vec![0u64; layout.index_len()];
+        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let res = s.run(lam, &mut index)?;
         Ok((
             index,
@@ -272,7 +333,7 @@ fn search_rate<'py>(
     let (index, r) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
         let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
-        let mut index = vec![0u64; layout.index_len()];
+        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let r = prune_to_rate(&s, rate, &mut index)?;
         Ok((index, r))
     })?;
@@ -292,16 +353,14 @@ fn expand<'py>(
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
-    // SAFETY: `mask` writes every element before the array is returned.
-    let out = unsafe { PyArray1::<bool>::new(py, n_weights, false) };
-    {
-        let mut rw = out.readwrite();
-        let mask = rw.as_slice_mut()?;
-        let idx = index.as_slice()?;
+    let idx = index.as_slice()?;
+    let mask = detached(py, threads, || {
         let e = Expander::new(&config.0, layout);
-        detached(py, threads, || e.mask(idx, mask))?;
-    }
-    Ok(out)
+        let mut mask = zeros::<bool>(n_weights, "the keep-mask")?;
+        e.mask(idx, &mut mask)?;
+        Ok(mask)
+    })?;
+    Ok(mask.into_pyarray(py))
 }
 
 /// Where each block's kept values start, with the total last (`n_blocks + 1`).
@@ -317,8 +376,7 @@ fn block_starts<'py>(
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
-    let e = Expander::new(&config.0, layout);
-    let starts = detached(py, threads, || e.starts(idx))?;
+    let starts = detached(py, threads, || Expander::new(&config.0, layout).starts(idx))?;
     Ok(starts_array(py, starts))
 }
 
@@ -351,10 +409,11 @@ fn gather<'py>(
     let arr = Floats::extract(weights, "weights")?;
     let idx = index.as_slice()?;
     let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     macro_rules! run {
         ($w:expr) => {{
-            let (values, starts) = detached(py, threads, || e.gather(idx, $w))?;
+            let (values, starts) = detached(py, threads, || {
+                Expander::new(&config.0, layout).gather(idx, $w)
+            })?;
             (values.into_pyarray(py).into_any(), starts_array(py, starts))
         }};
     }
@@ -383,17 +442,15 @@ fn scatter<'py>(
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
-            // SAFETY: `scatter` writes every element before the array is returned.
-            let out = unsafe { PyArray1::<$t>::new(py, n_weights, false) };
-            {
-                let mut rw = out.readwrite();
-                let dense = rw.as_slice_mut()?;
-                detached(py, threads, || e.scatter(idx, $v, starts.as_deref(), dense))?;
-            }
-            out.into_any()
+            let dense = detached(py, threads, || {
+                let e = Expander::new(&config.0, layout);
+                let mut dense = zeros::<$t>(n_weights, "the dense array")?;
+                e.scatter(idx, $v, starts.as_deref(), &mut dense)?;
+                Ok(dense)
+            })?;
+            dense.into_pyarray(py).into_any()
         }};
     }
     Ok(match arr.weights()? {
@@ -424,32 +481,29 @@ fn matmul<'py>(
     left: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
-    let out_len = batch * if left { n_weights / rows.max(1) } else { rows };
+    let out_rows = if left { n_weights / rows.max(1) } else { rows };
+    let out_len = crate::alloc::product(batch, out_rows, "output elements (batch x rows)")
+        .map_err(value_error)?;
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,
     );
     macro_rules! run {
         ($v:expr, $x:expr, $t:ty) => {{
-            // SAFETY: both products write every element or fail, and a failed
-            // call's array is dropped unread.
-            let out = unsafe { PyArray1::<$t>::new(py, out_len, false) };
-            {
-                let mut rw = out.readwrite();
-                let y = rw.as_slice_mut()?;
-                let s = starts.as_deref();
-                detached(py, threads, || {
-                    if left {
-                        crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, y)
-                    } else {
-                        crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, y)
-                    }
-                })?;
-            }
-            out.into_any()
+            let s = starts.as_deref();
+            let y = detached(py, threads, || {
+                let e = Expander::new(&config.0, layout);
+                let mut y = zeros::<$t>(out_len, "the product")?;
+                if left {
+                    crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                } else {
+                    crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                }
+                Ok(y)
+            })?;
+            y.into_pyarray(py).into_any()
         }};
     }
     Ok(match (v.weights()?, xs.weights()?) {
@@ -517,6 +571,7 @@ fn default_threads() -> PyResult<usize> {
 
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    load_numpy_api(m.py())?;
     m.add_class::<PyConfig>()?;
     m.add("FormatError", m.py().get_type::<FormatError>())?;
     m.add_function(wrap_pyfunction!(search, m)?)?;

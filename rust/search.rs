@@ -8,6 +8,7 @@
 //! traceback from the best final state replays the decisions into the input bits.
 
 use crate::acs::{self, subset_sums, Level};
+use crate::cancel::{self, Cancel};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
 
@@ -191,6 +192,7 @@ fn search_block(
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
+    stop: &Cancel,
 ) -> BlockResult {
     #[cfg(target_arch = "x86_64")]
     {
@@ -200,8 +202,9 @@ fn search_block(
             ws: &mut Workspace,
             steps: usize,
             valid: usize,
+            stop: &Cancel,
         ) -> BlockResult {
-            search_block_at(tr, Level::Avx512, ws, steps, valid)
+            search_block_at(tr, Level::Avx512, ws, steps, valid, stop)
         }
         #[target_feature(enable = "avx2,fma,popcnt,bmi2")]
         unsafe fn avx2(
@@ -209,18 +212,19 @@ fn search_block(
             ws: &mut Workspace,
             steps: usize,
             valid: usize,
+            stop: &Cancel,
         ) -> BlockResult {
-            search_block_at(tr, Level::Avx2, ws, steps, valid)
+            search_block_at(tr, Level::Avx2, ws, steps, valid, stop)
         }
         match level {
             // SAFETY: a `Searcher` only holds a level the CPU runs.
-            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid) },
+            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid, stop) },
             // SAFETY: as above.
-            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid) },
+            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid, stop) },
             Level::Portable => {}
         }
     }
-    search_block_at(tr, level, ws, steps, valid)
+    search_block_at(tr, level, ws, steps, valid, stop)
 }
 
 #[inline(always)]
@@ -230,6 +234,7 @@ fn search_block_at(
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
+    stop: &Cancel,
 ) -> BlockResult {
     let s = tr.n_states();
     let n_in = tr.n_in as usize;
@@ -256,6 +261,8 @@ fn search_block_at(
         if (t + 1) % RENORMALISE_EVERY == 0 {
             let top = max_of(&ws.new);
             ws.new.iter_mut().for_each(|m| *m -= top);
+            // A block at 16 flip-flops takes long enough to check inside it.
+            stop.checkpoint();
         }
         std::mem::swap(&mut ws.old, &mut ws.new);
     }
@@ -302,6 +309,8 @@ pub struct Searcher<'a> {
     keeps_all: bool,
     layout: Layout,
     scores: Scores<'a>,
+    /// The token current when the searcher was built (see [`crate::cancel`]).
+    cancel: Cancel,
 }
 
 impl<'a> Searcher<'a> {
@@ -329,6 +338,9 @@ impl<'a> Searcher<'a> {
                 config.flip_flops(), config.n_in(), layout.block_steps
             );
         }
+        // The workspaces are allocated inside the parallel loops, where a
+        // failure cannot be returned: make sure the memory can be had first.
+        crate::alloc::with_capacity::<u8>(need, "the search's working memory")?;
         scores.check()?;
         Ok(Self {
             trellis,
@@ -336,6 +348,7 @@ impl<'a> Searcher<'a> {
             keeps_all: config.keeps_all(),
             layout,
             scores,
+            cancel: cancel::current(),
         })
     }
 
@@ -371,10 +384,11 @@ impl<'a> Searcher<'a> {
 
     /// Searches `steps` steps of weights from `start` as if they were a block.
     fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
+        self.cancel.checkpoint();
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        search_block(&self.trellis, self.level, ws, steps, valid)
+        search_block(&self.trellis, self.level, ws, steps, valid, &self.cancel)
     }
 
     fn workspace(&self) -> Workspace {

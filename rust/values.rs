@@ -18,7 +18,8 @@ impl Expander {
     /// (`n_blocks + 1` entries).
     pub fn starts(&self, index: &[u64]) -> Result<Vec<usize>> {
         self.check(index, self.layout().n_weights)?;
-        let mut counts = vec![0usize; self.layout().n_blocks() + 1];
+        let n_blocks = self.layout().n_blocks();
+        let mut counts = crate::alloc::zeros::<usize>(n_blocks + 1, "the block starts")?;
         self.blocks(index, &mut counts[1..], 1, |_, bits, out| {
             out[0] = popcount(bits)
         });
@@ -70,14 +71,14 @@ impl Expander {
     }
 
     /// The kept weights in C order, and their block starts.
-    pub fn gather<T: Copy + Send + Sync + Default>(
+    pub fn gather<T: crate::alloc::Zeroable + Send + Sync>(
         &self,
         index: &[u64],
         weights: &[T],
     ) -> Result<(Vec<T>, Vec<usize>)> {
         self.check(index, weights.len())?;
         let starts = self.starts(index)?;
-        let mut values = vec![T::default(); starts[starts.len() - 1]];
+        let mut values = crate::alloc::zeros(starts[starts.len() - 1], "the kept values")?;
         let counts: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         let bw = self.layout().block_weights();
         split_by(&mut values, &counts)
@@ -86,6 +87,7 @@ impl Expander {
             .for_each_init(
                 || vec![0u64; self.bits_words()],
                 |bits, (b, out)| {
+                    self.cancel().checkpoint();
                     let nw = self.block_bits(index, b, bits);
                     let w = &weights[b * bw..];
                     let mut k = 0;

@@ -201,8 +201,23 @@ impl safetensors::View for Stored<'_> {
     }
 }
 
-fn u64_bytes(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+fn u64_bytes(words: &[u64]) -> Result<Vec<u8>> {
+    let n = crate::alloc::bytes_of::<u64>(words.len(), "an index's bytes")?;
+    let mut out = crate::alloc::with_capacity(n, "an index's bytes")?;
+    words
+        .iter()
+        .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+    Ok(out)
+}
+
+/// CRC-32 of `data`, a chunk at a time with a cancel check between chunks.
+fn crc32(data: &[u8]) -> Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    for chunk in data.chunks(64 << 20) {
+        crate::cancel::check()?;
+        h.update(chunk);
+    }
+    Ok(h.finalize())
 }
 
 fn config_json(c: &VdConfig) -> Value {
@@ -244,7 +259,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 let index = Stored {
                     dtype: DType::U64,
                     shape: vec![s.index.len()],
-                    data: Cow::Owned(u64_bytes(&s.index)),
+                    data: Cow::Owned(u64_bytes(&s.index)?),
                 };
                 let values = Stored {
                     dtype: s.dtype,
@@ -258,8 +273,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
     }
     let mut tensors = Map::new();
     for (name, t) in &stored {
-        let entry =
-            json!({"dtype": t.dtype.name(), "shape": t.shape, "crc32": crc32fast::hash(&t.data)});
+        let entry = json!({"dtype": t.dtype.name(), "shape": t.shape, "crc32": crc32(&t.data)?});
         if tensors.insert(name.clone(), entry).is_some() {
             bail!("tensor name {name:?} is used twice");
         }
@@ -326,8 +340,13 @@ pub fn save(
         Error::io(format!("{}: {what}: {e}", path.display()))
     };
     let tmp = temp_path(path)?;
-    let written = safetensors::serialize_to_file(stored, Some(meta), &tmp)
-        .map_err(|e| io("cannot write", &e))
+    // A cancelled save stops before the rename and leaves nothing behind.
+    let written = crate::cancel::check()
+        .and_then(|()| {
+            safetensors::serialize_to_file(stored, Some(meta), &tmp)
+                .map_err(|e| io("cannot write", &e))
+        })
+        .and_then(|()| crate::cancel::check())
         .and_then(|()| {
             std::fs::File::open(&tmp)
                 .and_then(|f| {
@@ -336,6 +355,7 @@ pub fn save(
                 })
                 .map_err(|e| io("cannot sync", &e))
         })
+        .and_then(|()| crate::cancel::check())
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);

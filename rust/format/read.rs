@@ -15,14 +15,49 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Reads a whole regular file (a device or a FIFO is refused: it could be endless).
+/// Bytes read per cancel check.
+const READ_CHUNK: u64 = 64 << 20;
+
+/// Reads a whole regular file (a device or a FIFO is refused: it could be
+/// endless) into a buffer allocated fallibly, in chunks with a cancel check
+/// between them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
     let err = |e: std::io::Error| Error::io(format!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(err)?;
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
     if !meta.is_file() {
         bail_format!("{}: not a regular file", path.display());
     }
-    std::fs::read(path).map_err(err)
+    let what = format!("the contents of {}", path.display());
+    let len = usize::try_from(meta.len()).map_err(|_| Error::memory(&what, meta.len().into()))?;
+    let mut buf = crate::alloc::with_capacity(len, &what)?;
+    loop {
+        crate::cancel::check()?;
+        let room = (buf.capacity() - buf.len()) as u64;
+        if room > 0 {
+            if (&mut file)
+                .take(READ_CHUNK.min(room))
+                .read_to_end(&mut buf)
+                .map_err(err)?
+                == 0
+            {
+                return Ok(buf);
+            }
+            continue;
+        }
+        // Full: the end of the file, unless it grew since it was measured.
+        let mut probe = [0u8; 4096];
+        let n = match file.read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.map_err(err)?,
+        };
+        if n == 0 {
+            return Ok(buf);
+        }
+        crate::alloc::reserve(&mut buf, n + READ_CHUNK as usize, &what)?;
+        buf.extend_from_slice(&probe[..n]);
+    }
 }
 
 /// A field of a JSON object, named in the error when missing.
@@ -161,11 +196,12 @@ fn verify(name: &str, view: &TensorView<'_>, entry: &Value) -> Result<DType> {
     Ok(dt)
 }
 
-fn decode_u64(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect()
+fn decode_u64(bytes: &[u8]) -> Result<Vec<u64>> {
+    let mut words = crate::alloc::zeros::<u64>(bytes.len() / 8, "an index")?;
+    for (w, c) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    }
+    Ok(words)
 }
 
 /// A pruned tensor from its record and its two (already verified) siblings.
@@ -203,7 +239,7 @@ fn sparse<'a>(
         config: config(field(r, "config", &ctx)?, &format!("{ctx} config"))?,
         block_steps: size(field(r, "block_steps", &ctx)?, &ctx)?,
         lam,
-        index: Cow::Owned(decode_u64(index.data())),
+        index: Cow::Owned(decode_u64(index.data())?),
         dtype: dt,
         values: Cow::Borrowed(values.data()),
     };
