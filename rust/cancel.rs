@@ -23,8 +23,10 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default)]
 pub struct Cancel(Option<Arc<AtomicBool>>);
 
-/// The unwinding payload of a cancelled checkpoint.
+/// The unwinding payloads: a cancelled checkpoint, or an error raised where
+/// it cannot be returned (see [`fail`]).
 struct Interrupted;
+struct Failed(Error);
 
 impl Cancel {
     /// A fresh token that [`cancel`](Self::cancel) can set.
@@ -70,13 +72,22 @@ fn throw() -> ! {
     panic::resume_unwind(Box::new(Interrupted))
 }
 
+/// Unwinds to the enclosing [`scope`], which returns `e`: for errors inside
+/// parallel loops that have no way to return one (a workspace that cannot be
+/// allocated). Outside a scope this is a panic (without a message).
+#[cold]
+pub fn fail(e: Error) -> ! {
+    panic::resume_unwind(Box::new(Failed(e)))
+}
+
 thread_local! {
     static CURRENT: RefCell<Cancel> = RefCell::new(Cancel::default());
 }
 
 /// Runs `f` with `token` as this thread's current token (the previous one is
 /// restored afterwards). Returns `Err(Error::interrupted())` if a checkpoint
-/// unwound it; any other panic goes on unwinding.
+/// unwound it, or the error given to [`fail`]; any other panic goes on
+/// unwinding.
 pub fn scope<R>(token: &Cancel, f: impl FnOnce() -> R) -> Result<R> {
     let prev = CURRENT.with(|c| c.replace(token.clone()));
     // The work's state is dropped with the unwinding; nothing half-made escapes.
@@ -85,7 +96,10 @@ pub fn scope<R>(token: &Cancel, f: impl FnOnce() -> R) -> Result<R> {
     match out {
         Ok(r) => Ok(r),
         Err(payload) if payload.is::<Interrupted>() => Err(Error::interrupted()),
-        Err(payload) => panic::resume_unwind(payload),
+        Err(payload) => match payload.downcast::<Failed>() {
+            Ok(failed) => Err(failed.0),
+            Err(payload) => panic::resume_unwind(payload),
+        },
     }
 }
 
@@ -118,6 +132,8 @@ mod tests {
         });
         assert_eq!(r.unwrap_err().kind, ErrorKind::Interrupted);
         assert!(check().is_ok());
+        let failed = scope(&inner, || fail(Error::memory("a test", 7)));
+        assert_eq!(failed.unwrap_err(), Error::memory("a test", 7));
         let other = std::panic::catch_unwind(|| scope(&inner, || panic!("a real panic")));
         assert!(other.is_err() && check().is_ok());
     }

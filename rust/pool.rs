@@ -10,7 +10,7 @@
 //! remembers the process id that built it; a process with another id (a
 //! forked child) builds a fresh pool of its own on first use.
 
-use crate::{bail, Error, Result};
+use crate::{bail, Error, ErrorKind, Result};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -69,7 +69,8 @@ fn build(n: usize) -> Result<ThreadPool> {
         .num_threads(n)
         .thread_name(|i| format!("vitrust-{i}"))
         .build()
-        .map_err(|e| Error::invalid(format!("could not start {n} threads: {e}")))
+        // Starting threads fails for want of memory (or of a thread quota).
+        .map_err(|e| Error::new(ErrorKind::Memory, format!("could not start {n} threads: {e}")))
 }
 
 /// The default pool of this process, built on first use (again after a fork).

@@ -377,21 +377,24 @@ fn block_starts<'py>(
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
     let starts = detached(py, threads, || Expander::new(&config.0, layout).starts(idx))?;
-    Ok(starts_array(py, starts))
+    starts_array(py, starts)
 }
 
-fn starts_array(py: Python<'_>, starts: Vec<usize>) -> Bound<'_, PyArray1<u64>> {
-    starts
-        .into_iter()
-        .map(|s| s as u64)
-        .collect::<Vec<_>>()
-        .into_pyarray(py)
+/// `v` converted element by element into a fallibly allocated vector.
+fn convert<A: Copy, B>(v: &[A], what: &str, f: impl Fn(A) -> B) -> PyResult<Vec<B>> {
+    let mut out = crate::alloc::with_capacity(v.len(), what).map_err(value_error)?;
+    out.extend(v.iter().map(|&a| f(a)));
+    Ok(out)
+}
+
+fn starts_array(py: Python<'_>, starts: Vec<usize>) -> PyResult<Bound<'_, PyArray1<u64>>> {
+    Ok(convert(&starts, "the block starts", |s| s as u64)?.into_pyarray(py))
 }
 
 /// Block starts handed back from Python, as the core takes them.
 fn starts_arg(starts: Option<PyReadonlyArray1<'_, u64>>) -> PyResult<Option<Vec<usize>>> {
     starts
-        .map(|s| Ok(s.as_slice()?.iter().map(|&v| v as usize).collect()))
+        .map(|s| convert(s.as_slice()?, "the block starts", |v| v as usize))
         .transpose()
 }
 
@@ -414,7 +417,7 @@ fn gather<'py>(
             let (values, starts) = detached(py, threads, || {
                 Expander::new(&config.0, layout).gather(idx, $w)
             })?;
-            (values.into_pyarray(py).into_any(), starts_array(py, starts))
+            (values.into_pyarray(py).into_any(), starts_array(py, starts)?)
         }};
     }
     Ok(match arr.weights()? {

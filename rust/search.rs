@@ -8,6 +8,7 @@
 //! traceback from the best final state replays the decisions into the input bits.
 
 use crate::acs::{self, subset_sums, Level};
+use crate::alloc::zeros;
 use crate::cancel::{self, Cancel};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
@@ -96,17 +97,18 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(tr: &Trellis, block_steps: usize) -> Self {
+    pub fn new(tr: &Trellis, block_steps: usize) -> Result<Self> {
         let s = tr.n_states();
-        Self {
-            old: vec![0.0; s],
-            new: vec![0.0; s],
-            bm: vec![0.0; s << tr.n_in],
-            sums: vec![0.0; 256],
-            decisions: vec![0; block_steps * tr.n_in as usize * tr.plane_words()],
-            gains: vec![0.0; block_steps * tr.n_out],
-            words: vec![0; (block_steps * tr.n_in as usize).div_ceil(64)],
-        }
+        let what = "a search workspace";
+        Ok(Self {
+            old: zeros(s, what)?,
+            new: zeros(s, what)?,
+            bm: zeros(s << tr.n_in, what)?,
+            sums: zeros(256, what)?,
+            decisions: zeros(block_steps * tr.n_in as usize * tr.plane_words(), what)?,
+            gains: zeros(block_steps * tr.n_out, what)?,
+            words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
+        })
     }
 }
 
@@ -391,8 +393,10 @@ impl<'a> Searcher<'a> {
         search_block(&self.trellis, self.level, ws, steps, valid, &self.cancel)
     }
 
+    /// A workspace for the parallel loops, which cannot return an error: a
+    /// failed allocation unwinds to [`cancel::scope`] (see [`cancel::fail`]).
     fn workspace(&self) -> Workspace {
-        Workspace::new(&self.trellis, self.layout.block_steps)
+        Workspace::new(&self.trellis, self.layout.block_steps).unwrap_or_else(|e| cancel::fail(e))
     }
 
     /// Kept weights when `(start, steps)` pieces (at most a block long) are

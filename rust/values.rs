@@ -79,9 +79,8 @@ impl Expander {
         self.check(index, weights.len())?;
         let starts = self.starts(index)?;
         let mut values = crate::alloc::zeros(starts[starts.len() - 1], "the kept values")?;
-        let counts: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         let bw = self.layout().block_weights();
-        split_by(&mut values, &counts)
+        split_at_starts(&mut values, &starts)?
             .into_par_iter()
             .enumerate()
             .for_each_init(
@@ -282,15 +281,16 @@ unsafe fn expand_lanes64(bits: &[u64], mut values: *const u64, out: *mut u64, n:
     }
 }
 
-/// Splits `s` into consecutive pieces of the given lengths (which sum to its length).
-pub fn split_by<'a, T>(mut s: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
-    lens.iter()
-        .map(|&n| {
-            let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
-            s = tail;
-            head
-        })
-        .collect()
+/// Splits `s` into the consecutive pieces `starts[b]..starts[b + 1]` (the
+/// starts run from 0 to its length).
+pub fn split_at_starts<'a, T>(mut s: &'a mut [T], starts: &[usize]) -> Result<Vec<&'a mut [T]>> {
+    let mut pieces = crate::alloc::with_capacity(starts.len() - 1, "the blocks' values")?;
+    for w in starts.windows(2) {
+        let (head, tail) = std::mem::take(&mut s).split_at_mut(w[1] - w[0]);
+        s = tail;
+        pieces.push(head);
+    }
+    Ok(pieces)
 }
 
 #[cfg(test)]
