@@ -3,10 +3,13 @@
 //!
 //! [`scope`] runs work with a token as the current one. The
 //! [`Searcher`](crate::Searcher) and [`Expander`](crate::Expander) pick the
-//! current token up when they are built and call [`Cancel::checkpoint`]
-//! between blocks and steps of their parallel loops; once the token is
-//! cancelled, that unwinds the work (silently: no panic message) up to
-//! `scope`, which returns [`Error::interrupted`]. Unwinding rather than
+//! current token up when they are built. Their parallel loops skip what is
+//! left once it is cancelled (checked between blocks and steps), and the
+//! serial code after each loop calls [`Cancel::checkpoint`], which unwinds
+//! the work (silently: no panic message) up to `scope`, which returns
+//! [`Error::interrupted`]. (Unwinding inside the loops would be slower:
+//! rayon finishes every sibling job of one that panics, and each of those
+//! would unwind on its own.) Unwinding rather than
 //! returning early means no loop in between (rate control, products, file
 //! checks) needs to know about cancellation, and a cancelled call never
 //! produces a half-made result, only the error. Sequential code that must
@@ -65,6 +68,17 @@ impl Cancel {
         }
     }
 }
+
+/// `value.checked(token)`: the value, after a [`Cancel::checkpoint`] (for the
+/// result of a parallel loop whose blocks were skipped once cancelled).
+pub trait Checked: Sized {
+    #[inline]
+    fn checked(self, token: &Cancel) -> Self {
+        token.checkpoint();
+        self
+    }
+}
+impl<T> Checked for T {}
 
 #[cold]
 fn throw() -> ! {
@@ -139,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn checkpoints_in_parallel_loops_unwind_to_the_scope() {
+    fn skipped_parallel_loops_unwind_to_the_scope() {
         use rayon::prelude::*;
         let token = Cancel::new();
         let r = scope(&token, || {
@@ -150,10 +164,13 @@ mod tests {
                     if i == 1000 {
                         t.cancel();
                     }
-                    t.checkpoint();
+                    if t.is_cancelled() {
+                        return 0;
+                    }
                     i
                 })
                 .sum::<u64>()
+                .checked(&t)
         });
         assert_eq!(r.unwrap_err().kind, ErrorKind::Interrupted);
     }

@@ -305,7 +305,8 @@ impl Expander {
 
     /// Runs `f(b, bits, out)` for every block in parallel, with block `b`'s
     /// mask bits and its piece of `out` (`per_block` elements per block).
-    /// A cancel checkpoint precedes each block.
+    /// Once cancelled, the remaining blocks are skipped and a checkpoint
+    /// after them unwinds (see [`crate::cancel`]).
     pub(crate) fn blocks<T: Send>(
         &self,
         index: &[u64],
@@ -316,11 +317,14 @@ impl Expander {
         out.par_chunks_mut(per_block).enumerate().for_each_init(
             || vec![0u64; self.bits_words()],
             |bits, (b, out)| {
-                self.cancel.checkpoint();
+                if self.cancel.is_cancelled() {
+                    return;
+                }
                 let nw = self.block_bits(index, b, bits);
                 f(b, &bits[..nw], out)
             },
         );
+        self.cancel.checkpoint();
     }
 
     /// Writes the mask of every weight into `out` (length `n_weights`).

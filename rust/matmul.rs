@@ -128,6 +128,7 @@ pub fn matmul<R: Real>(
                     }
                 },
             );
+        e.cancel().checkpoint();
         !stale.load(Ordering::Relaxed)
     })
 }
@@ -195,7 +196,9 @@ impl<R: Real> Rows<'_, R> {
         let mut a = 0;
         for (r, y) in y.chunks_exact_mut(batch).enumerate() {
             // A wide batch makes one task long: check between rows.
-            self.entries.e.cancel().checkpoint();
+            if self.entries.e.cancel().is_cancelled() {
+                return true;
+            }
             let b = row_end(pos, a, r, self.entries.cols);
             row_product(&pos[a..b], &values[a..b], x, batch, y);
             a = b;

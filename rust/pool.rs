@@ -70,7 +70,12 @@ fn build(n: usize) -> Result<ThreadPool> {
         .thread_name(|i| format!("vitrust-{i}"))
         .build()
         // Starting threads fails for want of memory (or of a thread quota).
-        .map_err(|e| Error::new(ErrorKind::Memory, format!("could not start {n} threads: {e}")))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Memory,
+                format!("could not start {n} threads: {e}"),
+            )
+        })
 }
 
 /// The default pool of this process, built on first use (again after a fork).

@@ -417,7 +417,10 @@ fn gather<'py>(
             let (values, starts) = detached(py, threads, || {
                 Expander::new(&config.0, layout).gather(idx, $w)
             })?;
-            (values.into_pyarray(py).into_any(), starts_array(py, starts)?)
+            (
+                values.into_pyarray(py).into_any(),
+                starts_array(py, starts)?,
+            )
         }};
     }
     Ok(match arr.weights()? {
@@ -487,8 +490,9 @@ fn matmul<'py>(
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
     let out_rows = if left { n_weights / rows.max(1) } else { rows };
-    let out_len = crate::alloc::product(batch, out_rows, "output elements (batch x rows)")
-        .map_err(value_error)?;
+    let out_len =
+        crate::alloc::product(batch, out_rows, "output elements (batch x rows or columns)")
+            .map_err(value_error)?;
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,
@@ -498,6 +502,8 @@ fn matmul<'py>(
             let s = starts.as_deref();
             let y = detached(py, threads, || {
                 let e = Expander::new(&config.0, layout);
+                // Sizes first: a bad batch is a ValueError, not a huge allocation.
+                crate::matmul::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
                 let mut y = zeros::<$t>(out_len, "the product")?;
                 if left {
                     crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;

@@ -97,6 +97,7 @@ pub fn rmatmul<R: Real>(
                     stale.store(true, Ordering::Relaxed);
                 }
             });
+        e.cancel().checkpoint();
         !stale.load(Ordering::Relaxed)
     })?;
     // Add the groups in order into the first, a run of columns at a time
@@ -136,7 +137,9 @@ impl<R: Real> Group<'_, R> {
         let step = task_rows(cols, self.end - self.first);
         let (mut bits, mut pos) = (vec![0u64; self.entries.e.bits_words()], Vec::new());
         for first in (self.first..self.end).step_by(step) {
-            self.entries.e.cancel().checkpoint();
+            if self.entries.e.cancel().is_cancelled() {
+                return true;
+            }
             let n = step.min(self.end - first);
             let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
                 return false;

@@ -9,7 +9,7 @@
 
 use crate::acs::{self, subset_sums, Level};
 use crate::alloc::zeros;
-use crate::cancel::{self, Cancel};
+use crate::cancel::{self, Cancel, Checked};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
 
@@ -263,8 +263,14 @@ fn search_block_at(
         if (t + 1) % RENORMALISE_EVERY == 0 {
             let top = max_of(&ws.new);
             ws.new.iter_mut().for_each(|m| *m -= top);
-            // A block at 16 flip-flops takes long enough to check inside it.
-            stop.checkpoint();
+            // A block at 16 flip-flops takes long enough to check inside it;
+            // the loop around unwinds once it is over (see `Cancel::skip`).
+            if stop.is_cancelled() {
+                return BlockResult {
+                    metric: 0.0,
+                    kept: 0,
+                };
+            }
         }
         std::mem::swap(&mut ws.old, &mut ws.new);
     }
@@ -386,7 +392,12 @@ impl<'a> Searcher<'a> {
 
     /// Searches `steps` steps of weights from `start` as if they were a block.
     fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
-        self.cancel.checkpoint();
+        if self.cancel.is_cancelled() {
+            return BlockResult {
+                metric: 0.0,
+                kept: 0,
+            };
+        }
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
@@ -411,7 +422,8 @@ impl<'a> Searcher<'a> {
                         .kept
                 },
             )
-            .sum()
+            .sum::<usize>()
+            .checked(&self.cancel)
     }
 
     /// Searches every block at `lam`, writing the index; returns each block's result.
@@ -433,6 +445,7 @@ impl<'a> Searcher<'a> {
                     res
                 },
             )
-            .collect()
+            .collect::<Vec<_>>()
+            .checked(&self.cancel)
     }
 }

@@ -86,7 +86,9 @@ impl Expander {
             .for_each_init(
                 || vec![0u64; self.bits_words()],
                 |bits, (b, out)| {
-                    self.cancel().checkpoint();
+                    if self.cancel().is_cancelled() {
+                        return;
+                    }
                     let nw = self.block_bits(index, b, bits);
                     let w = &weights[b * bw..];
                     let mut k = 0;
@@ -96,6 +98,7 @@ impl Expander {
                     });
                 },
             );
+        self.cancel().checkpoint();
         Ok((values, starts))
     }
 

@@ -193,7 +193,12 @@ impl safetensors::View for Stored<'_> {
     fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Tensors are written one after another: once the save is cancelled,
+    /// the rest are skipped (the file is removed before it is renamed).
     fn data(&self) -> Cow<'_, [u8]> {
+        if crate::cancel::check().is_err() {
+            return Cow::Borrowed(&[]);
+        }
         Cow::Borrowed(&self.data)
     }
     fn data_len(&self) -> usize {
