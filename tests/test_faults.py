@@ -30,7 +30,7 @@ from vitrust import _vitrust
 exec(sys.argv[1])
 print("ready", flush=True)
 try:
-    exec(sys.argv[2])
+    exec(compile(sys.argv[2], "op", "exec"))  # (exec of a string would mark a caught KeyboardInterrupt as unhandled at exit)
     print("done", time.monotonic(), flush=True)
 except KeyboardInterrupt:
     print("interrupted", time.monotonic(), flush=True)
