@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod cost;
 pub mod error;
 pub mod expand;
+pub mod float8;
 pub mod format;
 pub mod layout;
 pub mod matmul;

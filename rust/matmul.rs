@@ -5,8 +5,10 @@
 //! depend on the thread count.
 
 use crate::acs::Level;
+use crate::float8::{F8E4M3, F8E5M2};
 use crate::values::push_positions;
-use crate::{bail, Error, Expander, Result};
+use crate::{bail, Error, Expander, Float, Result};
+use half::{bf16, f16};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +28,50 @@ pub trait Real:
 impl Real for f32 {}
 impl Real for f64 {}
 
+/// A stored value type that a product in `R` reads, widened exactly to `R`
+/// entry by entry as it is used (no widened copy of the values is made).
+pub trait Widen<R>: Copy + Send + Sync {
+    fn widen(self) -> R;
+}
+
+impl<T: Float> Widen<f64> for T {
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self.to_f64()
+    }
+}
+impl Widen<f32> for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+impl Widen<f32> for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl Widen<f32> for bf16 {
+    /// A bfloat16 is the high half of a float32.
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+impl Widen<f32> for F8E4M3 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl Widen<f32> for F8E5M2 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// `y[start..start + T] = sum over entries (v * x[col][start..start + T])`,
 /// the partial sums held in registers: entries alternate between two sets of
 /// accumulators, added at the end, so consecutive entries do not wait on each
@@ -33,9 +79,9 @@ impl Real for f64 {}
 /// separate multiply and add, never fused, so every instruction set gives the
 /// same bits.
 #[inline(always)]
-fn tile<R: Real, const T: usize>(
+fn tile<R: Real, V: Widen<R>, const T: usize>(
     cols: &[u32],
-    vals: &[R],
+    vals: &[V],
     x: &[R],
     batch: usize,
     start: usize,
@@ -46,13 +92,14 @@ fn tile<R: Real, const T: usize>(
     let mut pairs = cols.chunks_exact(2).zip(vals.chunks_exact(2));
     for (c, v) in pairs.by_ref() {
         let (x0, x1) = (row(c[0]), row(c[1]));
+        let (v0, v1) = (v[0].widen(), v[1].widen());
         for j in 0..T {
-            even[j] = even[j] + v[0] * x0[j];
-            odd[j] = odd[j] + v[1] * x1[j];
+            even[j] = even[j] + v0 * x0[j];
+            odd[j] = odd[j] + v1 * x1[j];
         }
     }
     if cols.len() % 2 == 1 {
-        let (c, v) = (cols[cols.len() - 1], vals[vals.len() - 1]);
+        let (c, v) = (cols[cols.len() - 1], vals[vals.len() - 1].widen());
         for (a, &b) in even.iter_mut().zip(row(c)) {
             *a = *a + v * b;
         }
@@ -64,29 +111,29 @@ fn tile<R: Real, const T: usize>(
 
 /// One output row: `y = sum over entries (v * x[col])`, in wide tiles first.
 #[inline(always)]
-fn row_product<R: Real>(cols: &[u32], vals: &[R], x: &[R], batch: usize, y: &mut [R]) {
+fn row_product<R: Real, V: Widen<R>>(cols: &[u32], vals: &[V], x: &[R], batch: usize, y: &mut [R]) {
     let mut start = 0;
     while start + 64 <= batch {
-        tile::<R, 64>(cols, vals, x, batch, start, y);
+        tile::<R, V, 64>(cols, vals, x, batch, start, y);
         start += 64;
     }
     while start + 16 <= batch {
-        tile::<R, 16>(cols, vals, x, batch, start, y);
+        tile::<R, V, 16>(cols, vals, x, batch, start, y);
         start += 16;
     }
     for j in start..batch {
-        tile::<R, 1>(cols, vals, x, batch, j, y);
+        tile::<R, V, 1>(cols, vals, x, batch, j, y);
     }
 }
 
 /// `out (rows, batch) = W (rows, cols) @ x (cols, batch)`, all C order;
-/// `values` are W's kept weights already converted to `R`, `starts` (if
-/// given) their block starts.
+/// `values` are W's kept weights in their own type (widened to `R` as they
+/// are read), `starts` (if given) their block starts.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<R: Real>(
+pub fn matmul<R: Real, V: Widen<R>>(
     e: &Expander,
     index: &[u64],
-    values: &[R],
+    values: &[V],
     starts: Option<&[usize]>,
     rows: usize,
     x: &[R],
@@ -179,16 +226,19 @@ pub(crate) fn task_rows(cols: usize, rows: usize) -> usize {
 }
 
 /// One task's rows: `first ..` as many as its piece of the output holds.
-struct Rows<'a, R> {
-    entries: Entries<'a, R>,
+struct Rows<'a, V> {
+    entries: Entries<'a, V>,
     batch: usize,
     first: usize,
 }
 
-impl<R: Real> Rows<'_, R> {
+impl<V> Rows<'_, V> {
     /// Computes the task's rows; false if a block disagrees with the starts.
     #[inline(always)]
-    fn run(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
+    fn run<R: Real>(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool
+    where
+        V: Widen<R>,
+    {
         let (batch, n) = (self.batch, y.len() / self.batch);
         let Some(values) = self.entries.rows(self.first, n, bits, pos) else {
             return false;
@@ -208,33 +258,45 @@ impl<R: Real> Rows<'_, R> {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(
+    unsafe fn run_avx512<R: Real>(
         &self,
         x: &[R],
         y: &mut [R],
         bits: &mut [u64],
         pos: &mut Vec<u32>,
-    ) -> bool {
+    ) -> bool
+    where
+        V: Widen<R>,
+    {
         self.run(x, y, bits, pos)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool {
+    unsafe fn run_avx2<R: Real>(
+        &self,
+        x: &[R],
+        y: &mut [R],
+        bits: &mut [u64],
+        pos: &mut Vec<u32>,
+    ) -> bool
+    where
+        V: Widen<R>,
+    {
         self.run(x, y, bits, pos)
     }
 }
 
 /// A pruned matrix's kept entries, found row range by row range.
-pub(crate) struct Entries<'a, R> {
+pub(crate) struct Entries<'a, V> {
     pub e: &'a Expander,
     pub index: &'a [u64],
-    pub values: &'a [R],
+    pub values: &'a [V],
     pub starts: &'a [usize],
     pub cols: usize,
 }
 
-impl<'a, R> Entries<'a, R> {
+impl<'a, V> Entries<'a, V> {
     /// Fills `pos` with the kept positions of rows `first .. first + n`
     /// (counted from row `first`'s start) and returns their values; `None`
     /// if a block disagrees with the starts.
@@ -245,7 +307,7 @@ impl<'a, R> Entries<'a, R> {
         n: usize,
         bits: &mut [u64],
         pos: &mut Vec<u32>,
-    ) -> Option<&'a [R]> {
+    ) -> Option<&'a [V]> {
         let bw = self.e.layout().block_weights();
         let (lo, hi) = (first * self.cols, (first + n) * self.cols);
         pos.clear();

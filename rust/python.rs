@@ -8,12 +8,14 @@ use crate::pool::with_pool;
 use crate::{
     prune_to_rate, Error, ErrorKind, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
 };
-use half::f16;
+use arrays::{by_width, u32_list, Floats, IntArg};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+mod arrays;
+mod checkpoint;
 mod format;
 
 pyo3::create_exception!(
@@ -34,12 +36,6 @@ fn value_error(e: Error) -> PyErr {
     }
 }
 
-/// A Python int into a `u32` range check with a `ValueError` naming it.
-fn small(name: &str, v: i64) -> PyResult<u32> {
-    u32::try_from(v)
-        .map_err(|_| PyValueError::new_err(format!("{name} = {v}: must be a non-negative integer")))
-}
-
 /// The VD configuration: register size, step widths, comparator and taps.
 #[pyclass(
     name = "VDConfig",
@@ -55,34 +51,33 @@ pub struct PyConfig(VdConfig);
 #[pymethods]
 impl PyConfig {
     #[new]
-    #[pyo3(signature = (flip_flops=10, n_in=1, n_out=5, comparator_bits=1, threshold=1, taps=None, seed=0))]
+    #[pyo3(signature = (
+        flip_flops=IntArg::Default(10), n_in=IntArg::Default(1), n_out=IntArg::Default(5),
+        comparator_bits=IntArg::Default(1), threshold=IntArg::Default(1), taps=None,
+        seed=IntArg::Default(0),
+    ), text_signature = "(flip_flops=10, n_in=1, n_out=5, comparator_bits=1, threshold=1, taps=None, seed=0)")]
     fn new(
-        flip_flops: i64,
-        n_in: i64,
-        n_out: i64,
-        comparator_bits: i64,
-        threshold: i64,
-        taps: Option<Vec<i64>>,
-        seed: u64,
+        flip_flops: IntArg<'_>,
+        n_in: IntArg<'_>,
+        n_out: IntArg<'_>,
+        comparator_bits: IntArg<'_>,
+        threshold: IntArg<'_>,
+        taps: Option<&Bound<'_, PyAny>>,
+        seed: IntArg<'_>,
     ) -> PyResult<Self> {
         let (k, n_in, n_out) = (
-            small("flip_flops", flip_flops)?,
-            small("n_in", n_in)?,
-            small("n_out", n_out)?,
+            flip_flops.u32("flip_flops")?,
+            n_in.u32("n_in")?,
+            n_out.u32("n_out")?,
         );
         let (nc, th) = (
-            small("comparator_bits", comparator_bits)?,
-            small("threshold", threshold)?,
+            comparator_bits.u32("comparator_bits")?,
+            threshold.u32("threshold")?,
         );
+        let seed = seed.u64("seed")?;
         let config = match taps {
             None => VdConfig::from_seed(k, n_in, n_out, nc, th, seed),
-            Some(taps) => {
-                let taps = taps
-                    .into_iter()
-                    .map(|t| small("taps", t))
-                    .collect::<PyResult<_>>()?;
-                VdConfig::new(k, n_in, n_out, nc, th, taps)
-            }
+            Some(taps) => VdConfig::new(k, n_in, n_out, nc, th, u32_list("taps", taps)?),
         };
         config.map(Self).map_err(value_error)
     }
@@ -143,38 +138,6 @@ impl PyConfig {
             c.taps().to_vec(),
         );
         Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
-    }
-}
-
-/// A borrowed 1-D float array of one of the supported dtypes.
-enum Floats<'py> {
-    F16(PyReadonlyArray1<'py, f16>),
-    F32(PyReadonlyArray1<'py, f32>),
-    F64(PyReadonlyArray1<'py, f64>),
-}
-
-impl<'py> Floats<'py> {
-    fn extract(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
-        if let Ok(a) = obj.extract() {
-            return Ok(Self::F32(a));
-        }
-        if let Ok(a) = obj.extract() {
-            return Ok(Self::F64(a));
-        }
-        if let Ok(a) = obj.extract() {
-            return Ok(Self::F16(a));
-        }
-        Err(PyTypeError::new_err(format!(
-            "{what}: expected a 1-D float16, float32 or float64 numpy array"
-        )))
-    }
-
-    fn weights(&self) -> PyResult<Weights<'_>> {
-        Ok(match self {
-            Self::F16(a) => Weights::F16(a.as_slice()?),
-            Self::F32(a) => Weights::F32(a.as_slice()?),
-            Self::F64(a) => Weights::F64(a.as_slice()?),
-        })
     }
 }
 
@@ -413,9 +376,9 @@ fn gather<'py>(
     let idx = index.as_slice()?;
     let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
     macro_rules! run {
-        ($w:expr) => {{
+        ($w:expr, $t:ty) => {{
             let (values, starts) = detached(py, threads, || {
-                Expander::new(&config.0, layout).gather(idx, $w)
+                Expander::new(&config.0, layout).gather::<$t>(idx, $w)
             })?;
             (
                 values.into_pyarray(py).into_any(),
@@ -423,11 +386,8 @@ fn gather<'py>(
             )
         }};
     }
-    Ok(match arr.weights()? {
-        Weights::F16(w) => run!(w),
-        Weights::F32(w) => run!(w),
-        Weights::F64(w) => run!(w),
-    })
+    let (values, starts) = by_width!(arr, run);
+    Ok((arr.relabel(values)?, starts))
 }
 
 /// A dense 1-D array: `values` on the mask, zero elsewhere.
@@ -459,16 +419,14 @@ fn scatter<'py>(
             dense.into_pyarray(py).into_any()
         }};
     }
-    Ok(match arr.weights()? {
-        Weights::F16(v) => fill!(v, f16),
-        Weights::F32(v) => fill!(v, f32),
-        Weights::F64(v) => fill!(v, f64),
-    })
+    let dense = by_width!(arr, fill);
+    arr.relabel(dense)
 }
 
 /// `W @ x` for `W` (the pruned tensor as `rows` rows) and a C-order `x` of
 /// `cols * batch` elements, or with `left` `x @ W` for `x` of `batch * rows`;
-/// `values` and `x` share the dtype (float32 or float64).
+/// `x` (float32 or float64) sets the type computed in, and the values (of any
+/// value dtype but float64 with a float32 `x`) are widened to it as read.
 #[pyfunction]
 #[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None, left=false))]
 #[allow(clippy::too_many_arguments)]
@@ -516,11 +474,20 @@ fn matmul<'py>(
         }};
     }
     Ok(match (v.weights()?, xs.weights()?) {
+        (Weights::F16(v), Weights::F32(x)) => run!(v, x, f32),
+        (Weights::BF16(v), Weights::F32(x)) => run!(v, x, f32),
+        (Weights::F8E4M3(v), Weights::F32(x)) => run!(v, x, f32),
+        (Weights::F8E5M2(v), Weights::F32(x)) => run!(v, x, f32),
         (Weights::F32(v), Weights::F32(x)) => run!(v, x, f32),
+        (Weights::F16(v), Weights::F64(x)) => run!(v, x, f64),
+        (Weights::BF16(v), Weights::F64(x)) => run!(v, x, f64),
+        (Weights::F8E4M3(v), Weights::F64(x)) => run!(v, x, f64),
+        (Weights::F8E5M2(v), Weights::F64(x)) => run!(v, x, f64),
+        (Weights::F32(v), Weights::F64(x)) => run!(v, x, f64),
         (Weights::F64(v), Weights::F64(x)) => run!(v, x, f64),
         _ => {
             return Err(PyTypeError::new_err(
-                "values and operand must both be float32 or both float64",
+                "operand must be float32 or float64, and float64 for float64 values",
             ))
         }
     })
@@ -540,13 +507,14 @@ fn layout_info(
 /// The pinned tap generator (see `vd::generate_taps`).
 #[pyfunction]
 fn generate_taps(
-    flip_flops: i64,
-    n_in: i64,
-    n_out: i64,
-    comparator_bits: i64,
-    seed: u64,
+    flip_flops: IntArg<'_>,
+    n_in: IntArg<'_>,
+    n_out: IntArg<'_>,
+    comparator_bits: IntArg<'_>,
+    seed: IntArg<'_>,
 ) -> PyResult<Vec<u32>> {
-    let c = PyConfig::new(flip_flops, n_in, n_out, comparator_bits, 1, None, seed)?;
+    let one = IntArg::Default(1);
+    let c = PyConfig::new(flip_flops, n_in, n_out, comparator_bits, one, None, seed)?;
     Ok(c.0.taps().to_vec())
 }
 
@@ -581,6 +549,7 @@ fn default_threads() -> PyResult<usize> {
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     load_numpy_api(m.py())?;
+    checkpoint::register(m)?;
     m.add_class::<PyConfig>()?;
     m.add("FormatError", m.py().get_type::<FormatError>())?;
     m.add_function(wrap_pyfunction!(search, m)?)?;

@@ -9,7 +9,7 @@
 //! therefore the same on any number of threads.
 
 use crate::acs::Level;
-use crate::matmul::{row_end, shapes, task_rows, Entries, Real};
+use crate::matmul::{row_end, shapes, task_rows, Entries, Real, Widen};
 use crate::{Error, Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,13 +33,13 @@ pub fn group_rows(rows: usize, cols: usize, batch: usize, elem_bytes: usize) -> 
 }
 
 /// `out (batch, cols) = x (batch, rows) @ W (rows, cols)`, all C order;
-/// `values` are W's kept weights already converted to `R`, `starts` (if
-/// given) their block starts.
+/// `values` are W's kept weights in their own type (widened to `R` as they
+/// are read), `starts` (if given) their block starts.
 #[allow(clippy::too_many_arguments)]
-pub fn rmatmul<R: Real>(
+pub fn rmatmul<R: Real, V: Widen<R>>(
     e: &Expander,
     index: &[u64],
-    values: &[R],
+    values: &[V],
     starts: Option<&[usize]>,
     rows: usize,
     x: &[R],
@@ -120,19 +120,22 @@ pub fn rmatmul<R: Real>(
 }
 
 /// One group of rows, `first .. end`, summed into its partial result.
-struct Group<'a, R> {
-    entries: Entries<'a, R>,
+struct Group<'a, V> {
+    entries: Entries<'a, V>,
     batch: usize,
     first: usize,
     end: usize,
 }
 
-impl<R: Real> Group<'_, R> {
+impl<V> Group<'_, V> {
     /// `acc[c] += v * xt[r]` for every entry, rows in order, a task's worth
     /// of rows at a time, one batch tile after another; false if a block
     /// disagrees with the starts.
     #[inline(always)]
-    fn run(&self, xt: &[R], acc: &mut [R]) -> bool {
+    fn run<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
+    where
+        V: Widen<R>,
+    {
         let (batch, cols) = (self.batch, self.entries.cols);
         let step = task_rows(cols, self.end - self.first);
         let (mut bits, mut pos) = (vec![0u64; self.entries.e.bits_words()], Vec::new());
@@ -163,11 +166,11 @@ impl<R: Real> Group<'_, R> {
                             let sum: &mut [R; TILE] = (&mut tile[c as usize * TILE..][..TILE])
                                 .try_into()
                                 .expect("a full tile");
-                            add_scaled(sum, v, xr);
+                            add_scaled(sum, v.widen(), xr);
                         }
                     } else {
                         for (&c, &v) in entries {
-                            add_scaled(&mut tile[c as usize * TILE..][..width], v, xr);
+                            add_scaled(&mut tile[c as usize * TILE..][..width], v.widen(), xr);
                         }
                     }
                     a += len;
@@ -179,13 +182,19 @@ impl<R: Real> Group<'_, R> {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&self, xt: &[R], acc: &mut [R]) -> bool {
+    unsafe fn run_avx512<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
+    where
+        V: Widen<R>,
+    {
         self.run(xt, acc)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, xt: &[R], acc: &mut [R]) -> bool {
+    unsafe fn run_avx2<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
+    where
+        V: Widen<R>,
+    {
         self.run(xt, acc)
     }
 }

@@ -1,8 +1,9 @@
 //! Weights in their own dtype, and the importance scores derived from them on
 //! the fly, one block at a time, so no full-size score array is ever built.
 
+use crate::float8::{F8E4M3, F8E5M2};
 use crate::{bail, Result};
-use half::f16;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 /// A float element the core reads without converting the whole array.
@@ -11,6 +12,21 @@ pub trait Float: Copy + Send + Sync + 'static {
 }
 
 impl Float for f16 {
+    fn to_f64(self) -> f64 {
+        f64::from(self.to_f32())
+    }
+}
+impl Float for bf16 {
+    fn to_f64(self) -> f64 {
+        f64::from(self.to_f32())
+    }
+}
+impl Float for F8E4M3 {
+    fn to_f64(self) -> f64 {
+        f64::from(self.to_f32())
+    }
+}
+impl Float for F8E5M2 {
     fn to_f64(self) -> f64 {
         f64::from(self.to_f32())
     }
@@ -30,6 +46,9 @@ impl Float for f64 {
 #[derive(Clone, Copy, Debug)]
 pub enum Weights<'a> {
     F16(&'a [f16]),
+    BF16(&'a [bf16]),
+    F8E4M3(&'a [F8E4M3]),
+    F8E5M2(&'a [F8E5M2]),
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
@@ -52,6 +71,9 @@ macro_rules! dispatch {
     ($w:expr, $x:ident => $body:expr) => {
         match $w {
             Weights::F16($x) => $body,
+            Weights::BF16($x) => $body,
+            Weights::F8E4M3($x) => $body,
+            Weights::F8E5M2($x) => $body,
             Weights::F32($x) => $body,
             Weights::F64($x) => $body,
         }

@@ -263,3 +263,83 @@ fn rmatmul_matches_the_scalar_reference_bit_for_bit() {
         assert!(rmatmul(&e, &index, &values, None, rows + 1, &x, batch, &mut y).is_err());
     }
 }
+
+/// Narrow values (bfloat16, float8, float16) widened as they are read give
+/// the same bits as the product of the values widened to float32 first (the
+/// path checked against the scalar references above), on both sides.
+#[test]
+fn narrow_values_multiply_as_their_widened_float32() {
+    use half::{bf16, f16};
+    use vitrust::float8::{F8E4M3, F8E5M2};
+    use vitrust::matmul::Widen;
+
+    fn check<V: Widen<f32>>(case: &Case, narrow: &[V], rows: usize, batch: usize, seed: &mut u64) {
+        let cols = case.mask.len() / rows;
+        let wide: Vec<f32> = narrow.iter().map(|&v| v.widen()).collect();
+        for left in [false, true] {
+            let (inner, out_len) = if left { (rows, cols) } else { (cols, rows) };
+            let x: Vec<f32> = (0..inner * batch)
+                .map(|_| (lcg(seed) - 0.5) as f32)
+                .collect();
+            let (mut want, mut got) = (vec![0f32; out_len * batch], vec![1f32; out_len * batch]);
+            let (e, idx, s) = (&case.e, &case.index, Some(&case.starts[..]));
+            if left {
+                rmatmul(e, idx, &wide, s, rows, &x, batch, &mut want).unwrap();
+                rmatmul(e, idx, narrow, s, rows, &x, batch, &mut got).unwrap();
+            } else {
+                matmul(e, idx, &wide, s, rows, &x, batch, &mut want).unwrap();
+                matmul(e, idx, narrow, s, rows, &x, batch, &mut got).unwrap();
+            }
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    let mut seed = 5u64;
+    let (rows, cols, batch) = (60, 333, 19);
+    let case = Case::new(rows * cols, 8, 100, &mut seed);
+    let bits: Vec<u16> = (0..case.values.len())
+        .map(|_| (lcg(&mut seed) * 65536.0) as u16)
+        .collect();
+    // Finite patterns only: the products refuse nothing, but NaN != NaN.
+    let bf: Vec<bf16> = bits.iter().map(|&b| bf16::from_bits(b & 0xbfff)).collect();
+    let h: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b & 0xbbff)).collect();
+    let e4: Vec<F8E4M3> = bits.iter().map(|&b| F8E4M3(b as u8 & 0xf7)).collect();
+    let e5: Vec<F8E5M2> = bits.iter().map(|&b| F8E5M2(b as u8 & 0xbf)).collect();
+    check(&case, &bf, rows, batch, &mut seed);
+    check(&case, &h, rows, batch, &mut seed);
+    check(&case, &e4, rows, batch, &mut seed);
+    check(&case, &e5, rows, batch, &mut seed);
+}
+
+/// Two- and one-byte values (bfloat16 and float8 bit patterns) go through
+/// gather and scatter unchanged.
+#[test]
+fn narrow_values_gather_and_scatter_as_bit_patterns() {
+    let mut seed = 17u64;
+    let cfg = VdConfig::from_seed(9, 1, 5, 3, 2, 4).unwrap();
+    let n = 7 * 5120 + 29;
+    let layout = Layout::new(&cfg, n, 1024).unwrap();
+    let index = random_index(&layout, &mut seed);
+    let e = Expander::new(&cfg, layout);
+    let mut mask = vec![false; n];
+    e.mask(&index, &mut mask).unwrap();
+    let w16: Vec<u16> = (0..n).map(|i| (i as u16).wrapping_mul(40503) | 1).collect();
+    let w8: Vec<u8> = w16.iter().map(|&x| x as u8 | 1).collect();
+    let (v16, starts) = e.gather(&index, &w16).unwrap();
+    let (v8, _) = e.gather(&index, &w8).unwrap();
+    let kept: Vec<usize> = (0..n).filter(|&i| mask[i]).collect();
+    assert!(kept.iter().zip(&v16).all(|(&i, &v)| w16[i] == v));
+    assert!(kept.iter().zip(&v8).all(|(&i, &v)| w8[i] == v));
+    for given in [Some(starts.clone()), None, Some(skewed(&starts))] {
+        let (mut d16, mut d8) = (vec![7u16; n], vec![7u8; n]);
+        e.scatter(&index, &v16, given.as_deref(), &mut d16).unwrap();
+        e.scatter(&index, &v8, given.as_deref(), &mut d8).unwrap();
+        for i in 0..n {
+            assert_eq!(d16[i], if mask[i] { w16[i] } else { 0 }, "weight {i}");
+            assert_eq!(d8[i], if mask[i] { w8[i] } else { 0 }, "weight {i}");
+        }
+    }
+}

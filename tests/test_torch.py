@@ -69,9 +69,29 @@ def test_second_pruning_sees_the_full_tensor_and_ands_with_the_mask():
     assert vd_mask.numel() == w0.numel()  # "global": the whole tensor was searched
     # weights the first mask dropped scored 0, so the search avoided them
     assert (vd_mask * (1 - first)).sum() < 0.02 * w0.numel()
-    assert abs(1 - lin.weight_mask.mean().item() - 0.8) < 0.02
+    assert abs(1 - lin.weight_mask.mean().item() - (1 - 0.7 * 0.2)) <= 0.002  # amount counts the remaining weights
     torch.testing.assert_close(lin.weight, w0 * lin.weight_mask)
     prune.remove(lin, "weight")
+
+
+@pytest.mark.parametrize("first, second", [(0.9, 0.5), (0.5, 0.8), (0.3, 0.95), (0.6, 7000), (0.9, 3000), (20000, 0.5)])
+def test_amount_is_a_share_of_the_remaining_weights_as_in_torch(first, second):
+    """Regression: ``amount=0.5`` on a tensor pruned to 90 % left 90.2 % (it counted the whole tensor)."""
+    def layer():
+        torch.manual_seed(5)
+        return torch.nn.Linear(200, 300)  # 60000 weights
+
+    ref, lin = layer(), layer()
+    prune.l1_unstructured(ref, "weight", amount=first)
+    prune.l1_unstructured(lin, "weight", amount=first)
+    prune.l1_unstructured(ref, "weight", amount=second)
+    vt.viterbi_unstructured(lin, "weight", amount=second)
+    n = lin.weight.numel()
+    want = int(ref.weight_mask.sum())  # torch's count: 1 - (1 - old) * (1 - amount) pruned, or old + an int
+    assert abs(int(lin.weight_mask.sum()) - want) <= 0.002 * n, (int(lin.weight_mask.sum()), want)
+    first_mask = layer()
+    prune.l1_unstructured(first_mask, "weight", amount=first)
+    assert not (lin.weight_mask.bool() & ~first_mask.weight_mask.bool()).any()  # ANDed with the earlier mask
 
 
 def test_importance_scores_replace_magnitude():

@@ -10,6 +10,7 @@ from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
 from ._prune import expand, prune
 from ._sparse import ViterbiSparse
 from ._format import load_file, save_file
+from ._checkpoint import prune_checkpoint
 from ._quality import Quality, rd_bound
 from ._storage import StorageTable, index_cost
 from ._vitrust import default_threads
@@ -28,6 +29,7 @@ __all__ = [
     "StorageTable",
     "index_cost",
     "load_file",
+    "prune_checkpoint",
     "rd_bound",
     "save_file",
     "default_threads",

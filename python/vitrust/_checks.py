@@ -6,15 +6,51 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any, Optional
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+# The largest size the core takes (a machine word).
+SIZE_MAX = 2 * sys.maxsize + 1
+# Value dtypes by numpy name -> (itemsize, safetensors name). numpy has no
+# bfloat16 or float8 of its own: those are the ml_dtypes package's types,
+# recognised by name so that vitrust needs that package only where they occur.
+VALUE_DTYPES = {
+    "float16": (2, "F16"), "float32": (4, "F32"), "float64": (8, "F64"),
+    "bfloat16": (2, "BF16"), "float8_e4m3fn": (1, "F8_E4M3"), "float8_e5m2": (1, "F8_E5M2"),
+}
+VALUE_NAMES = "float16, bfloat16, float8_e4m3fn, float8_e5m2, float32 or float64"
+
+
+def value_dtype(dt: np.dtype) -> Optional[str]:
+    """The safetensors name of a dtype values may have (any byte order), else None."""
+    entry = VALUE_DTYPES.get(dt.name)
+    if entry is None or entry[0] != dt.itemsize or dt.kind not in "fV":
+        return None
+    return entry[1]
+
+
+def ml_dtype(name: str, what: str) -> np.dtype:
+    """The numpy dtype of an ml_dtypes type (``name`` as numpy names it)."""
+    try:
+        import ml_dtypes  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise ValueError(
+            f"{what} is {name}, which numpy holds only with the ml_dtypes package installed (pip install ml_dtypes)"
+        ) from None
+    dt: np.dtype = np.dtype(getattr(ml_dtypes, name))
+    return dt
+
+
+def native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (big-endian arrays are converted)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def float_array(x: Any, name: str) -> np.ndarray:
-    """``x`` as an ndarray of float16/32/64 with at least one dimension and one element."""
+    """``x`` as an ndarray of a value dtype (float16/32/64, bfloat16, float8) in
+    native byte order, with at least one dimension and one element."""
     if isinstance(x, np.ndarray):
         a = x
     else:
@@ -22,10 +58,11 @@ def float_array(x: Any, name: str) -> np.ndarray:
             a = np.asarray(x)
         except Exception as e:  # ragged lists and the like
             raise TypeError(f"{name}: cannot be read as an array ({e})") from None
-    if a.dtype not in FLOAT_DTYPES:
+    if value_dtype(a.dtype) is None:
         kind = {"c": "complex", "b": "bool", "i": "integer", "u": "integer", "O": "object", "U": "string", "S": "bytes"}
         what = kind.get(a.dtype.kind, str(a.dtype))
-        raise TypeError(f"{name}: expected float16, float32 or float64 values, got {what} ({a.dtype})")
+        raise TypeError(f"{name}: expected {VALUE_NAMES} values, got {what} ({a.dtype})")
+    a = native(a)
     if a.ndim == 0:
         raise ValueError(f"{name}: expected an array with at least one dimension, got a 0-d scalar")
     if a.size == 0:
@@ -39,12 +76,15 @@ def flat(a: np.ndarray) -> np.ndarray:
 
 
 def integer(x: Any, name: str, lo: int, hi: Optional[int] = None) -> int:
+    """An integer in ``lo..=hi`` (without ``hi``: one the core can hold, a machine word)."""
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(x).__name__}")
     x = int(x)
     if x < lo or (hi is not None and x > hi):
         bound = f"{lo}..={hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} = {x}: must be {bound}")
+    if x > SIZE_MAX:
+        raise ValueError(f"{name} = {x}: too large (at most 2**{SIZE_MAX.bit_length()} - 1)")
     return x
 
 

@@ -1,29 +1,26 @@
 """What the ``vitrust`` commands do (``_cli`` only parses arguments).
 
-``prune_file`` prunes every selected tensor of a checkpoint (floating point,
-two or more dimensions, at least ``--min-size`` weights, matching the name
-patterns) and passes the rest through; ``info`` prints a file's storage per
-tensor; ``unpack`` writes the dense tensors back out.
+``prune_file`` prunes a file, a sharded checkpoint or a model directory
+through ``prune_checkpoint`` (streamed, bounded memory); ``info`` prints the
+storage of each tensor; ``unpack`` writes the dense tensors back out. Tables
+fit 80 columns: long names and shapes are cut from the left.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import inspect
-import math
+import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from . import _checks, _progress, load_file, prune, save_file
-from ._sparse import ViterbiSparse
+from . import _checks, _layout, _progress, _shard, _unpack, _vitrust
+from ._checkpoint import CheckpointError, Result, prune_checkpoint
+from ._progress import _fit
 
 # The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
 COMPARED = ("csr32", "relative-4", "bitmask")
-_PRUNABLE = ("float16", "bfloat16", "float32", "float64")
+WIDTH = 79
 
 
 class CommandError(Exception):
@@ -32,7 +29,7 @@ class CommandError(Exception):
 
 @dataclass
 class Row:
-    """One pruned tensor in the summary."""
+    """One pruned tensor in the report plot."""
 
     name: str
     shape: Tuple[int, ...]
@@ -45,158 +42,196 @@ class Row:
     storage: Dict[str, Dict[str, float]]
 
 
-def _matches(name: str, patterns: Optional[List[str]]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns or ())
-
-
-def select(tensors: Dict[str, Any], include: Optional[List[str]], exclude: List[str], min_size: int) -> List[str]:
-    """Names of the tensors to prune; an explicitly included non-float tensor is an error."""
-    chosen = []
-    for name, t in tensors.items():
-        if isinstance(t, ViterbiSparse) or _matches(name, exclude):
-            continue
-        if include is not None and not _matches(name, include):
-            continue
-        if t.ndim < 2 or t.size < min_size:
-            continue
-        if t.dtype.name not in _PRUNABLE:
-            if include is not None:
-                raise CommandError(
-                    f"tensor {name!r} has dtype {t.dtype}; only float16, bfloat16, float32 and float64 "
-                    "weights can be pruned (narrow --include)"
-                )
-            continue
-        chosen.append(name)
-    return chosen
-
-
-def _search_array(a: np.ndarray) -> np.ndarray:
-    """The array prune() works on: bfloat16 widened (exactly) to float32."""
-    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
-
-
-def _retained(w: np.ndarray, sp: ViterbiSparse) -> float:
-    """Sum of kept |w| over the sum of the ``nnz`` largest |w| (magnitude pruning)."""
-    a = np.abs(w.astype(np.float64, copy=False)).ravel()
-    k = sp.nnz
-    if k == 0:
-        return 1.0
-    top = float(np.partition(a, a.size - k)[a.size - k :].sum())
-    kept = float(np.abs(sp.values.astype(np.float64)).sum())
-    return kept / top if top > 0 else 1.0
-
-
-def _effort_options(effort: Optional[str]) -> Dict[str, Any]:
-    if effort is None:
-        return {}
-    if "effort" not in inspect.signature(prune).parameters:
-        raise CommandError("--effort: this version of vitrust.prune has no effort presets")
-    return {"effort": effort}
-
-
-def prune_file(args: Any) -> List[Row]:
-    _checks.rate(args.rate)
-    tensors = load_file(args.input, threads=args.threads)
-    options = _effort_options(args.effort)
-    if args.min_size < 0:
-        raise CommandError(f"--min-size {args.min_size}: must be >= 0")
-    names = select(tensors, args.include, args.exclude, args.min_size)
-    if not names:
-        print("vitrust: warning: no tensor matched; the output is a copy of the input", file=sys.stderr)
-    total = sum(tensors[n].size for n in names)
-    bar = _progress.Progress(len(names), total, enabled=not args.quiet)
-    rows = []
-    out: Dict[str, Any] = dict(tensors)
-    try:
-        for name in names:
-            a = tensors[name]
-            bar.start(name)
-            w = _search_array(a)
-            sp = prune(w, args.rate, ratio=args.ratio, seed=args.seed, threads=args.threads, **options)
-            out[name] = sp
-            after = sp.index.nbytes + sp.values.nbytes
-            rows.append(Row(name, tuple(a.shape), a.dtype.name, sp.rate, sp.bits_per_weight, a.nbytes, after,
-                            _retained(w, sp), dict(sp.storage()) if args.plot else {}))
-            bar.advance(name, a.size)
-    finally:
-        bar.close()
-    save_file(out, args.output)
-    _print_prune_summary(rows, tensors, names, args.input, args.output)
-    if args.plot:
-        from . import _report
-
-        _report.plot(rows, args.plot)
-        print(f"report: {args.plot}")
-    return rows
-
-
 def _mib(n: float) -> str:
-    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{int(n)} B"
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}" if unit != "KiB" else f"{n / div:.1f} {unit}"
+    return f"{int(n)} B"
 
 
-def _shape(s: Tuple[int, ...]) -> str:
+def _shape(s: Sequence[int]) -> str:
     return "x".join(map(str, s))
 
 
-def _print_prune_summary(rows: List[Row], tensors: Dict[str, Any], names: List[str], src: str, dst: str) -> None:
-    width = max([len(r.name) for r in rows] + [6])
-    print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}  {'index b/w':>9}  "
-          f"{'retained':>8}  {'before':>10}  {'after':>10}")
+def table(rows: List[List[str]], widths: List[int], right: Sequence[bool], sep: int = 2) -> List[str]:
+    """Lines of a table whose first column takes what the others leave of 79 columns."""
+    fixed = sum(widths[1:]) + sep * (len(widths) - 1)
+    first = max(6, min(max(len(r[0]) for r in rows), WIDTH - fixed))
+    out = []
     for r in rows:
-        bf16 = " (values as float32)" if r.dtype == "bfloat16" else ""
-        print(f"{r.name:<{width}}  {_shape(r.shape):>12}  {r.dtype:>8}  {r.rate:>7.2%}  {r.bits_per_weight:>9.4f}  "
-              f"{r.retained:>8.4f}  {_mib(r.bytes_before):>10}  {_mib(r.bytes_after):>10}{bf16}")
-    rest = [n for n in tensors if n not in set(names)]
-    before = sum(r.bytes_before for r in rows)
-    after = sum(r.bytes_after for r in rows)
-    n_w = sum(math.prod(r.shape) for r in rows)
-    kept = sum(math.prod(r.shape) * (1 - r.rate) for r in rows)
-    print(f"total: {len(rows)} tensors pruned ({n_w} weights, rate {1 - kept / max(n_w, 1):.2%}), "
-          f"{len(rest)} passed through")
-    if rows:
-        print(f"pruned tensors: {_mib(before)} -> {_mib(after)} ({after / before:.1%})")
-    print(f"file: {src} {_mib(os.path.getsize(src))} -> {dst} {_mib(os.path.getsize(dst))}")
+        cells = [_fit(r[0], first).ljust(first)]
+        for c, w, rt in zip(r[1:], widths[1:], right[1:]):
+            c = _fit(c, w)
+            cells.append(c.rjust(w) if rt else c.ljust(w))
+        out.append((" " * sep).join(cells).rstrip())
+    return out
+
+
+def _rate_map(path: Optional[str]) -> Optional[Dict[str, float]]:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CommandError(f"--rate-map {path}: not a readable JSON file ({e})") from None
+    if not isinstance(doc, dict):
+        raise CommandError(f"--rate-map {path}: expected a JSON object of name globs to rates")
+    return doc
+
+
+def _client(address: Optional[str]) -> Any:
+    if address is None:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CommandError('--scheduler needs Dask: pip install "vitrust[dask]"') from None
+    return Client(address)  # type: ignore[no-untyped-call]
+
+
+def _options(args: Any) -> Dict[str, Any]:
+    opts: Dict[str, Any] = {"ratio": args.ratio, "seed": args.seed, "threads": args.threads}
+    if args.effort is not None:
+        opts["effort"] = args.effort
+    return opts
+
+
+def prune_file(args: Any) -> Result:
+    _checks.rate(args.rate)
+    if args.min_size < 0:
+        raise CommandError(f"--min-size {args.min_size}: must be >= 0")
+    client = _client(args.scheduler)
+    bar = None
+    try:
+        plan = prune_checkpoint(args.input, args.output, args.rate, global_rate=args.global_rate,
+                                rate_map=_rate_map(args.rate_map), include=args.include, exclude=args.exclude,
+                                min_size=args.min_size, max_shard_size=args.max_shard_size, dry_run=True,
+                                **_options(args))
+        if not plan.tensors:
+            print("vitrust: warning: no tensor matched the selection (floating point, 2+ dimensions, "
+                  f"at least --min-size {args.min_size} weights, --include/--exclude); "
+                  "the output would be a copy of the input", file=sys.stderr)
+        if args.dry_run:
+            _print(plan, args, dry=True)
+            return plan
+        quiet = args.quiet or args.json
+        bar = _progress.Progress(len(plan.tensors), plan.weights, enabled=not quiet)
+        res = prune_checkpoint(args.input, args.output, args.rate, global_rate=args.global_rate,
+                               rate_map=_rate_map(args.rate_map), client=client, include=args.include,
+                               exclude=args.exclude, min_size=args.min_size, max_shard_size=args.max_shard_size,
+                               force=args.force, progress=bar, report=bool(args.plot), **_options(args))
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        if client is not None:
+            client.close()
+    _print(res, args, dry=False)
+    if args.plot:
+        from . import _report
+
+        rows = [Row(t.name, t.shape, t.dtype, t.rate, t.bits_per_weight, t.bytes_before, t.bytes_after,
+                    t.retained if t.retained is not None else 1.0, t.storage) for t in res.tensors]
+        _report.plot(rows, args.plot)
+        print(f"report: {args.plot}")
+    return res
+
+
+def summary(res: Result) -> Dict[str, Any]:
+    """The result as plain JSON data (``--json``)."""
+    return {
+        "input": res.source, "output": res.output, "dry_run": res.dry_run, "rate_target": res.rate,
+        "rate": res.achieved_rate, "lam": res.lam, "passes": res.passes,
+        "tensors": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "rate": t.rate, "nnz": t.nnz,
+                     "bits_per_weight": t.bits_per_weight, "bytes_before": t.bytes_before,
+                     "bytes_after": t.bytes_after} for t in res.tensors],
+        "pruned": len(res.tensors), "passed_through": res.passed_through, "weights": res.weights,
+        "bytes_in": res.bytes_in, "bytes_out": res.bytes_out, "files": res.files,
+        "seconds": res.seconds, "search_seconds": res.search_seconds,
+        "weights_per_second": res.weights / res.seconds if res.seconds > 0 else None,
+    }
+
+
+def _print(res: Result, args: Any, dry: bool) -> None:
+    if args.json:
+        print(json.dumps(summary(res), indent=2))
+        return
+    if res.tensors:
+        head = ["tensor", "shape", "dtype", "rate", "idx b/w", "before", "after"]
+        rows = [head] + [[t.name, _shape(t.shape), t.dtype, f"{t.rate:.2%}",
+                          "-" if dry else f"{t.bits_per_weight:.3f}", _mib(t.bytes_before), _mib(t.bytes_after)]
+                         for t in res.tensors]
+        for line in table(rows, [0, 11, 5, 6, 7, 10, 10], [False, True, True, True, True, True, True]):
+            print(line)
+    n = len(res.tensors)
+    verb = "would be pruned" if dry else "pruned"
+    print(f"total: {n} tensors {verb} ({_count(res.weights)} weights, rate "
+          f"{res.achieved_rate:.2%}), {res.passed_through} passed through")
+    if res.lam is not None:
+        print(f"global: one lambda = {res.lam:.6g} for all, {res.passes:.2f} search passes")
+    what = "expected output" if dry else "output"
+    print(f"input {_mib(res.bytes_in)} -> {what} {_mib(res.bytes_out)} ({res.bytes_out / max(res.bytes_in, 1):.1%})")
+    if dry:
+        print("dry run: nothing written")
+    else:
+        print(f"wrote {res.output}" + (f" ({len(res.files)} files)" if len(res.files) > 1 else ""))
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} G" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e6 else str(n)
 
 
 def info(path: str) -> None:
-    tensors = load_file(path)
-    names = list(tensors)
-    width = max([len(n) for n in names] + [6])
-    fmt_cols = "".join(f"{f:>11}" for f in ("viterbi",) + COMPARED)
-    print(f"{path}: {len(names)} tensors, {_mib(os.path.getsize(path))}")
-    print(f"{'':<{width}}  {'':>12}  {'':>8}  {'':>7}  {'---- index bits per weight ----':^44}")
-    print(f"{'tensor':<{width}}  {'shape':>12}  {'dtype':>8}  {'rate':>7}{fmt_cols}  {'bytes':>10}")
-    pruned = dense_bytes = stored = 0
-    for name, t in tensors.items():
-        if isinstance(t, ViterbiSparse):
-            st = t.storage()
-            cols = "".join(f"{_bpw(st, f):>11}" for f in ("viterbi",) + COMPARED)
-            nbytes = t.index.nbytes + t.values.nbytes
-            pruned += 1
-            dense_bytes += t.size * t.values.itemsize
-            print(f"{name:<{width}}  {_shape(t.shape):>12}  {str(t.dtype):>8}  {t.rate:>7.2%}{cols}  "
-                  f"{_mib(nbytes):>10}")
-        else:
-            nbytes = t.nbytes
-            dense_bytes += nbytes
-            print(f"{name:<{width}}  {_shape(t.shape):>12}  {t.dtype.name:>8}  {'dense':>7}"
-                  f"{'':>{11 * (1 + len(COMPARED))}}  {_mib(nbytes):>10}")
-        stored += nbytes
-    print(f"total: {pruned} pruned, {len(names) - pruned} dense; {_mib(stored)} stored, "
+    source = _layout.resolve(path)
+    head = ["tensor", "shape", "dtype", "rate", "vitrust", "csr32", "rel-4", "bitmask", "bytes"]
+    rows: List[List[str]] = [head]
+    pruned = dense_bytes = stored = n = 0
+    for shard in source.shards:
+        f = _vitrust.SafeOpen(shard)
+        for name in f.keys():
+            kind, dtype, shape, nbytes = f.info(name)
+            n += 1
+            stored += nbytes
+            if kind == "sparse":
+                sp = _shard.sparse_from(f.get(name), name, None)
+                st = sp.storage()
+                cols = [_bpw(st, fmt) for fmt in ("viterbi",) + COMPARED]
+                pruned += 1
+                dense_bytes += sp.size * sp.values.itemsize
+                rows.append([name, _shape(shape), dtype, f"{sp.rate:.2%}", *cols, _mib(nbytes)])
+                del sp
+            else:
+                dense_bytes += nbytes
+                rows.append([name, _shape(shape), dtype, "dense", "", "", "", "", _mib(nbytes)])
+            f.release(name)
+        del f
+    size = sum(os.path.getsize(s) for s in source.shards)
+    files = f" in {len(source.shards)} files" if len(source.shards) > 1 else ""
+    print(f"{path}: {n} tensors{files}, {_mib(size)}")
+    lines = table(rows, [0, 11, 5, 6, 7, 6, 6, 7, 9], [False] + [True] * 8, sep=1)
+    print(" " * (len(lines[0]) - 38) + "--- index bits per weight ---")
+    for line in lines:
+        print(line)
+    print(f"total: {pruned} pruned, {n - pruned} dense; {_mib(stored)} stored, "
           f"{_mib(dense_bytes)} as dense ({stored / max(dense_bytes, 1):.1%})")
+    if pruned:
+        print("note: a pruned tensor is stored as NAME.vitrust.index and NAME.vitrust.values;\n"
+              "other readers see those two: expanding it needs vitrust (`vitrust unpack`)")
 
 
-def _bpw(table: Dict[str, Dict[str, float]], fmt: str) -> str:
+def _bpw(table_: Dict[str, Dict[str, float]], fmt: str) -> str:
     """Bits per weight of ``fmt`` in a storage table (the first key starting with ``fmt``)."""
-    for key, row in table.items():
+    for key, row in table_.items():
         if key == fmt or key.startswith(fmt):
-            return f"{row['bits_per_weight']:.4f}"
+            b = row["bits_per_weight"]
+            return f"{b:.3f}" if b < 10 else f"{b:.2f}"
     return "-"
 
 
-def unpack(path: str, output: str, threads: Optional[int]) -> None:
-    tensors = load_file(path, threads=threads)
-    dense = {n: (t.to_dense(threads=threads) if isinstance(t, ViterbiSparse) else t) for n, t in tensors.items()}
-    n_sparse = sum(isinstance(t, ViterbiSparse) for t in tensors.values())
-    save_file(dense, output)
-    print(f"{output}: {len(dense)} tensors ({n_sparse} expanded), {_mib(os.path.getsize(output))}")
+def unpack(path: str, output: str, threads: Optional[int], force: bool = False) -> None:
+    r = _unpack.unpack(path, output, force=force, threads=threads)
+    print(f"{output}: {r['tensors']} tensors ({r['expanded']} expanded), {_mib(r['bytes'])}")
+
+

@@ -18,39 +18,28 @@ from ._sparse import ViterbiSparse
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# numpy dtype -> safetensors name. bfloat16 (from the ml_dtypes package) is
-# recognised by name, since numpy has no bfloat16 of its own.
+# numpy dtype -> safetensors name, for plain tensors; the value dtypes
+# (bfloat16 and float8 from the ml_dtypes package among them) come from
+# _checks.VALUE_DTYPES.
 _NAMES = {
     np.dtype(np.bool_): "BOOL",
     np.dtype(np.uint8): "U8",
     np.dtype(np.int8): "I8",
     np.dtype(np.uint16): "U16",
     np.dtype(np.int16): "I16",
-    np.dtype(np.float16): "F16",
     np.dtype(np.uint32): "U32",
     np.dtype(np.int32): "I32",
-    np.dtype(np.float32): "F32",
     np.dtype(np.uint64): "U64",
     np.dtype(np.int64): "I64",
-    np.dtype(np.float64): "F64",
 }
-_DTYPES = {v: k for k, v in _NAMES.items()}
-
-
-def _bfloat16() -> Optional[np.dtype]:
-    try:
-        import ml_dtypes  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return np.dtype(ml_dtypes.bfloat16)
+# safetensors name -> numpy's name for the value dtypes.
+_VALUE_NUMPY = {st: name for name, (_, st) in _checks.VALUE_DTYPES.items()}
 
 
 def _dtype_name(a: np.ndarray, what: str) -> str:
-    if a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
-        return "BF16"
-    name = _NAMES.get(a.dtype.newbyteorder("="))
+    name = _checks.value_dtype(a.dtype) or _NAMES.get(a.dtype.newbyteorder("="))
     if name is None:
-        raise TypeError(f"{what}: dtype {a.dtype} cannot be stored (bool, integers, float16/32/64 or bfloat16)")
+        raise TypeError(f"{what}: dtype {a.dtype} cannot be stored (bool, integers, {_checks.VALUE_NAMES})")
     return name
 
 
@@ -62,11 +51,10 @@ def _le_bytes(a: np.ndarray) -> np.ndarray:
 
 
 def _from_bytes(name: str, dtype_name: str, data: np.ndarray) -> np.ndarray:
-    if dtype_name == "BF16":
-        bf16 = _bfloat16()
-        if bf16 is None:
-            raise ValueError(f"tensor {name!r} is bfloat16, which numpy holds only with the ml_dtypes package installed")
-        return data.view(bf16)
+    """Loaded data in its numpy dtype: bfloat16 and float8 arrive as their bits."""
+    numpy_name = _VALUE_NUMPY.get(dtype_name)
+    if numpy_name is not None and data.dtype.name != numpy_name:
+        return data.view(_checks.ml_dtype(numpy_name, f"tensor {name!r}"))
     return data
 
 
@@ -115,7 +103,6 @@ def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any
     for name, dt, shape, data in plain:
         out[name] = _from_bytes(name, dt, data).reshape(shape)
     for name, dt, shape, values, config, block_steps, lam, index in sparse:
-        if dt not in ("F16", "F32", "F64"):
-            raise ValueError(f"pruned tensor {name!r}: {dt} values are not supported by ViterbiSparse yet")
+        values = _from_bytes(name, dt, values)
         out[name] = ViterbiSparse(tuple(shape), config, block_steps, index, values, lam, threads=t, _trusted=True)
     return dict(sorted(out.items()))

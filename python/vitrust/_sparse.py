@@ -19,7 +19,8 @@ class ViterbiSparse:
 
     ``index`` is one ``uint64`` array (block ``b`` starts at word
     ``b * ceil(block_steps * n_in / 64)``); ``values`` holds the kept weights in
-    C order and the original dtype. Nothing dense is stored.
+    C order and the original dtype (float16/32/64, or ml_dtypes' bfloat16,
+    float8_e4m3fn, float8_e5m2). Nothing dense is stored.
     """
 
     __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads", "_starts")
@@ -45,6 +46,8 @@ class ViterbiSparse:
         shape = tuple(_checks.integer(d, "shape", 0) for d in shape)
         if not shape or math.prod(shape) == 0:
             raise ValueError(f"shape {shape}: need at least one dimension and one weight")
+        if math.prod(shape) > _checks.SIZE_MAX:
+            raise ValueError(f"shape {shape}: {math.prod(shape)} weights are more than this machine can address")
         self.shape = shape
         self.config = config
         self.block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
@@ -116,7 +119,8 @@ class ViterbiSparse:
 
         ``W`` is this tensor viewed as ``(shape[0], rest)``; ``X`` is a vector of
         ``rest`` elements or a ``(rest, batch)`` matrix. Computed in float64 if
-        either side is float64, else float32; each output row is summed in C
+        either side is float64, else float32 (float16, bfloat16 and float8
+        values are widened exactly as they are read); each output row is summed in C
         order, so the result does not depend on the thread count.
         """
         return self._product(other, left=False)
@@ -132,8 +136,8 @@ class ViterbiSparse:
         return self._product(other, left=True)
 
     def _product(self, other: Any, left: bool) -> np.ndarray:
-        x = np.asarray(other)
-        if x.dtype.kind not in "fiub" or x.dtype == np.longdouble:
+        x = _checks.native(np.asarray(other))
+        if _checks.value_dtype(x.dtype) is None and x.dtype.kind not in "iub":
             raise TypeError(f"operand: expected a real numeric array, got {x.dtype}")
         rows, cols = self.shape[0], self.size // self.shape[0]
         inner, want = (rows, f"({rows},) or (batch, {rows})") if left else (cols, f"({cols},) or ({cols}, batch)")
@@ -145,10 +149,9 @@ class ViterbiSparse:
         xs = np.ascontiguousarray(x, dtype=dtype)
         if not np.isfinite(xs).all():
             raise ValueError("operand: values must be finite")
-        values = self.values.astype(dtype, copy=False)
         batch = 1 if x.ndim == 1 else x.shape[0 if left else 1]
         y = _vitrust.matmul(
-            self.config, self.index, self.block_steps, values, self.size, rows, xs.reshape(-1), batch, self._threads,
+            self.config, self.index, self.block_steps, self.values, self.size, rows, xs.reshape(-1), batch, self._threads,
             self._block_starts(), left,
         )
         if x.ndim == 1:
@@ -198,13 +201,14 @@ class ViterbiSparse:
         return storage(self, relative_bits)
 
     def astype(self, dtype: Any) -> "ViterbiSparse":
-        """A copy with the values cast to ``dtype`` (float16, float32 or float64).
-        A cast that would overflow a finite value to infinity is refused."""
+        """A copy with the values cast to ``dtype`` (float16/32/64, or ml_dtypes'
+        bfloat16, float8_e4m3fn, float8_e5m2). A cast that would overflow a
+        finite value (to infinity, or to NaN in float8_e4m3fn) is refused."""
         dt = np.dtype(dtype)
-        if dt not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"astype: expected float16, float32 or float64, got {dt}")
-        with np.errstate(over="ignore"):
-            values = self.values.astype(dt)
+        if _checks.value_dtype(dt) is None:
+            raise TypeError(f"astype: expected {_checks.VALUE_NAMES}, got {dt}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = _checks.native(self.values.astype(dt))
         if not np.isfinite(values).all() and np.isfinite(self.values).all():
             big = float(np.abs(self.values).max())
             raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
@@ -215,8 +219,9 @@ class ViterbiSparse:
 
     def to_scipy(self) -> Any:
         """A ``scipy.sparse.csr_array`` of the 2-D view ``(shape[0], rest)``
-        (one row for a 1-D tensor). Needs scipy. float16 values become float32
-        (exactly), since scipy's sparse kernels have no float16."""
+        (one row for a 1-D tensor). Needs scipy. float16, bfloat16 and float8
+        values become float32 (exactly), since scipy's sparse kernels have none
+        of those types."""
         try:
             from scipy.sparse import csr_array
         except ImportError:
@@ -228,7 +233,8 @@ class ViterbiSparse:
         indices = (pos % cols).astype(itype)
         indptr = np.zeros(rows + 1, dtype=itype)
         np.cumsum(np.bincount(pos // cols, minlength=rows), out=indptr[1:])
-        data = self.values.astype(np.float32) if self.dtype == np.float16 else self.values.copy()
+        wide = self.dtype.itemsize < 4
+        data = self.values.astype(np.float32) if wide else self.values.copy()
         return csr_array((data, indices, indptr), shape=(rows, cols))
 
     def __reduce__(self) -> Any:

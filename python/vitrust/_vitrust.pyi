@@ -43,7 +43,7 @@ class VDConfig:
 
 def search(
     config: VDConfig,
-    weights: npt.NDArray[np.floating],
+    weights: npt.NDArray[Any],
     score: str,
     lam: float,
     block_steps: int,
@@ -53,7 +53,7 @@ def search(
 ) -> Tuple[npt.NDArray[np.uint64], int, float]: ...
 def search_rate(
     config: VDConfig,
-    weights: npt.NDArray[np.floating],
+    weights: npt.NDArray[Any],
     score: str,
     rate: float,
     block_steps: int,
@@ -66,27 +66,29 @@ def expand(
 def block_starts(
     config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
 ) -> npt.NDArray[np.uint64]: ...
+# Value arrays (`npt.NDArray[Any]`): float16/32/64, or ml_dtypes' bfloat16,
+# float8_e4m3fn and float8_e5m2 (read as their bit patterns, results in the same dtype).
 def gather(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
-    weights: npt.NDArray[np.floating],
+    weights: npt.NDArray[Any],
     threads: Optional[int] = None,
-) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.uint64]]: ...
+) -> Tuple[npt.NDArray[Any], npt.NDArray[np.uint64]]: ...
 def scatter(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
-    values: npt.NDArray[np.floating],
+    values: npt.NDArray[Any],
     n_weights: int,
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
-) -> npt.NDArray[np.floating]: ...
+) -> npt.NDArray[Any]: ...
 def matmul(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
-    values: npt.NDArray[np.floating],
+    values: npt.NDArray[Any],
     n_weights: int,
     rows: int,
     x: npt.NDArray[np.floating],
@@ -126,3 +128,35 @@ def index_cost(
     bits: Optional[int] = None,
 ) -> Tuple[int, int]: ...
 def default_threads() -> int: ...
+
+class SafeOpen:
+    """A safetensors file opened by memory mapping (validated when opened)."""
+
+    def __init__(self, path: str) -> None: ...
+    @property
+    def path(self) -> str: ...
+    def keys(self) -> List[str]: ...
+    def metadata(self) -> Dict[str, str]: ...
+    def info(self, name: str) -> Tuple[str, str, List[int], int]: ...
+    def get(self, name: str) -> Any: ...
+    def prefetch(self, name: str) -> None: ...
+    def release(self, name: str) -> None: ...
+
+class ShardWriter:
+    """Writes one safetensors file tensor by tensor; ``finish`` makes it appear."""
+
+    def __init__(self, path: str, metadata: Dict[str, str], plan: List[Tuple[str, str, List[int], int]]) -> None: ...
+    def add_plain(self, name: str, dtype_name: str, shape: List[int], data: npt.NDArray[np.uint8]) -> None: ...
+    def add_sparse(
+        self,
+        name: str,
+        dtype_name: str,
+        shape: List[int],
+        values: npt.NDArray[np.uint8],
+        config: VDConfig,
+        block_steps: int,
+        lam: float,
+        index: npt.NDArray[np.uint64],
+    ) -> None: ...
+    def finish(self) -> Tuple[int, List[str]]: ...
+    def abort(self) -> None: ...

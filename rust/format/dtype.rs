@@ -19,9 +19,11 @@ pub enum DType {
     U64,
     I64,
     F64,
+    F8E4M3,
+    F8E5M2,
 }
 
-const ALL: [DType; 13] = [
+const ALL: [DType; 15] = [
     DType::Bool,
     DType::U8,
     DType::I8,
@@ -35,6 +37,8 @@ const ALL: [DType; 13] = [
     DType::U64,
     DType::I64,
     DType::F64,
+    DType::F8E4M3,
+    DType::F8E5M2,
 ];
 
 impl DType {
@@ -54,6 +58,8 @@ impl DType {
             Self::U64 => "U64",
             Self::I64 => "I64",
             Self::F64 => "F64",
+            Self::F8E4M3 => "F8_E4M3",
+            Self::F8E5M2 => "F8_E5M2",
         }
     }
 
@@ -64,7 +70,7 @@ impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            Self::Bool | Self::U8 | Self::I8 => 1,
+            Self::Bool | Self::U8 | Self::I8 | Self::F8E4M3 | Self::F8E5M2 => 1,
             Self::U16 | Self::I16 | Self::F16 | Self::BF16 => 2,
             Self::U32 | Self::I32 | Self::F32 => 4,
             Self::U64 | Self::I64 | Self::F64 => 8,
@@ -73,7 +79,10 @@ impl DType {
 
     /// A floating type that a pruned tensor's values may have.
     pub fn is_value(self) -> bool {
-        matches!(self, Self::F16 | Self::BF16 | Self::F32 | Self::F64)
+        matches!(
+            self,
+            Self::F16 | Self::BF16 | Self::F32 | Self::F64 | Self::F8E4M3 | Self::F8E5M2
+        )
     }
 
     pub fn to_safetensors(self) -> St {
@@ -91,10 +100,13 @@ impl DType {
             Self::U64 => St::U64,
             Self::I64 => St::I64,
             Self::F64 => St::F64,
+            Self::F8E4M3 => St::F8_E4M3,
+            Self::F8E5M2 => St::F8_E5M2,
         }
     }
 
-    /// `None` for the safetensors types vitrust does not carry (fp8, complex, ...).
+    /// `None` for the safetensors types vitrust does not carry (F8_E8M0,
+    /// the FNUZ float8 variants, complex, ...).
     pub fn from_safetensors(d: St) -> Option<Self> {
         ALL.into_iter().find(|x| x.to_safetensors() == d)
     }

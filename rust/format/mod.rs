@@ -20,10 +20,14 @@
 //! Loading ([`load`]) validates everything before it returns anything.
 
 mod dtype;
+mod mapped;
 mod read;
+mod stream;
 
 pub use dtype::DType;
+pub use mapped::{Entry, MappedFile, Span, SparseSpan};
 pub use read::{load, read_file};
+pub use stream::{Planned, ShardWriter};
 
 use crate::expand::read_bits;
 use crate::{bail, Error, Expander, Layout, Result, VdConfig};
@@ -126,7 +130,7 @@ impl Sparse<'_> {
         let ctx = |e: Error| e.context(format_args!("pruned tensor {name:?}"));
         if !self.dtype.is_value() {
             bail!(
-                "pruned tensor {name:?}: values of type {} (need F16, BF16, F32 or F64)",
+                "pruned tensor {name:?}: values of type {} (need F16, BF16, F32, F64, F8_E4M3 or F8_E5M2)",
                 self.dtype.name()
             );
         }
@@ -232,6 +236,14 @@ fn config_json(c: &VdConfig) -> Value {
     })
 }
 
+/// A pruned tensor's record in the `"sparse"` field.
+fn sparse_record(s: &Sparse<'_>) -> Value {
+    json!({
+        "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
+        "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
+    })
+}
+
 /// CRC-32 of the canonical (re-serialised) JSON of `body`.
 fn body_check(body: &Value) -> u32 {
     crc32fast::hash(body.to_string().as_bytes())
@@ -256,11 +268,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
             }
             Item::Sparse(s) => {
                 s.check(name)?;
-                let record = json!({
-                    "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
-                    "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
-                });
-                sparse.insert(name.clone(), record);
+                sparse.insert(name.clone(), sparse_record(s));
                 let index = Stored {
                     dtype: DType::U64,
                     shape: vec![s.index.len()],
@@ -353,17 +361,29 @@ pub fn save(
         })
         .and_then(|()| crate::cancel::check())
         .and_then(|()| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| {
-                    f.set_permissions(permissions(path)?)?;
-                    f.sync_all()
-                })
+            let f = std::fs::File::open(&tmp);
+            f.and_then(|f| f.set_permissions(permissions(path)?).map(|()| f))
                 .map_err(|e| io("cannot sync", &e))
-        })
+        });
+    match written {
+        Ok(f) => publish(f, &tmp, path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Flushes the finished temporary file `tmp` (open as `file`) to disk and
+/// renames it over `path`; on failure `tmp` is removed and `path` untouched.
+fn publish(file: std::fs::File, tmp: &Path, path: &Path) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
+    let done = crate::cancel::check()
+        .and_then(|()| file.sync_all().map_err(|e| io("cannot sync", e)))
         .and_then(|()| crate::cancel::check())
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("cannot replace", &e)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        .and_then(|()| std::fs::rename(tmp, path).map_err(|e| io("cannot replace", e)));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
     // Make the rename itself durable; not every platform can sync a directory.

@@ -74,7 +74,8 @@ pub fn save_file(
 }
 
 /// A tensor's data decoded from little-endian bytes into its own type
-/// (bfloat16 as its raw `u16` bits: numpy has no bfloat16 of its own).
+/// (bfloat16 and float8 as their raw `u16` and `u8` bits: numpy has no such
+/// types of its own, and Python views them as `ml_dtypes` types).
 enum Typed {
     Bool(Vec<bool>),
     U8(Vec<u8>),
@@ -113,7 +114,7 @@ fn decode(dt: DType, b: &[u8]) -> crate::Result<Typed> {
     Ok(match dt {
         // Bytes other than 0 and 1 were refused by the loader.
         DType::Bool => Typed::Bool(le(b, |[x]| x != 0)?),
-        DType::U8 => Typed::U8(le(b, |[x]| x)?),
+        DType::U8 | DType::F8E4M3 | DType::F8E5M2 => Typed::U8(le(b, |[x]| x)?),
         DType::I8 => Typed::I8(le(b, i8::from_le_bytes)?),
         DType::U16 | DType::BF16 => Typed::U16(le(b, u16::from_le_bytes)?),
         DType::I16 => Typed::I16(le(b, i16::from_le_bytes)?),

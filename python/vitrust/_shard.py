@@ -1,0 +1,290 @@
+"""One output shard as an independent task: read tensors from memory-mapped
+input one at a time, prune the selected ones, stream everything into the
+shard. The same picklable function runs in this process or on a Dask worker;
+given the same task it writes the same bytes wherever it runs (results never
+depend on the thread count).
+
+While tensor ``i + 1`` is searched, tensor ``i`` is written by a second thread
+(the search and the write both release the interpreter) and the OS reads
+tensor ``i + 2`` ahead; at most one finished tensor waits, which bounds memory
+by a few copies of the largest tensor.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _checks, _format, _vitrust
+from ._prune import prune
+from ._sparse import ViterbiSparse
+from ._vitrust import VDConfig
+
+# A pruned tensor's target: a rate (rate control per tensor) or a global
+# multiplier with the tensor's fixed VD.
+Target = Union[float, Tuple[float, VDConfig]]
+Progress = Callable[[str, str, int], None]
+# Tap masks a pruned tensor's VD may have, at most, for the header's room
+# (n_out <= 64 outputs of up to 8 comparator bits): an estimate, never a limit.
+_TAPS_BOUND = 5 * 4 * 8
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One tensor of a task: where it is read from and whether it is pruned."""
+
+    name: str
+    file: str
+    kind: str  # "plain" or "sparse" (already pruned: passed through)
+    dtype: str
+    shape: Tuple[int, ...]
+    nbytes: int  # stored bytes in the source
+    prune: bool = False
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    out: str
+    tensors: Tuple[TensorPlan, ...]
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TensorStats:
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str
+    bytes_before: int
+    bytes_after: int
+    nnz: Optional[int] = None  # None: passed through
+    lam: Optional[float] = None
+    bits_per_weight: float = 0.0
+    search_seconds: float = 0.0  # in vitrust.prune
+    retained: Optional[float] = None
+    storage: Dict[str, Dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def rate(self) -> float:
+        return 1.0 - (self.nnz if self.nnz is not None else self.weights) / max(self.weights, 1)
+
+
+@dataclass
+class ShardStats:
+    out: str
+    data_bytes: int
+    stored: List[str]
+    tensors: List[TensorStats]
+    seconds: float
+
+
+_ITEMSIZE = {st: size for size, st in _checks.VALUE_DTYPES.values()}
+_PLAIN_NUMPY = {v: k for k, v in _format._NAMES.items()}
+
+
+def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) -> np.ndarray:
+    """A tensor's bytes viewed as its own numpy dtype (no copy); bfloat16 and
+    float8 need the ml_dtypes package."""
+    numpy_name = _format._VALUE_NUMPY.get(dtype)
+    if numpy_name is not None:
+        dt = np.dtype(numpy_name) if numpy_name in ("float16", "float32", "float64") else \
+            _checks.ml_dtype(numpy_name, f"tensor {name!r}")
+    elif dtype in _PLAIN_NUMPY:
+        dt = _PLAIN_NUMPY[dtype]
+    else:
+        raise TypeError(f"tensor {name!r}: dtype {dtype} is not supported here")
+    return raw.view(dt.newbyteorder("<")).reshape(shape)
+
+
+def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> ViterbiSparse:
+    """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
+    dt, shape, values, config, block_steps, lam, index = item
+    vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
+    return ViterbiSparse(tuple(shape), config, block_steps, index, vals, lam, threads=threads, _trusted=True)
+
+
+class Sources:
+    """Source files opened once per task (memory-mapped, validated at open)."""
+
+    def __init__(self) -> None:
+        self._open: Dict[str, _vitrust.SafeOpen] = {}
+
+    def __call__(self, path: str) -> _vitrust.SafeOpen:
+        f = self._open.get(path)
+        if f is None:
+            f = self._open[path] = _vitrust.SafeOpen(path)
+        return f
+
+
+def worker_threads(threads: Optional[int]) -> Optional[int]:
+    """On a Dask worker, its own thread count unless one was given."""
+    distributed = sys.modules.get("distributed")  # a worker has it; importing it costs ~30 MB
+    if threads is not None or distributed is None:
+        return threads
+    try:
+        return int(distributed.get_worker().state.nthreads)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _writer_plan(t: TensorPlan, f: _vitrust.SafeOpen) -> Tuple[str, str, List[int], int]:
+    if t.prune:
+        return (t.name, t.dtype, list(t.shape), _TAPS_BOUND)
+    if t.kind == "sparse":
+        item = f.get(t.name)
+        return (t.name, item[0], list(t.shape), len(item[3].taps))
+    return (t.name, t.dtype, list(t.shape), 0)
+
+
+def _retained(w: np.ndarray, sp: ViterbiSparse) -> float:
+    """Sum of kept |w| over the sum of the ``nnz`` largest |w| (magnitude pruning)."""
+    a = np.abs(w.astype(np.float64, copy=False)).ravel()
+    k = sp.nnz
+    if k == 0:
+        return 1.0
+    top = float(np.partition(a, a.size - k)[a.size - k :].sum())
+    kept = float(np.abs(sp.values.astype(np.float64)).sum())
+    return kept / top if top > 0 else 1.0
+
+
+def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> ViterbiSparse:
+    if isinstance(target, tuple):
+        lam, config = target
+        keep = {k: options[k] for k in ("block_steps", "score", "threads", "max_memory") if k in options}
+        return prune(w, lam=lam, config=config, **keep)
+    return prune(w, float(target), **options)
+
+
+def _write(w: _vitrust.ShardWriter, f: _vitrust.SafeOpen, t: TensorPlan, sp: Optional[ViterbiSparse],
+           part: Optional[str] = None) -> None:
+    if sp is not None:
+        vals = sp.values
+        w.add_sparse(t.name, _format._dtype_name(vals, t.name), list(sp.shape), _format._le_bytes(vals),
+                     sp.config, sp.block_steps, sp.lam, sp.index)
+    elif t.kind == "sparse" or part is not None:
+        g = f if part is None else _vitrust.SafeOpen(part)
+        dt, shape, values, config, block_steps, lam, index = g.get(t.name)
+        w.add_sparse(t.name, dt, list(shape), values, config, block_steps, lam, index)
+    else:
+        w.add_plain(t.name, t.dtype, list(t.shape), f.get(t.name))
+    f.release(t.name)
+
+
+def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[str, Any],
+            report: bool) -> Tuple[ViterbiSparse, TensorStats]:
+    """Prunes one tensor read from ``f``; its pages are handed back as soon as they are not needed."""
+    st = TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes)
+    w = plain_array(f.get(t.name), t.dtype, t.shape, t.name)
+    s0 = time.perf_counter()
+    sp = _prune_one(w, target, options)
+    st.search_seconds = time.perf_counter() - s0
+    st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
+    st.bytes_after = sp.index.nbytes + sp.values.nbytes
+    if report:
+        st.retained, st.storage = _retained(w, sp), dict(sp.storage())
+    return sp, st
+
+
+def run_shard(task: ShardTask, targets: Dict[str, Target], options: Dict[str, Any],
+              progress: Optional[Progress] = None, report: bool = False,
+              parts: Optional[Dict[str, Tuple[str, TensorStats]]] = None) -> ShardStats:
+    """Writes ``task.out``: pruned tensors at their ``targets``, the rest passed through.
+
+    ``options`` go to ``vitrust.prune``; ``report`` adds retained importance
+    and the storage table per pruned tensor (costly on large tensors).
+    ``parts`` gives, for tensors already pruned by ``prune_part``, the file
+    holding the result and its statistics: they are copied, not searched.
+    """
+    t0 = time.perf_counter()
+    options = dict(options, threads=worker_threads(options.get("threads")))
+    parts = parts or {}
+    files = Sources()
+    plan = [_writer_plan(t, files(t.file)) for t in task.tensors]
+    writer = _vitrust.ShardWriter(task.out, dict(task.metadata), plan)
+    stats: List[TensorStats] = []
+    pending: Optional[Future[None]] = None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            for i, t in enumerate(task.tensors):
+                f = files(t.file)
+                if i + 1 < len(task.tensors):
+                    nxt = task.tensors[i + 1]
+                    files(nxt.file).prefetch(nxt.name)
+                sp, st, part = None, TensorStats(t.name, t.shape, t.dtype, t.nbytes, t.nbytes), None
+                if t.name in parts:
+                    part, st = parts[t.name]
+                elif t.prune:
+                    if progress:
+                        progress("start", t.name, st.weights)
+                    sp, st = _search(f, t, targets[t.name], options, report)
+                    if progress:
+                        progress("done", t.name, st.weights)
+                stats.append(st)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_write, writer, f, t, sp, part)
+                del sp
+            if pending is not None:
+                pending.result()
+        data_bytes, stored = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return ShardStats(task.out, data_bytes, stored, stats, time.perf_counter() - t0)
+
+
+def prune_part(t: TensorPlan, target: Target, options: Dict[str, Any], path: str, report: bool = False) -> TensorStats:
+    """Prunes one tensor into a file of its own (a task finer than a shard, for
+    a cluster): ``assemble_shard`` copies it into its shard, bytes unchanged."""
+    options = dict(options, threads=worker_threads(options.get("threads")))
+    f = _vitrust.SafeOpen(t.file)
+    sp, st = _search(f, t, target, options, report)
+    w = _vitrust.ShardWriter(path, {}, [_writer_plan(t, f)])
+    try:
+        _write(w, f, t, sp)
+        w.finish()
+    except BaseException:
+        w.abort()
+        raise
+    return st
+
+
+def assemble_shard(task: ShardTask, paths: Dict[str, str], *stats: TensorStats) -> ShardStats:
+    """Writes a shard from its pruned parts (``paths``: name to part file) and
+    the source; ``stats`` are the parts' statistics (Dask passes the results of
+    the ``prune_part`` tasks here, which makes this task wait for them)."""
+    by_name = {s.name: s for s in stats}
+    return run_shard(task, {}, {}, parts={n: (p, by_name[n]) for n, p in paths.items()})
+
+
+def sample_shard(task: ShardTask, share: float, blocks: Dict[str, int]) -> List[Tuple[str, np.ndarray, float]]:
+    """Evenly spaced whole blocks of each tensor named in ``blocks`` (its block
+    length in weights), about ``share`` of its blocks and at least one:
+    ``(name, sample, weights per sampled weight)``. Blocks start in state 0, so
+    a sampled block searches exactly as it does inside the whole tensor."""
+    files = Sources()
+    out = []
+    for t in task.tensors:
+        if t.name not in blocks:
+            continue
+        block = blocks[t.name]
+        f = files(t.file)
+        flat = plain_array(f.get(t.name), t.dtype, t.shape, t.name).reshape(-1)
+        n_blocks = flat.size // block
+        m = max(1, int(round(n_blocks * share)))
+        if 2 * m >= n_blocks:
+            sample = flat.copy()
+        else:
+            starts = [((2 * i + 1) * n_blocks // (2 * m)) * block for i in range(m)]
+            sample = np.concatenate([flat[s : s + block] for s in starts])
+        f.release(t.name)
+        out.append((t.name, sample, flat.size / sample.size))
+    return out

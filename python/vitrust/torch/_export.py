@@ -1,0 +1,84 @@
+"""A pruned model as vitrust tensors, and writing them to a file."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import torch
+
+from .._sparse import ViterbiSparse
+from ._convert import to_numpy
+from ._pruning import attached
+
+
+def sparse_of(m: "torch.nn.Module", name: str, dense: np.ndarray) -> Optional[ViterbiSparse]:
+    """``dense`` (the masked weights) stored on the VD index of ``m.name``'s vitrust pruning.
+
+    The index describes a superset of the current mask (an AND with other masks
+    only removes weights), so the values at the extra positions are zeros and
+    the dense tensor is reproduced exactly. ``None`` when no such index exists.
+    """
+    method = attached(m, name)
+    if method is None or method.sparse is None or method.sparse.shape != dense.shape:
+        return None
+    sp = method.sparse
+    vd_mask = sp.mask()
+    if np.count_nonzero(dense[~vd_mask]):
+        return None  # weights outside the VD mask: not ours to compress
+    values = dense[vd_mask]  # boolean indexing: a fresh C-order 1-D array
+    return ViterbiSparse(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, _trusted=True, _starts=sp._starts)
+
+
+def _pair(sd: Mapping[str, Any], key: str) -> Optional[str]:
+    """The plain name of ``key`` when it is half of a ``name_orig`` + ``name_mask`` pair."""
+    for half, other in (("_orig", "_mask"), ("_mask", "_orig")):
+        if key.endswith(half) and key[: -len(half)] + other in sd:
+            return key[: -len(half)]
+    return None
+
+
+def state_tensors(model: "torch.nn.Module") -> Dict[str, Any]:
+    """The model's state as vitrust tensors: pruned weights (vitrust masks) as
+    ``ViterbiSparse`` under their plain names, everything else as numpy arrays
+    of the tensors' shapes (0-d included)."""
+    sd = model.state_dict()
+    out: Dict[str, Any] = {}
+    for key, value in sd.items():
+        base = _pair(sd, key)
+        if base is None:
+            out[key] = to_numpy(value)
+        elif key.endswith("_orig"):
+            prefix, _, attr = base.rpartition(".")
+            dense = to_numpy(value * sd[base + "_mask"])
+            floating = dense.dtype.kind == "f" or dense.dtype.name == "bfloat16"
+            sp = sparse_of(model.get_submodule(prefix), attr, dense) if floating else None
+            out[base] = dense if sp is None else sp
+    return out
+
+
+def state_tensors_names(model: "torch.nn.Module") -> List[str]:
+    """The plain names of the model's state (``weight`` for ``weight_orig`` + ``weight_mask``)."""
+    sd = model.state_dict()
+    names = []
+    for key in sd:
+        base = _pair(sd, key)
+        if base is None:
+            names.append(key)
+        elif key.endswith("_orig"):
+            names.append(base)
+    return names
+
+
+def export(model: "torch.nn.Module", path: Any, metadata: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """Writes ``model`` to a vitrust safetensors file; returns what was written.
+
+    Weights pruned with vitrust are stored as index plus kept values; the rest
+    (including weights pruned by other methods, as their masked dense values)
+    are plain tensors under their usual ``state_dict`` names.
+    """
+    from .. import save_file
+
+    tensors = state_tensors(model)
+    save_file(tensors, path, metadata)
+    return tensors

@@ -1,0 +1,228 @@
+//! A safetensors file opened by memory mapping: its header is validated at
+//! open (the container by the `safetensors` crate; a vitrust file in full, by
+//! [`load`](super::load)), and tensors are handed out as zero-copy views of the
+//! mapping, so a tensor costs memory only while it is being used. Every error
+//! names the file.
+
+use super::{is_reserved, load, DType, Item, Sparse, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX};
+use crate::{bail_format, Error, Result, VdConfig};
+use memmap2::Mmap;
+use safetensors::SafeTensors;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Where a stored tensor lies in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Byte range in the file.
+    pub range: Range<usize>,
+}
+
+/// A pruned tensor's parameters and where its two siblings lie.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseSpan {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub config: VdConfig,
+    pub block_steps: usize,
+    pub lam: f64,
+    pub index: Span,
+    pub values: Span,
+}
+
+/// One logical tensor of the file: plain, or pruned (stored as two siblings).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Plain(Span),
+    Sparse(SparseSpan),
+}
+
+impl Entry {
+    /// Bytes the tensor occupies in the file.
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Entry::Plain(s) => s.range.len(),
+            Entry::Sparse(s) => s.index.range.len() + s.values.range.len(),
+        }
+    }
+}
+
+pub struct MappedFile {
+    path: PathBuf,
+    map: Mmap,
+    entries: BTreeMap<String, Entry>,
+    metadata: HashMap<String, String>,
+}
+
+impl MappedFile {
+    /// Maps `path` and validates its header (and, for a vitrust file, all of it).
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_inner(path).map_err(|e| e.context(path.display()))
+    }
+
+    fn open_inner(path: &Path) -> Result<Self> {
+        let io = |e: std::io::Error| Error::io(e.to_string());
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            bail_format!("not a regular file");
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        if meta.len() < 8 {
+            bail_format!(
+                "not a valid safetensors file: {} bytes is too short",
+                meta.len()
+            );
+        }
+        // SAFETY: the mapping is read-only; the file must not be truncated
+        // while it is open (as with any memory-mapped reader).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let (n, header) = SafeTensors::read_metadata(&map)
+            .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+        let start = 8 + n;
+        let mut stored = BTreeMap::new();
+        for (name, info) in header.tensors() {
+            let dtype = DType::from_safetensors(info.dtype).ok_or_else(|| {
+                Error::format(format!(
+                    "tensor {name:?}: unsupported dtype {:?}",
+                    info.dtype
+                ))
+            })?;
+            let (a, b) = info.data_offsets;
+            let span = Span {
+                dtype,
+                shape: info.shape.clone(),
+                range: start + a..start + b,
+            };
+            stored.insert(name, span);
+        }
+        let mut metadata = header.metadata().clone().unwrap_or_default();
+        let entries = if metadata.remove(META_KEY).is_some() {
+            let entries = vitrust_entries(&map, &mut stored)?;
+            release_all(&map);
+            entries
+        } else {
+            if let Some(name) = stored.keys().find(|n| is_reserved(n)) {
+                bail_format!("tensor {name:?} is part of a pruned tensor, but the vitrust metadata is missing");
+            }
+            stored
+                .into_iter()
+                .map(|(k, s)| (k, Entry::Plain(s)))
+                .collect()
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            entries,
+            metadata,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logical tensors by name (a pruned tensor once, not its siblings).
+    pub fn entries(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
+    }
+
+    pub fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("{}: no tensor {name:?}", self.path.display())))
+    }
+
+    /// The file's own string metadata (without vitrust's key).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// The bytes of a span: a view of the mapping.
+    pub fn bytes(&self, span: &Span) -> &[u8] {
+        &self.map[span.range.clone()]
+    }
+
+    /// A pruned tensor, its values borrowed from the mapping.
+    pub fn sparse(&self, s: &SparseSpan) -> Sparse<'_> {
+        let index = self
+            .bytes(&s.index)
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Sparse {
+            shape: s.shape.clone(),
+            config: s.config.clone(),
+            block_steps: s.block_steps,
+            lam: s.lam,
+            index: Cow::Owned(index),
+            dtype: s.dtype,
+            values: Cow::Borrowed(self.bytes(&s.values)),
+        }
+    }
+
+    /// Asks the OS to start reading a range in the background.
+    pub fn prefetch(&self, range: &Range<usize>) {
+        #[cfg(unix)]
+        let _ = self
+            .map
+            .advise_range(memmap2::Advice::WillNeed, range.start, range.len());
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
+    /// Drops a range's pages from this process's memory (they stay in the
+    /// page cache and come back from the file if read again): what keeps
+    /// memory bounded while a large file is streamed through.
+    pub fn release(&self, range: &Range<usize>) {
+        release(&self.map, range);
+    }
+}
+
+fn release(map: &Mmap, range: &Range<usize>) {
+    #[cfg(unix)]
+    // SAFETY: the mapping is a read-only view of a file; dropped pages are
+    // read back from the file, unchanged, if touched again.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+    };
+    #[cfg(not(unix))]
+    let _ = (map, range);
+}
+
+fn release_all(map: &Mmap) {
+    release(map, &(0..map.len()));
+}
+
+/// Validates a whole vitrust file and groups its stored tensors into logical ones.
+fn vitrust_entries(
+    map: &[u8],
+    stored: &mut BTreeMap<String, Span>,
+) -> Result<BTreeMap<String, Entry>> {
+    let items = load(map)?;
+    let mut take = |name: &str| {
+        stored
+            .remove(name)
+            .ok_or_else(|| Error::format(format!("tensor {name:?} is missing")))
+    };
+    let mut out = BTreeMap::new();
+    for (name, item) in items {
+        let entry = match item {
+            Item::Plain(_) => Entry::Plain(take(&name)?),
+            Item::Sparse(s) => Entry::Sparse(SparseSpan {
+                index: take(&format!("{name}{INDEX_SUFFIX}"))?,
+                values: take(&format!("{name}{VALUES_SUFFIX}"))?,
+                shape: s.shape,
+                dtype: s.dtype,
+                config: s.config,
+                block_steps: s.block_steps,
+                lam: s.lam,
+            }),
+        };
+        out.insert(name, entry);
+    }
+    Ok(out)
+}
