@@ -3,6 +3,7 @@
 //! mask (counts, gather, scatter) are in [`crate::values`].
 
 use crate::bitslice::BitSlicer;
+use crate::cancel::{self, Cancel};
 use crate::{bail, Layout, Result, VdConfig};
 use rayon::prelude::*;
 
@@ -224,6 +225,8 @@ pub struct Expander {
     config: VdConfig,
     layout: Layout,
     kernel: Kernel,
+    /// The token current when the expander was built (see [`crate::cancel`]).
+    cancel: Cancel,
 }
 
 impl Expander {
@@ -232,6 +235,7 @@ impl Expander {
             config: config.clone(),
             layout,
             kernel: Kernel::new(config, Decoder::best(layout.n_out)),
+            cancel: cancel::current(),
         }
     }
 
@@ -262,6 +266,11 @@ impl Expander {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The cancel token long loops over this expander's blocks check.
+    pub(crate) fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// Writes block `b`'s mask as bits (bit `i` of word `i / 64` for the
@@ -296,6 +305,8 @@ impl Expander {
 
     /// Runs `f(b, bits, out)` for every block in parallel, with block `b`'s
     /// mask bits and its piece of `out` (`per_block` elements per block).
+    /// Once cancelled, the remaining blocks are skipped and a checkpoint
+    /// after them unwinds (see [`crate::cancel`]).
     pub(crate) fn blocks<T: Send>(
         &self,
         index: &[u64],
@@ -306,10 +317,14 @@ impl Expander {
         out.par_chunks_mut(per_block).enumerate().for_each_init(
             || vec![0u64; self.bits_words()],
             |bits, (b, out)| {
+                if self.cancel.is_cancelled() {
+                    return;
+                }
                 let nw = self.block_bits(index, b, bits);
                 f(b, &bits[..nw], out)
             },
         );
+        self.cancel.checkpoint();
     }
 
     /// Writes the mask of every weight into `out` (length `n_weights`).

@@ -20,6 +20,10 @@ impl Layout {
         if n_weights == 0 {
             bail!("no weights: the tensor is empty");
         }
+        // Bounds every position and size product below (no array is larger).
+        if n_weights > isize::MAX as usize {
+            bail!("n_weights = {n_weights}: more weights than an array can hold");
+        }
         if !(1..=MAX_BLOCK_STEPS).contains(&block_steps) {
             bail!("block_steps = {block_steps}: must be in 1..={MAX_BLOCK_STEPS}");
         }

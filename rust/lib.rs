@@ -5,7 +5,9 @@
 //! ([`rate`]). The Python binding lives behind the `python` feature.
 
 pub mod acs;
+pub mod alloc;
 mod bitslice;
+pub mod cancel;
 pub mod cost;
 pub mod error;
 pub mod expand;

@@ -7,7 +7,7 @@
 use crate::acs::Level;
 use crate::float8::{F8E4M3, F8E5M2};
 use crate::values::push_positions;
-use crate::{bail, Expander, Float, Result};
+use crate::{bail, Error, Expander, Float, Result};
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,12 @@ const TASK_WEIGHTS: usize = 1 << 16;
 
 /// A float type the product runs in.
 pub trait Real:
-    Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
+    crate::alloc::Zeroable
+    + Send
+    + Sync
+    + Default
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
 {
 }
 impl Real for f32 {}
@@ -170,6 +175,7 @@ pub fn matmul<R: Real, V: Widen<R>>(
                     }
                 },
             );
+        e.cancel().checkpoint();
         !stale.load(Ordering::Relaxed)
     })
 }
@@ -201,10 +207,14 @@ pub(crate) fn shapes(
     } else {
         (cols, format!("({cols}, batch)"), rows, batch)
     };
-    if batch == 0 || x_len != inner * batch {
+    let sizes = |a: usize, b: usize, what: &str| {
+        a.checked_mul(b)
+            .ok_or_else(|| Error::invalid(format!("{what} = {a} x {b} overflows")))
+    };
+    if batch == 0 || x_len != sizes(inner, batch, "operand elements")? {
         bail!("operand has {x_len} elements; expected {x_shape} with batch >= 1");
     }
-    if out_len != out_rows * out_cols {
+    if out_len != sizes(out_rows, out_cols, "output elements")? {
         bail!("output has {out_len} elements; expected {out_rows} x {out_cols}");
     }
     Ok(cols)
@@ -235,6 +245,10 @@ impl<V> Rows<'_, V> {
         };
         let mut a = 0;
         for (r, y) in y.chunks_exact_mut(batch).enumerate() {
+            // A wide batch makes one task long: check between rows.
+            if self.entries.e.cancel().is_cancelled() {
+                return true;
+            }
             let b = row_end(pos, a, r, self.entries.cols);
             row_product(&pos[a..b], &values[a..b], x, batch, y);
             a = b;

@@ -10,7 +10,7 @@
 //! remembers the process id that built it; a process with another id (a
 //! forked child) builds a fresh pool of its own on first use.
 
-use crate::{bail, Error, Result};
+use crate::{bail, Error, ErrorKind, Result};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,9 +20,15 @@ pub const ENV_THREADS: &str = "VITRUST_NUM_THREADS";
 pub const MAX_THREADS: usize = 1024;
 
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    with_pool(threads, |pool| pool.install(f))
+}
+
+/// Calls `op` on the calling thread with the pool that `threads` names (for
+/// callers that spawn work into it and wait their own way).
+pub fn with_pool<R>(threads: Option<usize>, op: impl FnOnce(&ThreadPool) -> R) -> Result<R> {
     match threads {
-        None => Ok(default_pool()?.install(f)),
-        Some(n) => Ok(build(n)?.install(f)),
+        None => Ok(op(&*default_pool()?)),
+        Some(n) => Ok(op(&build(n)?)),
     }
 }
 
@@ -63,7 +69,13 @@ fn build(n: usize) -> Result<ThreadPool> {
         .num_threads(n)
         .thread_name(|i| format!("vitrust-{i}"))
         .build()
-        .map_err(|e| Error::invalid(format!("could not start {n} threads: {e}")))
+        // Starting threads fails for want of memory (or of a thread quota).
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Memory,
+                format!("could not start {n} threads: {e}"),
+            )
+        })
 }
 
 /// The default pool of this process, built on first use (again after a fork).

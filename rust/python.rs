@@ -2,12 +2,14 @@
 //! interpreter around every heavy call, and maps core errors to `ValueError`.
 //! No algorithm lives here.
 
-use crate::pool::with_threads;
+use crate::alloc::zeros;
+use crate::cancel::{self, Cancel};
+use crate::pool::with_pool;
 use crate::{
     prune_to_rate, Error, ErrorKind, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
 };
 use arrays::{by_width, u32_list, Floats, IntArg};
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -161,15 +163,74 @@ fn simd_level(name: Option<&str>) -> PyResult<crate::acs::Level> {
     }
 }
 
+/// How often a thread waiting for the core runs pending signal handlers.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs `f` without the interpreter, in `threads` threads, mapping errors.
+///
+/// The work runs in the pool while this thread waits in slices of
+/// [`SIGNAL_POLL`], re-attaching each time to run pending signal handlers.
+/// When one raises (Ctrl-C's `KeyboardInterrupt`), the work is cancelled
+/// (it checks between blocks), and the exception is returned once the work
+/// has stopped; its partial result is dropped.
 fn detached<R: Send>(
     py: Python<'_>,
     threads: Option<usize>,
     f: impl FnOnce() -> crate::Result<R> + Send,
 ) -> PyResult<R> {
-    py.detach(|| with_threads(threads, f))
-        .and_then(|r| r)
-        .map_err(value_error)
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let token = Cancel::new();
+    let mut raised: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        with_pool(threads, |pool| {
+            pool.in_place_scope(|scope| {
+                let (tx, rx) = channel();
+                let token = &token;
+                scope.spawn(move |_| {
+                    let _ = tx.send(cancel::scope(token, f).and_then(|r| r));
+                });
+                loop {
+                    match rx.recv_timeout(SIGNAL_POLL) {
+                        Ok(r) => return Some(r),
+                        // The work panicked; the scope re-raises the panic here.
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                        Err(RecvTimeoutError::Timeout) if raised.is_none() => {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                token.cancel();
+                                raised = Some(e);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            })
+        })
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    match outcome.map_err(value_error)? {
+        Some(r) => r.map_err(value_error),
+        None => unreachable!("a panicking job is re-raised by its scope"),
+    }
+}
+
+/// rust-numpy finds NumPy's C API on first use by running Python code (a
+/// version check) and panics if that fails, so a Ctrl-C landing there became
+/// a `PanicException`. Signal handlers run only on the main thread: the first
+/// lookup is done here, at import, on a thread of its own.
+fn load_numpy_api(py: Python<'_>) -> PyResult<()> {
+    let loaded = py.detach(|| {
+        std::thread::spawn(|| {
+            Python::attach(|py| {
+                let _ = PyArray1::<f64>::zeros(py, 0, false);
+            })
+        })
+        .join()
+    });
+    loaded.map_err(|_| {
+        pyo3::exceptions::PyImportError::new_err("vitrust: could not load NumPy's C API")
+    })
 }
 
 /// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
@@ -199,7 +260,7 @@ fn search<'py>(
     let (index, nnz, metric) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
         let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?.with_level(level)?;
-        let mut index = vec![0u64; layout.index_len()];
+        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let res = s.run(lam, &mut index)?;
         Ok((
             index,
@@ -235,7 +296,7 @@ fn search_rate<'py>(
     let (index, r) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
         let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
-        let mut index = vec![0u64; layout.index_len()];
+        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let r = prune_to_rate(&s, rate, &mut index)?;
         Ok((index, r))
     })?;
@@ -255,16 +316,14 @@ fn expand<'py>(
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
-    // SAFETY: `mask` writes every element before the array is returned.
-    let out = unsafe { PyArray1::<bool>::new(py, n_weights, false) };
-    {
-        let mut rw = out.readwrite();
-        let mask = rw.as_slice_mut()?;
-        let idx = index.as_slice()?;
+    let idx = index.as_slice()?;
+    let mask = detached(py, threads, || {
         let e = Expander::new(&config.0, layout);
-        detached(py, threads, || e.mask(idx, mask))?;
-    }
-    Ok(out)
+        let mut mask = zeros::<bool>(n_weights, "the keep-mask")?;
+        e.mask(idx, &mut mask)?;
+        Ok(mask)
+    })?;
+    Ok(mask.into_pyarray(py))
 }
 
 /// Where each block's kept values start, with the total last (`n_blocks + 1`).
@@ -280,23 +339,25 @@ fn block_starts<'py>(
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
-    let e = Expander::new(&config.0, layout);
-    let starts = detached(py, threads, || e.starts(idx))?;
-    Ok(starts_array(py, starts))
+    let starts = detached(py, threads, || Expander::new(&config.0, layout).starts(idx))?;
+    starts_array(py, starts)
 }
 
-fn starts_array(py: Python<'_>, starts: Vec<usize>) -> Bound<'_, PyArray1<u64>> {
-    starts
-        .into_iter()
-        .map(|s| s as u64)
-        .collect::<Vec<_>>()
-        .into_pyarray(py)
+/// `v` converted element by element into a fallibly allocated vector.
+fn convert<A: Copy, B>(v: &[A], what: &str, f: impl Fn(A) -> B) -> PyResult<Vec<B>> {
+    let mut out = crate::alloc::with_capacity(v.len(), what).map_err(value_error)?;
+    out.extend(v.iter().map(|&a| f(a)));
+    Ok(out)
+}
+
+fn starts_array(py: Python<'_>, starts: Vec<usize>) -> PyResult<Bound<'_, PyArray1<u64>>> {
+    Ok(convert(&starts, "the block starts", |s| s as u64)?.into_pyarray(py))
 }
 
 /// Block starts handed back from Python, as the core takes them.
 fn starts_arg(starts: Option<PyReadonlyArray1<'_, u64>>) -> PyResult<Option<Vec<usize>>> {
     starts
-        .map(|s| Ok(s.as_slice()?.iter().map(|&v| v as usize).collect()))
+        .map(|s| convert(s.as_slice()?, "the block starts", |v| v as usize))
         .transpose()
 }
 
@@ -314,11 +375,15 @@ fn gather<'py>(
     let arr = Floats::extract(weights, "weights")?;
     let idx = index.as_slice()?;
     let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     macro_rules! run {
         ($w:expr, $t:ty) => {{
-            let (values, starts) = detached(py, threads, || e.gather::<$t>(idx, $w))?;
-            (values.into_pyarray(py).into_any(), starts_array(py, starts))
+            let (values, starts) = detached(py, threads, || {
+                Expander::new(&config.0, layout).gather::<$t>(idx, $w)
+            })?;
+            (
+                values.into_pyarray(py).into_any(),
+                starts_array(py, starts)?,
+            )
         }};
     }
     let (values, starts) = by_width!(arr, run);
@@ -343,17 +408,15 @@ fn scatter<'py>(
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
-            // SAFETY: `scatter` writes every element before the array is returned.
-            let out = unsafe { PyArray1::<$t>::new(py, n_weights, false) };
-            {
-                let mut rw = out.readwrite();
-                let dense = rw.as_slice_mut()?;
-                detached(py, threads, || e.scatter(idx, $v, starts.as_deref(), dense))?;
-            }
-            out.into_any()
+            let dense = detached(py, threads, || {
+                let e = Expander::new(&config.0, layout);
+                let mut dense = zeros::<$t>(n_weights, "the dense array")?;
+                e.scatter(idx, $v, starts.as_deref(), &mut dense)?;
+                Ok(dense)
+            })?;
+            dense.into_pyarray(py).into_any()
         }};
     }
     let dense = by_width!(arr, fill);
@@ -382,32 +445,32 @@ fn matmul<'py>(
     left: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
-    let e = Expander::new(&config.0, layout);
     let idx = index.as_slice()?;
     let starts = starts_arg(starts)?;
-    let out_len = batch * if left { n_weights / rows.max(1) } else { rows };
+    let out_rows = if left { n_weights / rows.max(1) } else { rows };
+    let out_len =
+        crate::alloc::product(batch, out_rows, "output elements (batch x rows or columns)")
+            .map_err(value_error)?;
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,
     );
     macro_rules! run {
         ($v:expr, $x:expr, $t:ty) => {{
-            // SAFETY: both products write every element or fail, and a failed
-            // call's array is dropped unread.
-            let out = unsafe { PyArray1::<$t>::new(py, out_len, false) };
-            {
-                let mut rw = out.readwrite();
-                let y = rw.as_slice_mut()?;
-                let s = starts.as_deref();
-                detached(py, threads, || {
-                    if left {
-                        crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, y)
-                    } else {
-                        crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, y)
-                    }
-                })?;
-            }
-            out.into_any()
+            let s = starts.as_deref();
+            let y = detached(py, threads, || {
+                let e = Expander::new(&config.0, layout);
+                // Sizes first: a bad batch is a ValueError, not a huge allocation.
+                crate::matmul::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
+                let mut y = zeros::<$t>(out_len, "the product")?;
+                if left {
+                    crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                } else {
+                    crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                }
+                Ok(y)
+            })?;
+            y.into_pyarray(py).into_any()
         }};
     }
     Ok(match (v.weights()?, xs.weights()?) {
@@ -485,6 +548,7 @@ fn default_threads() -> PyResult<usize> {
 
 #[pymodule]
 fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    load_numpy_api(m.py())?;
     checkpoint::register(m)?;
     m.add_class::<PyConfig>()?;
     m.add("FormatError", m.py().get_type::<FormatError>())?;

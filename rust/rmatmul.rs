@@ -10,7 +10,7 @@
 
 use crate::acs::Level;
 use crate::matmul::{row_end, shapes, task_rows, Entries, Real, Widen};
-use crate::{Expander, Result};
+use crate::{Error, Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,7 +48,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
 ) -> Result<()> {
     let cols = shapes(e, index, rows, batch, x.len(), out.len(), true)?;
     // X's columns as contiguous rows, so each entry adds one contiguous run.
-    let mut xt = vec![R::default(); rows * batch];
+    let mut xt = crate::alloc::zeros::<R>(x.len(), "the transposed operand")?;
     xt.par_chunks_mut(batch).enumerate().for_each(|(r, xr)| {
         xr.iter_mut()
             .enumerate()
@@ -58,8 +58,12 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
     let g = rows.div_ceil(per_group);
     // Group `g`'s partial result, batch column `b`, output column `c` sits at
     // ((g * tiles + b / TILE) * cols + c) * TILE + b % TILE.
-    let each = cols * batch.next_multiple_of(TILE);
-    let mut partial = vec![R::default(); g * each];
+    let tiled = batch
+        .checked_next_multiple_of(TILE)
+        .ok_or_else(|| Error::invalid(format!("batch = {batch} is too large")))?;
+    let each = crate::alloc::product(cols, tiled, "partial result (cols x batch)")?;
+    let total = crate::alloc::product(g, each, "partial results (groups x cols x batch)")?;
+    let mut partial = crate::alloc::zeros::<R>(total, "the partial results")?;
     e.with_starts(index, starts, values.len(), |starts| {
         let stale = AtomicBool::new(false);
         partial
@@ -93,6 +97,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
                     stale.store(true, Ordering::Relaxed);
                 }
             });
+        e.cancel().checkpoint();
         !stale.load(Ordering::Relaxed)
     })?;
     // Add the groups in order into the first, a run of columns at a time
@@ -135,6 +140,9 @@ impl<V> Group<'_, V> {
         let step = task_rows(cols, self.end - self.first);
         let (mut bits, mut pos) = (vec![0u64; self.entries.e.bits_words()], Vec::new());
         for first in (self.first..self.end).step_by(step) {
+            if self.entries.e.cancel().is_cancelled() {
+                return true;
+            }
             let n = step.min(self.end - first);
             let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
                 return false;

@@ -8,6 +8,8 @@
 //! traceback from the best final state replays the decisions into the input bits.
 
 use crate::acs::{self, subset_sums, Level};
+use crate::alloc::zeros;
+use crate::cancel::{self, Cancel, Checked};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
 
@@ -95,17 +97,18 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(tr: &Trellis, block_steps: usize) -> Self {
+    pub fn new(tr: &Trellis, block_steps: usize) -> Result<Self> {
         let s = tr.n_states();
-        Self {
-            old: vec![0.0; s],
-            new: vec![0.0; s],
-            bm: vec![0.0; s << tr.n_in],
-            sums: vec![0.0; 256],
-            decisions: vec![0; block_steps * tr.n_in as usize * tr.plane_words()],
-            gains: vec![0.0; block_steps * tr.n_out],
-            words: vec![0; (block_steps * tr.n_in as usize).div_ceil(64)],
-        }
+        let what = "a search workspace";
+        Ok(Self {
+            old: zeros(s, what)?,
+            new: zeros(s, what)?,
+            bm: zeros(s << tr.n_in, what)?,
+            sums: zeros(256, what)?,
+            decisions: zeros(block_steps * tr.n_in as usize * tr.plane_words(), what)?,
+            gains: zeros(block_steps * tr.n_out, what)?,
+            words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
+        })
     }
 }
 
@@ -191,6 +194,7 @@ fn search_block(
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
+    stop: &Cancel,
 ) -> BlockResult {
     #[cfg(target_arch = "x86_64")]
     {
@@ -200,8 +204,9 @@ fn search_block(
             ws: &mut Workspace,
             steps: usize,
             valid: usize,
+            stop: &Cancel,
         ) -> BlockResult {
-            search_block_at(tr, Level::Avx512, ws, steps, valid)
+            search_block_at(tr, Level::Avx512, ws, steps, valid, stop)
         }
         #[target_feature(enable = "avx2,fma,popcnt,bmi2")]
         unsafe fn avx2(
@@ -209,18 +214,19 @@ fn search_block(
             ws: &mut Workspace,
             steps: usize,
             valid: usize,
+            stop: &Cancel,
         ) -> BlockResult {
-            search_block_at(tr, Level::Avx2, ws, steps, valid)
+            search_block_at(tr, Level::Avx2, ws, steps, valid, stop)
         }
         match level {
             // SAFETY: a `Searcher` only holds a level the CPU runs.
-            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid) },
+            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid, stop) },
             // SAFETY: as above.
-            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid) },
+            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid, stop) },
             Level::Portable => {}
         }
     }
-    search_block_at(tr, level, ws, steps, valid)
+    search_block_at(tr, level, ws, steps, valid, stop)
 }
 
 #[inline(always)]
@@ -230,6 +236,7 @@ fn search_block_at(
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
+    stop: &Cancel,
 ) -> BlockResult {
     let s = tr.n_states();
     let n_in = tr.n_in as usize;
@@ -256,6 +263,14 @@ fn search_block_at(
         if (t + 1) % RENORMALISE_EVERY == 0 {
             let top = max_of(&ws.new);
             ws.new.iter_mut().for_each(|m| *m -= top);
+            // A block at 16 flip-flops takes long enough to check inside it;
+            // the loop around unwinds once it is over (see `Cancel::skip`).
+            if stop.is_cancelled() {
+                return BlockResult {
+                    metric: 0.0,
+                    kept: 0,
+                };
+            }
         }
         std::mem::swap(&mut ws.old, &mut ws.new);
     }
@@ -304,6 +319,8 @@ pub struct Searcher<'a> {
     scores: Scores<'a>,
     /// The largest score (unscaled).
     max_score: f64,
+    /// The token current when the searcher was built (see [`crate::cancel`]).
+    cancel: Cancel,
 }
 
 impl<'a> Searcher<'a> {
@@ -331,6 +348,9 @@ impl<'a> Searcher<'a> {
                 config.flip_flops(), config.n_in(), layout.block_steps
             );
         }
+        // The workspaces are allocated inside the parallel loops, where a
+        // failure cannot be returned: make sure the memory can be had first.
+        crate::alloc::with_capacity::<u8>(need, "the search's working memory")?;
         let max_score = scores.check()?;
         Ok(Self {
             trellis,
@@ -339,6 +359,7 @@ impl<'a> Searcher<'a> {
             layout,
             scores: scores.scaled(max_score),
             max_score,
+            cancel: cancel::current(),
         })
     }
 
@@ -379,18 +400,26 @@ impl<'a> Searcher<'a> {
 
     /// Searches `steps` steps of weights from `start` as if they were a block.
     fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
+        if self.cancel.is_cancelled() {
+            return BlockResult {
+                metric: 0.0,
+                kept: 0,
+            };
+        }
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        let res = search_block(&self.trellis, self.level, ws, steps, valid);
+        let res = search_block(&self.trellis, self.level, ws, steps, valid, &self.cancel);
         BlockResult {
             metric: res.metric / self.scores.scale(),
             ..res
         }
     }
 
+    /// A workspace for the parallel loops, which cannot return an error: a
+    /// failed allocation unwinds to [`cancel::scope`] (see [`cancel::fail`]).
     fn workspace(&self) -> Workspace {
-        Workspace::new(&self.trellis, self.layout.block_steps)
+        Workspace::new(&self.trellis, self.layout.block_steps).unwrap_or_else(|e| cancel::fail(e))
     }
 
     /// Kept weights when `(start, steps)` pieces (at most a block long) are
@@ -405,7 +434,8 @@ impl<'a> Searcher<'a> {
                         .kept
                 },
             )
-            .sum()
+            .sum::<usize>()
+            .checked(&self.cancel)
     }
 
     /// Searches every block at `lam`, writing the index; returns each block's result.
@@ -427,6 +457,7 @@ impl<'a> Searcher<'a> {
                     res
                 },
             )
-            .collect()
+            .collect::<Vec<_>>()
+            .checked(&self.cancel)
     }
 }

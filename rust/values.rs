@@ -18,7 +18,8 @@ impl Expander {
     /// (`n_blocks + 1` entries).
     pub fn starts(&self, index: &[u64]) -> Result<Vec<usize>> {
         self.check(index, self.layout().n_weights)?;
-        let mut counts = vec![0usize; self.layout().n_blocks() + 1];
+        let n_blocks = self.layout().n_blocks();
+        let mut counts = crate::alloc::zeros::<usize>(n_blocks + 1, "the block starts")?;
         self.blocks(index, &mut counts[1..], 1, |_, bits, out| {
             out[0] = popcount(bits)
         });
@@ -70,22 +71,24 @@ impl Expander {
     }
 
     /// The kept weights in C order, and their block starts.
-    pub fn gather<T: Copy + Send + Sync + Default>(
+    pub fn gather<T: crate::alloc::Zeroable + Send + Sync>(
         &self,
         index: &[u64],
         weights: &[T],
     ) -> Result<(Vec<T>, Vec<usize>)> {
         self.check(index, weights.len())?;
         let starts = self.starts(index)?;
-        let mut values = vec![T::default(); starts[starts.len() - 1]];
-        let counts: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut values = crate::alloc::zeros(starts[starts.len() - 1], "the kept values")?;
         let bw = self.layout().block_weights();
-        split_by(&mut values, &counts)
+        split_at_starts(&mut values, &starts)?
             .into_par_iter()
             .enumerate()
             .for_each_init(
                 || vec![0u64; self.bits_words()],
                 |bits, (b, out)| {
+                    if self.cancel().is_cancelled() {
+                        return;
+                    }
                     let nw = self.block_bits(index, b, bits);
                     let w = &weights[b * bw..];
                     let mut k = 0;
@@ -95,6 +98,7 @@ impl Expander {
                     });
                 },
             );
+        self.cancel().checkpoint();
         Ok((values, starts))
     }
 
@@ -280,15 +284,16 @@ unsafe fn expand_lanes64(bits: &[u64], mut values: *const u64, out: *mut u64, n:
     }
 }
 
-/// Splits `s` into consecutive pieces of the given lengths (which sum to its length).
-pub fn split_by<'a, T>(mut s: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
-    lens.iter()
-        .map(|&n| {
-            let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
-            s = tail;
-            head
-        })
-        .collect()
+/// Splits `s` into the consecutive pieces `starts[b]..starts[b + 1]` (the
+/// starts run from 0 to its length).
+pub fn split_at_starts<'a, T>(mut s: &'a mut [T], starts: &[usize]) -> Result<Vec<&'a mut [T]>> {
+    let mut pieces = crate::alloc::with_capacity(starts.len() - 1, "the blocks' values")?;
+    for w in starts.windows(2) {
+        let (head, tail) = std::mem::take(&mut s).split_at_mut(w[1] - w[0]);
+        s = tail;
+        pieces.push(head);
+    }
+    Ok(pieces)
 }
 
 #[cfg(test)]

@@ -179,7 +179,12 @@ impl safetensors::View for Stored<'_> {
     fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Tensors are written one after another: once the save is cancelled,
+    /// the rest are skipped (the file is removed before it is renamed).
     fn data(&self) -> Cow<'_, [u8]> {
+        if crate::cancel::check().is_err() {
+            return Cow::Borrowed(&[]);
+        }
         Cow::Borrowed(&self.data)
     }
     fn data_len(&self) -> usize {
@@ -187,8 +192,23 @@ impl safetensors::View for Stored<'_> {
     }
 }
 
-fn u64_bytes(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+fn u64_bytes(words: &[u64]) -> Result<Vec<u8>> {
+    let n = crate::alloc::bytes_of::<u64>(words.len(), "an index's bytes")?;
+    let mut out = crate::alloc::with_capacity(n, "an index's bytes")?;
+    words
+        .iter()
+        .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+    Ok(out)
+}
+
+/// CRC-32 of `data`, a chunk at a time with a cancel check between chunks.
+fn crc32(data: &[u8]) -> Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    for chunk in data.chunks(64 << 20) {
+        crate::cancel::check()?;
+        h.update(chunk);
+    }
+    Ok(h.finalize())
 }
 
 fn config_json(c: &VdConfig) -> Value {
@@ -238,7 +258,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 let index = Stored {
                     dtype: DType::U64,
                     shape: vec![s.index.len()],
-                    data: Cow::Owned(u64_bytes(&s.index)),
+                    data: Cow::Owned(u64_bytes(&s.index)?),
                 };
                 let values = Stored {
                     dtype: s.dtype,
@@ -326,10 +346,16 @@ fn write_container(
     }
     w.write_all(&(text.len() as u64).to_le_bytes())?;
     w.write_all(&text)?;
+    // Written in pieces with a cancel check between them: an interrupted
+    // save stops here, and the temporary file is never published.
+    let cancelled = |e: Error| std::io::Error::other(e.msg);
     for (_, t) in &stored {
-        w.write_all(&t.data)?;
+        for piece in t.data.chunks(64 << 20) {
+            crate::cancel::check().map_err(cancelled)?;
+            w.write_all(piece)?;
+        }
     }
-    Ok(())
+    crate::cancel::check().map_err(cancelled)
 }
 
 /// Writes `items` to `path` atomically (see [`atomic`]): a failed or killed
@@ -373,9 +399,9 @@ fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
 /// renames it over `path`; on failure `tmp` is removed and `path` untouched.
 fn publish(file: std::fs::File, tmp: &Path, path: &Path) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
-    let done = file
-        .sync_all()
-        .map_err(|e| io("cannot sync", e))
+    let done = crate::cancel::check()
+        .and_then(|()| file.sync_all().map_err(|e| io("cannot sync", e)))
+        .and_then(|()| crate::cancel::check())
         .and_then(|()| std::fs::rename(tmp, path).map_err(|e| io("cannot replace", e)));
     if let Err(e) = done {
         let _ = std::fs::remove_file(tmp);

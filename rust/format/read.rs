@@ -17,13 +17,49 @@ use std::path::Path;
 pub use header::MAX_HEADER;
 
 /// Reads a whole regular file (a device or a FIFO is refused: it could be endless).
+/// Bytes read per cancel check.
+const READ_CHUNK: u64 = 64 << 20;
+
+/// Reads a whole regular file (a device or a FIFO is refused: it could be
+/// endless) into a buffer allocated fallibly, in chunks with a cancel check
+/// between them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
     let err = |e: std::io::Error| Error::io(format!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(err)?;
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
     if !meta.is_file() {
         bail_format!("{}: not a regular file", path.display());
     }
-    std::fs::read(path).map_err(err)
+    let what = format!("the contents of {}", path.display());
+    let len = usize::try_from(meta.len()).map_err(|_| Error::memory(&what, meta.len().into()))?;
+    let mut buf = crate::alloc::with_capacity(len, &what)?;
+    loop {
+        crate::cancel::check()?;
+        let room = (buf.capacity() - buf.len()) as u64;
+        if room > 0 {
+            if (&mut file)
+                .take(READ_CHUNK.min(room))
+                .read_to_end(&mut buf)
+                .map_err(err)?
+                == 0
+            {
+                return Ok(buf);
+            }
+            continue;
+        }
+        // Full: the end of the file, unless it grew since it was measured.
+        let mut probe = [0u8; 4096];
+        let n = match file.read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.map_err(err)?,
+        };
+        if n == 0 {
+            return Ok(buf);
+        }
+        crate::alloc::reserve(&mut buf, n + READ_CHUNK as usize, &what)?;
+        buf.extend_from_slice(&probe[..n]);
+    }
 }
 
 /// The caller's string metadata of a file (without vitrust's own key), read

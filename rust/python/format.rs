@@ -3,6 +3,8 @@
 //! and validation, core errors as Python exceptions (`FormatError` for files).
 
 use super::{detached, value_error, PyConfig};
+use crate::alloc::{zeros, Zeroable};
+use crate::cancel;
 use crate::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Plain, Sparse};
 use crate::{Error, ErrorKind, Expander, Layout};
@@ -89,31 +91,41 @@ enum Typed {
     F64(Vec<f64>),
 }
 
-macro_rules! le {
-    ($bytes:expr, $t:ty, $n:literal) => {
-        $bytes
-            .chunks_exact($n)
-            .map(|c| <$t>::from_le_bytes(c.try_into().expect("whole element")))
-            .collect()
-    };
+/// Elements decoded per cancel check.
+const DECODE_CHUNK: usize = 1 << 22;
+
+/// `bytes` as elements of `N` bytes each, allocated fallibly and decoded in
+/// chunks with a cancel check between them.
+fn le<T: Zeroable, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> crate::Result<Vec<T>> {
+    let mut out = zeros::<T>(bytes.len() / N, "a loaded tensor")?;
+    for (o, b) in out
+        .chunks_mut(DECODE_CHUNK)
+        .zip(bytes.chunks(DECODE_CHUNK * N))
+    {
+        cancel::check()?;
+        for (o, c) in o.iter_mut().zip(b.chunks_exact(N)) {
+            *o = from(c.try_into().expect("whole element"));
+        }
+    }
+    Ok(out)
 }
 
-fn decode(dt: DType, b: &[u8]) -> Typed {
-    match dt {
+fn decode(dt: DType, b: &[u8]) -> crate::Result<Typed> {
+    Ok(match dt {
         // Bytes other than 0 and 1 were refused by the loader.
-        DType::Bool => Typed::Bool(b.iter().map(|&x| x != 0).collect()),
-        DType::U8 | DType::F8E4M3 | DType::F8E5M2 => Typed::U8(b.to_vec()),
-        DType::I8 => Typed::I8(b.iter().map(|&x| x as i8).collect()),
-        DType::U16 | DType::BF16 => Typed::U16(le!(b, u16, 2)),
-        DType::I16 => Typed::I16(le!(b, i16, 2)),
-        DType::F16 => Typed::F16(le!(b, f16, 2)),
-        DType::U32 => Typed::U32(le!(b, u32, 4)),
-        DType::I32 => Typed::I32(le!(b, i32, 4)),
-        DType::F32 => Typed::F32(le!(b, f32, 4)),
-        DType::U64 => Typed::U64(le!(b, u64, 8)),
-        DType::I64 => Typed::I64(le!(b, i64, 8)),
-        DType::F64 => Typed::F64(le!(b, f64, 8)),
-    }
+        DType::Bool => Typed::Bool(le(b, |[x]| x != 0)?),
+        DType::U8 | DType::F8E4M3 | DType::F8E5M2 => Typed::U8(le(b, |[x]| x)?),
+        DType::I8 => Typed::I8(le(b, i8::from_le_bytes)?),
+        DType::U16 | DType::BF16 => Typed::U16(le(b, u16::from_le_bytes)?),
+        DType::I16 => Typed::I16(le(b, i16::from_le_bytes)?),
+        DType::F16 => Typed::F16(le(b, f16::from_le_bytes)?),
+        DType::U32 => Typed::U32(le(b, u32::from_le_bytes)?),
+        DType::I32 => Typed::I32(le(b, i32::from_le_bytes)?),
+        DType::F32 => Typed::F32(le(b, f32::from_le_bytes)?),
+        DType::U64 => Typed::U64(le(b, u64::from_le_bytes)?),
+        DType::I64 => Typed::I64(le(b, i64::from_le_bytes)?),
+        DType::F64 => Typed::F64(le(b, f64::from_le_bytes)?),
+    })
 }
 
 fn to_numpy(py: Python<'_>, t: Typed) -> Bound<'_, PyAny> {
@@ -157,17 +169,17 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
         ErrorKind::Invalid => Error::format(e.msg),
         _ => e,
     })?;
-    Ok(items
+    items
         .into_iter()
         .map(|(name, item)| match item {
             Item::Plain(p) => {
-                let data = decode(p.dtype, &p.data);
-                Loaded::Plain(name, p.dtype, p.shape, data)
+                let data = decode(p.dtype, &p.data)?;
+                Ok(Loaded::Plain(name, p.dtype, p.shape, data))
             }
             Item::Sparse(s) => {
-                let values = decode(s.dtype, &s.values);
+                let values = decode(s.dtype, &s.values)?;
                 let index = s.index.into_owned();
-                Loaded::Sparse(
+                Ok(Loaded::Sparse(
                     name,
                     s.shape,
                     s.config,
@@ -176,10 +188,10 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
                     index,
                     s.dtype,
                     values,
-                )
+                ))
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Loads and validates `path`: `(plain, sparse)` lists mirroring
