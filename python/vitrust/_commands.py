@@ -170,7 +170,7 @@ def _print(res: Result, args: Any, dry: bool) -> None:
             print(line)
     off = [t for t in res.tensors if t.warning]
     for t in off:
-        print(f"vitrust: warning: {t.name}: {t.warning}")
+        print(f"vitrust: warning: {t.name}: {t.warning}", file=sys.stderr)
     if off:
         print(f"! {len(off)} tensor(s) off the requested rate by more than 0.2 points: no lam reaches it "
               "with their VD (the closest was kept)")
