@@ -273,8 +273,8 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
     sparse.sort_by(|a, b| a.0.cmp(b.0));
     let mut tensors: Vec<(&str, u32, &Stored<'_>)> = stored
         .iter()
-        .map(|(n, t)| (n.as_str(), crc32fast::hash(&t.data), t))
-        .collect();
+        .map(|(n, t)| Ok((n.as_str(), crc32(&t.data)?, t)))
+        .collect::<Result<_>>()?;
     tensors.sort_by(|a, b| a.0.cmp(b.0));
     if let Some(w) = tensors.windows(2).find(|w| w[0].0 == w[1].0) {
         bail!("tensor name {:?} is used twice", w[0].0);
