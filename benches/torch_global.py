@@ -1,8 +1,8 @@
 """Global pruning of a CNN: ``vitrust.torch.prune_model`` beside
 ``torch.nn.utils.prune.global_unstructured`` (L1), side by side in one run.
 
-    python benches/torch_global.py               # ~23 M weights (VGG-like), rate 0.9, best of 3
-    python benches/torch_global.py --width 0.25 --repeat 1   # a quick check
+    python benches/torch_calibrate.py               # ~23 M weights (VGG-like), rate 0.9, best of 3
+    python benches/torch_calibrate.py --width 0.25 --repeat 1   # a quick check
 
 Prints each one's time (best of ``--repeat``, each on a fresh copy of the
 model), the achieved overall rate, the search work vitrust spent (in full
@@ -19,7 +19,7 @@ import torch
 from torch.nn.utils import prune
 
 import vitrust.torch as vt
-from vitrust import _global
+from vitrust import _calibrate
 
 
 def cnn(width: float = 1.0, seed: int = 0) -> torch.nn.Module:
@@ -77,7 +77,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads")
     t_torch, m_torch = timed(run_torch, base, args.rate, args.repeat)
     passes = []
-    solve = _global.Calibrator.solve
+    solve = _calibrate.Calibrator.solve
 
     def counting(self, *a, **k):  # records the search work of the final solve
         lam = solve(self, *a, **k)
@@ -85,11 +85,11 @@ def main() -> None:
             passes.append(self.passes)
         return lam
 
-    _global.Calibrator.solve = counting  # type: ignore[method-assign]
+    _calibrate.Calibrator.solve = counting  # type: ignore[method-assign]
     try:
         t_vt, m_vt = timed(run_vitrust, base, args.rate, args.repeat)
     finally:
-        _global.Calibrator.solve = solve  # type: ignore[method-assign]
+        _calibrate.Calibrator.solve = solve  # type: ignore[method-assign]
     print(f"{'method':<36} {'time (s)':>9} {'rate':>8}")
     print(f"{'torch global_unstructured (L1)':<36} {t_torch:>9.3f} {overall_rate(m_torch):>8.2%}")
     print(f"{'vitrust.torch.prune_model':<36} {t_vt:>9.3f} {overall_rate(m_vt):>8.2%}")

@@ -1,4 +1,4 @@
-"""One λ across tensors: ``vitrust._global.calibrate`` and ``vitrust.torch.prune_model``'s global search."""
+"""One λ across tensors: ``vitrust._calibrate.calibrate`` and ``vitrust.torch.prune_model``'s global search."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from torch.nn.utils import prune
 import vitrust
 import vitrust.torch as vt
 import vitrust.torch._pruning
-from vitrust import _global
+from vitrust import _calibrate
 
 
 def families(seed=0, k=1):
@@ -39,13 +39,13 @@ def searched(tensors, configs, block_steps=1024):
 
 @pytest.mark.parametrize("rate", [0.5, 0.8, 0.9, 0.95])
 def test_calibrate_hits_the_overall_rate_on_mixed_structured_tensors(rate, monkeypatch):
-    monkeypatch.setattr(_global, "MIN_PIECES", 8)  # one step in 16 sampled, as in a big model
+    monkeypatch.setattr(_calibrate, "MIN_PIECES", 8)  # one step in 16 sampled, as in a big model
     ws = [w.astype(np.float32) for w in families()]
     configs = [vt.layer_config(rate)] * len(ws)  # one VD for all: far from each tensor's own rate
     calls = []
     full = searched(ws, configs)
     n = sum(w.size for w in ws)
-    cal = _global.Calibrator([(w, c, 1024) for w, c in zip(ws, configs)])
+    cal = _calibrate.Calibrator([(w, c, 1024) for w, c in zip(ws, configs)])
     assert sum(p.whole for p in cal.parts) < len(ws) - 3  # most tensors are sampled, not searched whole
     lam = cal.solve((1 - rate) * n, full=lambda lam: calls.append(lam) or full(lam))
     assert lam in calls
@@ -60,9 +60,9 @@ def test_calibrate_hits_the_overall_rate_on_mixed_structured_tensors(rate, monke
 def test_global_search_costs_at_most_three_passes(rate, monkeypatch):
     """With each tensor's comparator matched to its rate (as prune_model does), samples plus
     full passes cost at most three full passes, and the rate is within 0.2 points."""
-    monkeypatch.setattr(_global, "MIN_PIECES", 8)
+    monkeypatch.setattr(_calibrate, "MIN_PIECES", 8)
     spent = []
-    solve = _global.Calibrator.solve
+    solve = _calibrate.Calibrator.solve
 
     def recording(self, *a, **k):
         lam = solve(self, *a, **k)
@@ -70,7 +70,7 @@ def test_global_search_costs_at_most_three_passes(rate, monkeypatch):
             spent.append(self.passes)
         return lam
 
-    monkeypatch.setattr(_global.Calibrator, "solve", recording)
+    monkeypatch.setattr(_calibrate.Calibrator, "solve", recording)
     layers = [(torch.from_numpy(w.astype(np.float32)), None) for w in families(seed=2, k=4)]
     layers[0] = (layers[0][0], torch.ones(layers[0][0].shape))  # a layer pruned before (with nothing pruned)
     lam, found = vt.global_search(layers, rate, {})
@@ -82,7 +82,7 @@ def test_global_search_costs_at_most_three_passes(rate, monkeypatch):
 
 
 def calibrate_rate(ws, configs, rate):
-    return _global.calibrate([(w, c, 1024) for w, c in zip(ws, configs)], rate, full=searched(ws, configs))
+    return _calibrate.calibrate([(w, c, 1024) for w, c in zip(ws, configs)], rate, full=searched(ws, configs))
 
 
 def test_calibrate_scores_kinds_and_a_kept_count():
@@ -91,27 +91,27 @@ def test_calibrate_scores_kinds_and_a_kept_count():
     configs = [vt.layer_config(0.7)] * 2
     n = sum(w.size for w in ws)
     for score in ("abs", "square"):
-        lam = _global.calibrate([(w, c, 512) for w, c in zip(ws, configs)], kept=0.3 * n, score=score)
+        lam = _calibrate.calibrate([(w, c, 512) for w, c in zip(ws, configs)], kept=0.3 * n, score=score)
         kept = sum(vitrust.prune(w, lam=lam, config=c, block_steps=512, score=score).nnz for w, c in zip(ws, configs))
         assert abs(kept / n - 0.3) < 0.01  # samples alone come close (small tensors are searched whole)
     raw = [np.abs(w).astype(np.float32) for w in ws]
-    lam_raw = _global.calibrate([(s, c, 512) for s, c in zip(raw, configs)], kept=0.3 * n, score="raw")
-    assert lam_raw == pytest.approx(_global.calibrate([(w, c, 512) for w, c in zip(ws, configs)], kept=0.3 * n),
+    lam_raw = _calibrate.calibrate([(s, c, 512) for s, c in zip(raw, configs)], kept=0.3 * n, score="raw")
+    assert lam_raw == pytest.approx(_calibrate.calibrate([(w, c, 512) for w, c in zip(ws, configs)], kept=0.3 * n),
                                     rel=1e-3)
     with pytest.raises(ValueError, match="exactly one"):
-        _global.calibrate([(ws[0], configs[0], 512)], 0.5, kept=10)
+        _calibrate.calibrate([(ws[0], configs[0], 512)], 0.5, kept=10)
     with pytest.raises(ValueError, match="score"):
-        _global.calibrate([(ws[0], configs[0], 512)], 0.5, score="cube")
+        _calibrate.calibrate([(ws[0], configs[0], 512)], 0.5, score="cube")
     with pytest.raises(TypeError, match="VDConfig"):
-        _global.calibrate([(ws[0], "vd", 512)], 0.5)
+        _calibrate.calibrate([(ws[0], "vd", 512)], 0.5)
 
 
 def test_tensors_added_one_by_one_calibrate_alike(tmp_path):
     """Streaming: pieces and subsamples are taken as each tensor comes (here from memory-mapped files)."""
     ws = [w.astype(np.float32) for w in families(seed=3)]
     configs = [vt.layer_config(0.8)] * len(ws)
-    at_once = _global.Calibrator([(w, c, 1024) for w, c in zip(ws, configs)], share=0.1)
-    streamed = _global.Calibrator(share=0.1)
+    at_once = _calibrate.Calibrator([(w, c, 1024) for w, c in zip(ws, configs)], share=0.1)
+    streamed = _calibrate.Calibrator(share=0.1)
     for i, (w, c) in enumerate(zip(ws, configs)):
         np.save(tmp_path / f"{i}.npy", w)
         streamed.add(np.load(tmp_path / f"{i}.npy", mmap_mode="r"), c, 1024)
@@ -119,9 +119,9 @@ def test_tensors_added_one_by_one_calibrate_alike(tmp_path):
     assert streamed.n == at_once.n == n
     assert streamed.solve(0.2 * n) == at_once.solve(0.2 * n)
     with pytest.raises(ValueError, match="share"):
-        _global.Calibrator(share=0.0)
+        _calibrate.Calibrator(share=0.0)
     with pytest.raises(ValueError, match="no tensors"):
-        _global.Calibrator()
+        _calibrate.Calibrator()
 
 
 def test_calibrate_returns_the_closest_when_no_lambda_reaches_the_rate():
@@ -129,7 +129,7 @@ def test_calibrate_returns_the_closest_when_no_lambda_reaches_the_rate():
     configs = [vt.layer_config(0.5)] * 2
     full = searched(ws, configs)
     tried = {}
-    lam = _global.calibrate([(w, c, 1024) for w, c in zip(ws, configs)], 0.5,
+    lam = _calibrate.calibrate([(w, c, 1024) for w, c in zip(ws, configs)], 0.5,
                             full=lambda lam: tried.setdefault(lam, full(lam)))
     n = 15000
     assert 0 <= lam <= 2.0
@@ -169,7 +169,7 @@ def test_prune_model_global_matches_global_unstructured_counts_on_a_pruned_model
 def test_prune_model_global_searches_once_per_layer_at_the_final_lambda(monkeypatch):
     """The masks come from the calibration's own full passes: no extra search per layer."""
     fulls = []
-    solve = _global.Calibrator.solve
+    solve = _calibrate.Calibrator.solve
 
     def counting(self, kept, *, full=None, **k):
         wrapped = None if full is None else (lambda lam: fulls.append(lam) or full(lam))
@@ -178,7 +178,7 @@ def test_prune_model_global_searches_once_per_layer_at_the_final_lambda(monkeypa
     def refuse(*a, **k):
         raise AssertionError("searched again outside the calibration")
 
-    monkeypatch.setattr(_global.Calibrator, "solve", counting)
+    monkeypatch.setattr(_calibrate.Calibrator, "solve", counting)
     m = cnn()
     monkeypatch.setattr(vitrust.torch._pruning, "_prune", refuse)
     out = vt.prune_model(m, 0.9)

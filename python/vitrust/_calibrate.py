@@ -1,141 +1,329 @@
-"""One multiplier λ for many tensors, calibrated on samples of them.
+"""One multiplier λ for many tensors (global pruning), at a few full search passes.
 
-Each entry is ``(scores or weights, VDConfig, block_steps[, weight])``: a
-sample of one tensor (whole blocks of it), the tensor's fixed VD and how many
-of the tensor's weights each sampled weight stands for (default 1). With each
-VD fixed the kept count never grows with λ, so a bracketing root finder
-converges; it works in the magnitude-density domain (λ as the weighted
-quantile of the pooled scores), where the VD's kept share is close to linear.
+Used by ``vitrust.torch.prune_model`` on a model's tensors and by
+``vitrust.prune_checkpoint`` on a checkpoint's, where each worker summarises
+its shard's tensors as :class:`Part` objects (so only the pieces travel).
+
+At one λ every tensor keeps the weights whose score beats λ in the search's
+objective, ``sum over kept (score - lam)``; with each tensor's VD fixed, the
+total kept count never grows with λ. :func:`calibrate` finds the λ that keeps
+a requested count:
+
+1. on samples: evenly spaced block-long pieces of every tensor (about one
+   step in 16 overall, each tensor in proportion to its size; small tensors
+   whole), each searched as a block from state 0. A piece's kept count is
+   scaled to its tensor and corrected by how far the pieces' share of scores
+   above λ strays from the tensor's (a control variate: rows differ). Root
+   finding runs in the magnitude-density domain (λ as a quantile of all
+   scores), where the kept share is close to linear;
+2. one full pass per tensor at that λ (the caller's ``full``, which keeps its
+   results); when the total misses by more than 0.1 point, one secant step
+   with the samples' slope and one more full pass;
+3. only if that misses too, full passes bracket and bisect (always
+   converging: the count is monotone), returning the closest λ found.
+
+So the whole usually costs the equivalent of two to three full passes. The
+API is array based: ``(weights or scores, VDConfig, block_steps)`` per tensor;
+:class:`Calibrator` keeps only the pieces and a bounded float32 subsample of
+each tensor, so tensors may be added one at a time (memory-mapped, streamed)
+when the sampled ``share`` is given up front.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _vitrust
+from . import _checks, _vitrust
+from ._vitrust import VDConfig
 
-Entry = Tuple[Any, ...]
-# Pooled score points used for the quantiles.
-_QUANTILE_POINTS = 1 << 20
+Tensor = Tuple[Any, VDConfig, int]
 
-
-def _parts(e: Entry) -> Tuple[np.ndarray, Any, int, float]:
-    a, config, block_steps = e[0], e[1], int(e[2])
-    weight = float(e[3]) if len(e) > 3 else 1.0
-    return np.ascontiguousarray(a).reshape(-1), config, block_steps, weight
-
-
-def _scores(a: np.ndarray, score: str) -> np.ndarray:
-    x = a.astype(np.float64)
-    return np.abs(x) if score == "abs" else x * x if score == "square" else x
-
-
-class Pool:
-    """The entries with their pooled score quantiles."""
-
-    def __init__(self, entries: Sequence[Entry], score: str = "abs", threads: Optional[int] = None) -> None:
-        if not entries:
-            raise ValueError("calibrate: no tensors to calibrate on")
-        self.entries = [_parts(e) for e in entries]
-        self.score, self.threads = score, threads
-        self.total = sum(a.size * w for a, _, _, w in self.entries)
-        self.searched = 0  # weights searched so far, over all evaluations
-        budget = max(1, _QUANTILE_POINTS // len(self.entries))
-        vals, wts = [], []
-        for a, _, _, w in self.entries:
-            stride = max(1, a.size // budget)
-            vals.append(_scores(a[::stride], score))
-            wts.append(np.full(vals[-1].size, w * a.size / vals[-1].size))
-        v, ws = np.concatenate(vals), np.concatenate(wts)
-        order = np.argsort(-v, kind="stable")
-        self._v, self._cw = v[order], np.cumsum(ws[order]) / ws.sum()
-
-    def lam_at(self, q: float) -> float:
-        """The λ above which a share ``q`` of the (weighted) scores lies."""
-        return float(np.interp(min(max(q, 0.0), 1.0), self._cw, self._v))
-
-    def kept_share(self, lam: float) -> float:
-        kept = 0.0
-        for a, config, block_steps, w in self.entries:
-            kind = self.score if self.score in ("abs", "square") else "raw"
-            _, nnz, _ = _vitrust.search(config, a, kind, lam, block_steps, self.threads)
-            kept += nnz * w
-            self.searched += a.size
-        return kept / self.total
+SAMPLE_SHARE = 1 / 16
+# At least this many pieces over all tensors (all blocks when there are fewer).
+MIN_PIECES = 64
+# Strided subsamples of each tensor's scores (at most SUB_MAX of them, float32)
+# count the share above λ; a prime stride stays even on periodic layouts (3x3
+# kernels, heads, channel groups).
+SUB_STRIDE = 7
+SUB_MIN, SUB_MAX = 1 << 15, 1 << 18
+# Matched on the sample; aimed at on full passes; the promise (0.2 points).
+SAMPLE_TOLERANCE, FULL_AIM, TOLERANCE = 4e-4, 1e-3, 2e-3
+SAMPLE_EVALS, FULL_EVALS = 12, 12
 
 
-    def solve(self, density: float, tol: float = 5e-4, evals: int = 10) -> Tuple[float, float]:
-        """``(λ, kept share)`` with the share within ``tol`` of ``density`` (or
-        the closest in ``evals`` searches): secant steps in the magnitude-density
-        domain, bisection inside the bracket when a step leaves it."""
-        return _solve(self, density, tol, evals)
-
-    def correct(self, lam: float, sample_share: float, full_share: float, density: float) -> float:
-        """λ moved so a full pass that kept ``full_share`` at ``lam`` (where the
-        samples kept ``sample_share``) keeps ``density``: a Newton step with the
-        samples' slope over a 2 % step of λ, which small samples measure more
-        reliably than they measure the share itself."""
-        step = 0.02 * lam if lam > 0 else 1e-3
-        toward = step if full_share > density else -step
-        slope = (self.kept_share(lam + toward) - sample_share) / toward
-        if slope >= 0:  # a flat stretch: re-solve for the target the full pass implies
-            return self.solve(density - (full_share - sample_share))[0]
-        return max(lam + (density - full_share) / slope, 0.0)
+def _score_values(x: np.ndarray, kind: str) -> np.ndarray:
+    """float32 scores of (a sample of) one tensor (squares taken in float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x * x if kind == "square" else np.abs(x)).astype(np.float32)
 
 
-def _solve(pool: Pool, density: float, tol: float, evals: int) -> Tuple[float, float]:
-    # The first two points come from the quantiles (the second corrects the
-    # first's miss in the magnitude-density domain); then regula falsi on λ
-    # itself (quantiles of 16-bit weights are too coarse to step in), halving
-    # the bracket when a step leaves it. f(λ) = kept share - density falls with λ.
-    seen: Dict[float, float] = {}
+def _max_score(flat: np.ndarray, kind: str) -> float:
+    top = max(float(np.max(flat)), -float(np.min(flat)))
+    return top * top if kind == "square" else top
 
-    def f(lam: float) -> float:
-        if lam not in seen:
-            seen[lam] = pool.kept_share(lam) - density
-        return seen[lam]
 
-    lam = pool.lam_at(density)
-    f0 = f(lam)
-    lo: Optional[Tuple[float, float]] = None  # a λ keeping too many (f > 0)
-    hi: Optional[Tuple[float, float]] = None  # a λ keeping too few (f < 0)
-    x = lam
-    for _ in range(evals - 1):
-        fx = f(x)
-        if abs(fx) <= tol:
-            break
-        if fx > 0:
-            lo = (x, fx)
+def _prime_at_least(k: int) -> int:
+    while k > 2 and any(k % d == 0 for d in range(2, int(k**0.5) + 1)):
+        k += 1
+    return k
+
+
+class Part:
+    """One tensor: its pieces (or itself, when small) and a strided subsample of its scores.
+
+    Only the pieces are copied, so a memory-mapped tensor is read, not held.
+    """
+
+    def __init__(self, weights: Any, config: VDConfig, block_steps: int, kind: str, share: float) -> None:
+        if not isinstance(config, VDConfig):
+            raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
+        flat = _checks.flat(weights) if isinstance(weights, np.ndarray) else _checks.flat(np.asarray(weights))
+        if flat.size == 0:
+            raise ValueError("calibrate: a tensor is empty")
+        block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+        self.n, self.config, self.block_steps = flat.size, config, block_steps
+        n_out, length = config.n_out, block_steps
+        steps = -(-self.n // n_out)
+        m = max(1, round(steps * share / length))
+        self.whole = share >= 1 or 2 * m * length >= steps
+        if self.whole:
+            self.sample, self.w = flat, self.n
         else:
-            hi = (x, fx)
-        if lo is not None and hi is not None:
-            nxt = lo[0] + lo[1] * (hi[0] - lo[0]) / (lo[1] - hi[1])
-            if not min(lo[0], hi[0]) < nxt < max(lo[0], hi[0]) or nxt in seen:
-                nxt = 0.5 * (lo[0] + hi[0])
+            first = (2 * np.arange(m) + 1) * steps // (2 * m) - length // 2
+            first = np.minimum(first, self.n // n_out - length) * n_out  # pieces of whole steps only
+            self.sample = flat[first[:, None] + np.arange(length * n_out)].reshape(-1)
+            self.w = self.sample.size
+            self.sample_scores = _score_values(self.sample, kind)
+        stride = 1 if self.n < SUB_STRIDE * SUB_MIN else _prime_at_least(max(SUB_STRIDE, -(-self.n // SUB_MAX)))
+        self.sub = _score_values(flat[::stride], kind)
+        self.top = _max_score(flat, kind)
+
+    def share_above(self, lam: float) -> float:
+        return float(np.count_nonzero(self.sub > lam)) / self.sub.size
+
+
+def _sign(v: float) -> int:
+    return int(v > 0) - int(v < 0)
+
+
+def _solve(f: Callable[[float], float], x0: float, slope0: float, tol: float, evals: int,
+           known: Sequence[Tuple[float, float]] = ()) -> Tuple[Tuple[float, float], float]:
+    """Finds ``x`` with ``f(x)`` (increasing) within ``tol`` of zero: secant steps from
+    ``x0`` until the root is bracketed (``known`` points may bracket it already),
+    then Illinois regula falsi. Returns the best ``(x, f(x))`` seen and the last slope."""
+    a = (x0, f(x0))
+    best, slope, n = a, slope0, 1
+    b = None
+    for p in known:
+        best = min(best, p, key=lambda q: abs(q[1]))
+        if _sign(p[1]) != _sign(a[1]) and p[0] != a[0]:
+            b = p
+    while b is None:
+        if abs(best[1]) <= tol or n >= evals:
+            return best, slope
+        x = min(max(a[0] - a[1] / slope, -1.0), 2.0)
+        p = (x, f(x))
+        n += 1
+        best = min(best, p, key=lambda q: abs(q[1]))
+        s = (p[1] - a[1]) / (p[0] - a[0]) if p[0] != a[0] else math.nan
+        # A flat or inverted secant (a step of the count function) doubles the step.
+        slope = s if math.isfinite(s) and s > 0 else 0.5 * slope
+        if _sign(p[1]) != _sign(a[1]):
+            b = p
+        elif p[0] == a[0]:
+            return best, slope  # pinned at the domain's edge
         else:
-            nxt = pool.lam_at(density - (fx if x != lam else f0))
-            if nxt in seen:
-                nxt = x * (0.97 if fx < 0 else 1.03) if x != 0 else (1e-6 if fx > 0 else 0.0)
-        x = nxt
-    best = min(seen, key=lambda k: abs(seen[k]))
-    return best, seen[best] + density
+            a = p
+    stale = 0
+    while abs(best[1]) > tol and n < evals and a[0] != b[0]:
+        x = b[0] - b[1] * (b[0] - a[0]) / (b[1] - a[1])
+        if not math.isfinite(x) or x in (a[0], b[0]):
+            x = 0.5 * (a[0] + b[0])
+        p = (x, f(x))
+        n += 1
+        best = min(best, p, key=lambda q: abs(q[1]))
+        if _sign(p[1]) == _sign(b[1]):
+            b = p  # Illinois: halve the weight of an end kept twice in a row
+            if stale == -1:
+                a = (a[0], 0.5 * a[1])
+            stale = -1
+        else:
+            a, b, stale = b, p, 1
+    return best, slope
 
 
-def calibrate(entries: Sequence[Entry], rate: float, *, score: str = "abs", threads: Optional[int] = None,
-              tol: float = 5e-4, evals: int = 10, stats: Optional[Dict[str, float]] = None) -> float:
-    """The λ at which the entries together prune ``rate`` of their (weighted) weights."""
-    pool = Pool(entries, score, threads)
-    lam, _ = pool.solve(1.0 - rate, tol, evals)
-    if stats is not None:
-        stats["searched"] = stats.get("searched", 0.0) + pool.searched
-    return lam
+class Calibrator:
+    """The sample model of the total kept count as a function of λ (see the module doc).
+
+    ``tensors``: ``(weights or scores, VDConfig, block_steps)`` each; ``score``
+    as in ``vitrust.prune`` (``"raw"`` for arrays of scores). ``share``: the
+    share of steps sampled (default: one in 16, at least ``MIN_PIECES`` pieces
+    in all, found from ``tensors``). :meth:`reconfigure` may change the VDs
+    (e.g. their comparators; same ``n_out``) while the pieces stay.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor] = (), *, score: str = "abs", share: Optional[float] = None,
+                 threads: Optional[int] = None, max_memory: Optional[int] = None) -> None:
+        if score not in ("abs", "square", "raw"):
+            raise ValueError(f"score = {score!r}: expected 'abs', 'square' or 'raw'")
+        self.kind, self.threads = score, _checks.threads(threads)
+        self.budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else \
+            _checks.integer(max_memory, "max_memory", 1)
+        if share is None:
+            if not tensors:
+                raise ValueError("calibrate: no tensors (give them, or a share to add them one by one)")
+            for _, c, _ in tensors:
+                if not isinstance(c, VDConfig):
+                    raise TypeError(f"config: expected a vitrust.VDConfig, got {type(c).__name__}")
+            blocks = sum(-(-np.size(w) // (c.n_out * max(int(bs), 1))) for w, c, bs in tensors)
+            share = max(SAMPLE_SHARE, min(1.0, MIN_PIECES / max(blocks, 1)))
+        self.share = _checks.real(share, "share")
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share = {share}: must be in (0, 1]")
+        self.parts: List[Part] = []
+        self.n, self.top = 0, 0.0
+        self.passes = 0.0  # search work spent, in full passes over all tensors
+        self.x, self._slope = math.nan, 1.0  # where the last solve ended (magnitude density) and its slope
+        self._estimates: Dict[float, List[float]] = {}
+        self._quantiles: Optional[np.ndarray] = None
+        for w, c, bs in tensors:
+            self.add(w, c, bs)
+
+    def add(self, weights: Any, config: VDConfig, block_steps: int) -> None:
+        """Adds one tensor (its pieces and subsample are kept, not the tensor): for
+        streaming, build with a ``share`` and add tensors as they are read."""
+        self.add_part(Part(weights, config, block_steps, self.kind, self.share))
+
+    def add_part(self, part: Part) -> None:
+        """Adds one tensor's summary, made elsewhere (a worker) with this ``share`` and score."""
+        self.parts.append(part)
+        self.n += part.n
+        self.top = max(self.top, part.top)
+        self._estimates.clear()
+        self._quantiles = None
+
+    @property
+    def quantiles(self) -> np.ndarray:
+        """Sorted scores standing for all tensors, each in proportion to its size."""
+        if self._quantiles is None:
+            if not self.parts:
+                raise ValueError("calibrate: no tensors")
+            picks = [p.sub[:: max(1, round(p.sub.size / max(1.0, (1 << 16) * p.n / self.n)))] for p in self.parts]
+            self._quantiles = np.sort(np.concatenate(picks))
+        return self._quantiles
+
+    def reconfigure(self, configs: Sequence[VDConfig]) -> None:
+        """Gives the tensors other VDs (same ``n_out``: the pieces stay)."""
+        if len(configs) != len(self.parts) or any(c.n_out != p.config.n_out for c, p in zip(configs, self.parts)):
+            raise ValueError("reconfigure: one config per tensor, each with the tensor's n_out")
+        for c, p in zip(configs, self.parts):
+            p.config = c
+        self._estimates.clear()
+
+    def lam(self, x: float) -> float:
+        """The score threshold that keeps a share ``x`` of all scores (within ``[0, max score]``)."""
+        xs = self.quantiles
+        last = xs.size - 1
+        span = max(float(xs[last] - xs[0]), 1e-30)
+        p = (1.0 - x) * last
+        if p <= 0:
+            v = float(xs[0]) + p * span
+        elif p >= last:
+            v = float(xs[last]) + (p - last) * span
+        else:
+            i = int(p)
+            v = float(xs[i]) + (p - i) * float(xs[min(i + 1, last)] - xs[i])
+        return min(max(v, 0.0), self.top)
+
+    def share_above(self, lam: float) -> List[float]:
+        """Per tensor, the share of scores above ``lam`` (magnitude pruning's density)."""
+        return [p.share_above(lam) for p in self.parts]
+
+    def kept_shares(self, lam: float) -> List[float]:
+        """Per tensor, the estimated share of its weights kept at ``lam``."""
+        return [k / p.n for k, p in zip(self._estimate(lam), self.parts)]
+
+    def estimate(self, lam: float) -> float:
+        """The estimated total kept count at ``lam``."""
+        return float(sum(self._estimate(lam)))
+
+    def _estimate(self, lam: float) -> List[float]:
+        if lam in self._estimates:
+            return self._estimates[lam]
+        out = []
+        for p in self.parts:
+            kept = _vitrust.search(p.config, p.sample, self.kind, lam, p.block_steps, self.threads, self.budget)[1]
+            self.passes += p.w / self.n
+            if p.whole:
+                out.append(float(kept))
+            else:
+                stray = np.count_nonzero(p.sample_scores > lam) / p.w - np.count_nonzero(p.sub > lam) / p.sub.size
+                out.append(float(min(max(kept / p.w - stray, 0.0), 1.0) * p.n))
+        self._estimates[lam] = out
+        return out
+
+    def solve(self, kept: float, *, full: Optional[Callable[[float], int]] = None, x0: Optional[float] = None,
+              tolerance: float = SAMPLE_TOLERANCE) -> float:
+        """The λ keeping ``kept`` weights in total: on the samples, then (with ``full``,
+        which searches every tensor at a λ and returns the total kept) checked and
+        corrected on full passes; the λ returned is one ``full`` was called at.
+        ``x0`` starts from a magnitude density (:attr:`x`: where the last solve ended);
+        ``tolerance`` is the match asked of the samples (a share of all weights)."""
+        d = kept / self.n
+        x, slope = (d, 1.0) if x0 is None else (x0, self._slope)
+        seen: List[Tuple[float, float]] = []
+
+        def on_sample(y: float) -> float:
+            seen.append((y, self.estimate(self.lam(y)) / self.n - d))
+            return seen[-1][1]
+
+        (x, _), slope = _solve(on_sample, x, slope, tolerance, SAMPLE_EVALS)
+        self.x, self._slope = x, slope
+        if full is None:
+            return self.lam(x)
+        done: Dict[float, float] = {}
+
+        def on_full(y: float) -> float:
+            lam = self.lam(y)
+            if lam not in done:
+                done[lam] = full(lam) / self.n - d
+                self.passes += 1.0
+            return done[lam]
+
+        f1 = on_full(x)
+        if abs(f1) > FULL_AIM:
+            # The full count's slope is close to the samples' around x, measured
+            # over a base as wide as the miss (single secants of a step function
+            # are noisy); in the density domain it is near 1, which stands in
+            # when the samples' slope is far from it.
+            h = max(2 * abs(f1), 0.01)
+            wide = (on_sample(x + h) - on_sample(x - h)) / (2 * h)
+            wide = wide if 0.25 <= wide <= 4.0 else 1.0
+            x2 = min(max(x - f1 / wide, -1.0), 2.0)
+            # A second pass within the promise ends it (a third costs more than it gains).
+            if abs(on_full(x2)) > TOLERANCE:
+                _solve(on_full, x2, wide, FULL_AIM, FULL_EVALS, known=[(x, f1)])
+        return min(done, key=lambda k: abs(done[k]))
 
 
-def rate_at(entries: Sequence[Entry], lam: float, *, score: str = "abs", threads: Optional[int] = None) -> float:
-    """The (weighted) share the entries prune at ``lam``."""
-    return 1.0 - Pool(entries, score, threads).kept_share(lam)
+def calibrate(tensors: Sequence[Tensor], rate: Optional[float] = None, *, kept: Optional[float] = None,
+              score: str = "abs", full: Optional[Callable[[float], int]] = None, threads: Optional[int] = None,
+              max_memory: Optional[int] = None) -> float:
+    """The one λ at which ``tensors`` together prune ``rate`` of their weights (or keep ``kept``).
 
-
-__all__: List[str] = ["calibrate", "rate_at", "Pool"]
+    ``tensors``: ``(weights or scores, VDConfig, block_steps)`` each, searched
+    with ``score`` (``"abs"``, ``"square"``, or ``"raw"`` for score arrays).
+    Without ``full`` the λ comes from the samples alone. With it, ``full(lam)``
+    must search every tensor at ``lam`` and return the total kept count; it is
+    called once or twice in the usual case, and the λ returned is one it was
+    called at, so the caller keeps its results per λ (an index is small). When
+    no λ comes within 0.2 points, the closest one found is returned.
+    """
+    c = Calibrator(tensors, score=score, threads=threads, max_memory=max_memory)
+    if (rate is None) == (kept is None):
+        raise ValueError("give exactly one of rate (share to prune) and kept (count to keep)")
+    target = (1.0 - _checks.rate(rate)) * c.n if rate is not None else float(kept)  # type: ignore[arg-type]
+    return c.solve(target, full=full)

@@ -16,10 +16,10 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _checks, _format, _layout, _presets, _shard, _vitrust
-from ._calibrate import Pool
+from ._calibrate import Calibrator
 from ._prune import _config
 from ._shard import ShardStats, ShardTask, Target, TensorPlan
 
@@ -30,8 +30,6 @@ PRUNE_OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", 
 # and at most this many weights in all (they are held in memory at once).
 _SAMPLE_SHARE = 1 / 16
 _SAMPLE_MAX = 16 << 20
-# A full pass missing the global rate by more than this is corrected once.
-_GLOBAL_TOLERANCE = 1.5e-3
 
 
 class CheckpointError(ValueError):
@@ -230,26 +228,26 @@ def _run_dask(tasks: List[ShardTask], targets: Dict[str, Target], options: Dict[
         shutil.rmtree(parts_dir, ignore_errors=True)
 
 
-def _sample(tasks: List[ShardTask], share: float, blocks: Dict[str, int], client: Any) -> List[Tuple[str, Any, float]]:
-    per_task = [{t.name: blocks[t.name] for t in task.tensors if t.name in blocks} for task in tasks]
-    if client is None:
-        parts = [_shard.sample_shard(task, share, b) for task, b in zip(tasks, per_task)]
-    else:
-        futures = client.map(_shard.sample_shard, tasks, [share] * len(tasks), per_task, pure=False, retries=2)
-        parts = client.gather(futures)
-    return [s for p in parts for s in p]
-
-
-def _global_targets(tasks: List[ShardTask], plans: List[TensorPlan], rate: float, options: Dict[str, Any],
-                    client: Any) -> Tuple[Pool, Dict[str, Any]]:
+def _calibrator(tasks: List[ShardTask], plans: List[TensorPlan], rate: float, options: Dict[str, Any],
+                client: Any) -> Tuple[Calibrator, Dict[str, Any]]:
+    """The global λ's calibration, summarised shard by shard (on the workers
+    with a client), and each globally pruned tensor's fixed VD."""
     configs = _global_configs(plans, rate, options)
     steps = int(options.get("block_steps", 1024))
-    blocks = {n: steps * c.n_out for n, c in configs.items()}
     total = sum(math.prod(t.shape) for t in plans)
     share = min(_SAMPLE_SHARE, _SAMPLE_MAX / max(total, 1))
-    samples = _sample(tasks, share, blocks, client)
-    entries = [(a, configs[n], steps, w) for n, a, w in samples]
-    return Pool(entries, options.get("score", "abs"), options.get("threads")), configs
+    score = options.get("score", "abs")
+    cal = Calibrator(score=score, share=share, threads=options.get("threads"))
+    per_task = [{t.name: (configs[t.name], steps) for t in task.tensors if t.name in configs} for task in tasks]
+    if client is None:
+        parts = [_shard.sample_shard(task, share, c, score) for task, c in zip(tasks, per_task)]
+    else:
+        futures = client.map(_shard.sample_shard, tasks, [share] * len(tasks), per_task, [score] * len(tasks),
+                             pure=False, retries=2)
+        parts = client.gather(futures)
+    for _, part in (p for ps in parts for p in ps):
+        cal.add_part(part)
+    return cal, configs
 
 
 def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = False,
@@ -317,34 +315,41 @@ def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = Fal
 
     targets: Dict[str, Target] = {n: r for n, (r, _) in rates.items()}
     glob_names = [t for t in pruned if not rates[t.name][1]] if global_rate else []
-    pool = None
-    if glob_names:
-        pool, configs = _global_targets(tasks, glob_names, rate, prune_options, client)
-        lam, sample_kept = pool.solve(1.0 - rate, evals=8)
-        targets.update({t.name: (lam, configs[t.name]) for t in glob_names})
-    stats = _run(tasks, targets, prune_options, client, progress, report)
-    runs = 1
-    if pool is not None:
-        got = _rate_of(stats, {t.name for t in glob_names})
-        if abs(got - rate) > _GLOBAL_TOLERANCE:
-            lam = pool.correct(lam, sample_kept, 1.0 - got, 1.0 - rate)
-            targets.update({t.name: (lam, configs[t.name]) for t in glob_names})
-            again = [i for i, task in enumerate(tasks) if any(t.name in configs for t in task.tensors)]
-            redone = _run([tasks[i] for i in again], targets, prune_options, client, None, report)
-            for i, st in zip(again, redone):
+    if not glob_names:
+        stats = _run(tasks, targets, prune_options, client, progress, report)
+        _finish(source, dst, stats, result)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    # One λ for the global tensors: every full pass writes the shards, and
+    # the λ the calibration settles on is one of those passes (rerun in the
+    # rare case where it was not the last).
+    cal, configs = _calibrator(tasks, glob_names, rate, prune_options, client)
+    names = set(configs)
+    again = [i for i, task in enumerate(tasks) if any(t.name in names for t in task.tensors)]
+    stats: List[ShardStats] = []
+    last = [math.nan]
+
+    def full(lam: float) -> int:
+        targets.update({n: (lam, configs[n]) for n in names})
+        if not stats:
+            stats.extend(_run(tasks, targets, prune_options, client, progress, report))
+        else:
+            for i, st in zip(again, _run([tasks[i] for i in again], targets, prune_options, client, None, report)):
                 stats[i] = st
-            runs += 1
-        result.lam = lam
+        last[0] = lam
+        return sum(t.nnz or 0 for st in stats for t in st.tensors if t.name in names)
+
+    weights = sum(math.prod(t.shape) for t in glob_names)
+    lam = cal.solve((1.0 - rate) * weights, full=full)
+    if lam != last[0]:
+        full(lam)
+        cal.passes += 1.0
+    result.lam = lam
     _finish(source, dst, stats, result)
-    if pool is not None:
-        result.passes = runs + pool.searched / max(sum(math.prod(t.shape) for t in glob_names), 1)
+    result.passes = cal.passes
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _rate_of(stats: List[ShardStats], names: Set[str]) -> float:
-    ts = [t for st in stats for t in st.tensors if t.name in names]
-    return 1.0 - sum(t.nnz or 0 for t in ts) / max(sum(t.weights for t in ts), 1)
 
 
 def _finish(source: _layout.Source, dst: str, stats: List[ShardStats], result: Result) -> None:

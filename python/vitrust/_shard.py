@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _checks, _format, _vitrust
+from ._calibrate import Part
 from ._prune import RateWarning, prune
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
@@ -277,26 +278,19 @@ def assemble_shard(task: ShardTask, paths: Dict[str, str], *stats: TensorStats) 
     return run_shard(task, {}, {}, parts={n: (p, by_name[n]) for n, p in paths.items()})
 
 
-def sample_shard(task: ShardTask, share: float, blocks: Dict[str, int]) -> List[Tuple[str, np.ndarray, float]]:
-    """Evenly spaced whole blocks of each tensor named in ``blocks`` (its block
-    length in weights), about ``share`` of its blocks and at least one:
-    ``(name, sample, weights per sampled weight)``. Blocks start in state 0, so
-    a sampled block searches exactly as it does inside the whole tensor."""
+def sample_shard(task: ShardTask, share: float, configs: Dict[str, Tuple[VDConfig, int]],
+                 score: str) -> List[Tuple[str, Part]]:
+    """The calibration's summary of each tensor named in ``configs`` (its
+    fixed VD and block steps): its pieces, about ``share`` of its steps, and a
+    strided subsample of its scores (see ``vitrust._calibrate``)."""
     files = Sources()
     out = []
     for t in task.tensors:
-        if t.name not in blocks:
+        if t.name not in configs:
             continue
-        block = blocks[t.name]
+        config, steps = configs[t.name]
         f = files(t.file)
         flat = plain_array(f.get(t.name), t.dtype, t.shape, t.name).reshape(-1)
-        n_blocks = flat.size // block
-        m = max(1, int(round(n_blocks * share)))
-        if 2 * m >= n_blocks:
-            sample = flat.copy()
-        else:
-            starts = [((2 * i + 1) * n_blocks // (2 * m)) * block for i in range(m)]
-            sample = np.concatenate([flat[s : s + block] for s in starts])
+        out.append((t.name, Part(flat, config, steps, score, share)))
         f.release(t.name)
-        out.append((t.name, sample, flat.size / sample.size))
     return out

@@ -27,29 +27,95 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
-    if path.file_name().is_none() {
-        return Err(Error::invalid(format!(
-            "{}: not a file path",
-            path.display()
-        )));
+    let temp = TempFile::create(path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, temp.file());
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| temp.io("cannot write", e))?;
+    drop(w);
+    temp.commit()
+}
+
+/// A file being written in `path`'s directory that takes the name `path`
+/// only on [`commit`](Self::commit); dropped uncommitted, it leaves nothing.
+/// It is open for reading and writing, so a writer may seek back.
+pub struct TempFile {
+    file: File,
+    /// The temporary name where the file could not be anonymous.
+    named: Option<PathBuf>,
+    path: PathBuf,
+    /// The permission bits of the file `path` replaces, if it exists.
+    replaced: Option<u32>,
+}
+
+impl TempFile {
+    /// Starts the file that will be `path` (stale temporary files of dead
+    /// processes in that directory are removed first).
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.file_name().is_none() {
+            return Err(Error::invalid(format!(
+                "{}: not a file path",
+                path.display()
+            )));
+        }
+        let dir = parent(path);
+        remove_stale(dir);
+        let replaced = replaced_mode(path);
+        let (file, named) = create_temp(dir, replaced.is_some())
+            .map_err(|e| Error::io(format!("{}: cannot create: {e}", path.display())))?;
+        Ok(Self {
+            file,
+            named,
+            path: path.to_path_buf(),
+            replaced,
+        })
     }
-    let dir = parent(path);
-    remove_stale(dir);
-    let replaced = replaced_mode(path);
-    let (file, named) = create_temp(dir, replaced.is_some()).map_err(|e| io("cannot create", e))?;
-    let result = fill(&file, replaced, write)
-        .map_err(|e| io("cannot write", e))
-        .and_then(|()| commit(&file, named.as_deref(), dir, path));
-    if result.is_err() {
-        if let Some(tmp) = &named {
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// An I/O error naming the target.
+    pub fn io(&self, what: &str, e: std::io::Error) -> Error {
+        Error::io(format!("{}: {what}: {e}", self.path.display()))
+    }
+
+    /// Sets the final permissions, flushes the data to disk and gives the
+    /// file its name, replacing any file there. On failure nothing is left
+    /// and an existing file under that name is untouched.
+    pub fn commit(mut self) -> Result<()> {
+        let named = self.named.take();
+        let result = self.finish(named.as_deref());
+        if result.is_err() {
+            if let Some(tmp) = &named {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return result;
+        }
+        // Make the new name itself durable; not every platform can sync a directory.
+        let _ = File::open(parent(&self.path)).and_then(|d| d.sync_all());
+        Ok(())
+    }
+
+    fn finish(&self, named: Option<&Path>) -> Result<()> {
+        if let Some(mode) = self.replaced {
+            set_mode(&self.file, mode).map_err(|e| self.io("cannot write", e))?;
+        }
+        crate::cancel::check()?;
+        self.file
+            .sync_all()
+            .map_err(|e| self.io("cannot sync", e))?;
+        crate::cancel::check()?;
+        commit(&self.file, named, parent(&self.path), &self.path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.named {
             let _ = std::fs::remove_file(tmp);
         }
-        return result;
     }
-    // Make the new name itself durable; not every platform can sync a directory.
-    let _ = File::open(dir).and_then(|d| d.sync_all());
-    Ok(())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -57,22 +123,6 @@ fn parent(path: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
-}
-
-/// Writes, sets the final permissions and flushes the data to disk.
-fn fill(
-    file: &File,
-    replaced: Option<u32>,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    write(&mut w)?;
-    w.flush()?;
-    drop(w);
-    if let Some(mode) = replaced {
-        set_mode(file, mode)?;
-    }
-    file.sync_all()
 }
 
 /// The permission bits of the file `path` replaces, if it exists.
@@ -85,32 +135,6 @@ fn replaced_mode(path: &Path) -> Option<u32> {
     }
     #[cfg(not(unix))]
     Some(u32::from(m.permissions().readonly()))
-}
-
-/// The permissions of a finished file written without [`write_atomic`]:
-/// those [`replaced_mode`] keeps, else `0666 & !umask` (the umask read from
-/// `/proc` on Linux, else assumed 022).
-pub(super) fn final_permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let umask = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("Umask:"))?.to_owned();
-                u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
-            })
-            .unwrap_or(0o022);
-        let mode = replaced_mode(path).unwrap_or(0o666 & !umask);
-        Ok(std::fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let dir = parent(path);
-        let mut p = std::fs::metadata(dir)?.permissions();
-        p.set_readonly(replaced_mode(path) == Some(1));
-        Ok(p)
-    }
 }
 
 #[cfg(unix)]
@@ -133,7 +157,7 @@ fn create_temp(dir: &Path, private: bool) -> std::io::Result<(File, Option<PathB
         return Ok((f, None));
     }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -249,6 +273,7 @@ mod linux {
             return None;
         }
         std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .mode(0o666)
             .custom_flags(libc::O_TMPFILE)
@@ -331,16 +356,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"old").unwrap();
-        let (file, named) = {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            let tmp = dir.path().join(temp_name());
-            (opts.open(&tmp).unwrap(), Some(tmp))
+        let tmp = dir.path().join(temp_name());
+        let mut file = std::fs::File::create_new(&tmp).unwrap();
+        file.write_all(b"new").unwrap();
+        let temp = TempFile {
+            file,
+            named: Some(tmp),
+            path: path.clone(),
+            replaced: None,
         };
-        fill(&file, None, |w| w.write_all(b"new")).unwrap();
-        commit(&file, named.as_deref(), dir.path(), &path).unwrap();
+        temp.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_uncommitted_named_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(temp_name());
+        let file = std::fs::File::create_new(&tmp).unwrap();
+        drop(TempFile {
+            file,
+            named: Some(tmp),
+            path: dir.path().join("f"),
+            replaced: None,
+        });
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -142,13 +142,15 @@ impl MappedFile {
     }
 
     /// A pruned tensor, its values borrowed from the mapping.
-    pub fn sparse(&self, s: &SparseSpan) -> Sparse<'_> {
-        let index = self
-            .bytes(&s.index)
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        Sparse {
+    pub fn sparse(&self, s: &SparseSpan) -> Result<Sparse<'_>> {
+        let bytes = self.bytes(&s.index);
+        let mut index = crate::alloc::with_capacity(bytes.len() / 8, "the index words")?;
+        index.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        );
+        Ok(Sparse {
             shape: s.shape.clone(),
             config: s.config.clone(),
             block_steps: s.block_steps,
@@ -156,7 +158,7 @@ impl MappedFile {
             index: Cow::Owned(index),
             dtype: s.dtype,
             values: Cow::Borrowed(self.bytes(&s.values)),
-        }
+        })
     }
 
     /// Asks the OS to start reading a range in the background.

@@ -39,7 +39,7 @@ use crate::{bail, Error, Layout, Result, VdConfig};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -373,45 +373,6 @@ pub fn save(
     let mut meta = metadata.clone();
     meta.insert(META_KEY.to_string(), body);
     atomic::write_atomic(path, |w| write_container(w, stored, meta))
-}
-
-/// A short temporary path in `path`'s directory for the shard writer (see
-/// [`atomic`]: stale ones of dead processes there are removed first).
-fn temp_path(path: &Path) -> Result<PathBuf> {
-    if path.file_name().is_none() {
-        bail!("{}: not a file path", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    atomic::remove_stale(dir);
-    Ok(dir.join(atomic::temp_name()))
-}
-
-/// The permissions a finished file gets: the permission bits of the file it
-/// replaces, else `0666 & !umask`.
-fn permissions(path: &Path) -> std::io::Result<std::fs::Permissions> {
-    atomic::final_permissions(path)
-}
-
-/// Flushes the finished temporary file `tmp` (open as `file`) to disk and
-/// renames it over `path`; on failure `tmp` is removed and `path` untouched.
-fn publish(file: std::fs::File, tmp: &Path, path: &Path) -> Result<()> {
-    let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
-    let done = crate::cancel::check()
-        .and_then(|()| file.sync_all().map_err(|e| io("cannot sync", e)))
-        .and_then(|()| crate::cancel::check())
-        .and_then(|()| std::fs::rename(tmp, path).map_err(|e| io("cannot replace", e)));
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(tmp);
-        return Err(e);
-    }
-    // Make the rename itself durable; not every platform can sync a directory.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

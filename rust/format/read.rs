@@ -134,7 +134,7 @@ pub fn verify(e: &Entry<'_>, data: &[u8], t: &TensorMeta) -> Result<()> {
             t.shape.dims()
         );
     }
-    if t.crc32 != crc32fast::hash(data) {
+    if t.crc32 != super::crc32(data)? {
         bail_format!("tensor {name:?}: checksum mismatch: the data is damaged");
     }
     check_bool(e, data)

@@ -7,9 +7,10 @@
 //! once behind a bigger header. The file appears atomically, as with
 //! [`save`](super::save): a temporary file is synced and renamed.
 
+use super::atomic::TempFile;
 use super::{
-    body_check, config_json, numel, permissions, publish, sparse_record, temp_path, DType, Plain,
-    Sparse, FORMAT_VERSION, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX,
+    body_check, config_json, numel, sparse_record, DType, Plain, Sparse, FORMAT_VERSION,
+    INDEX_SUFFIX, META_KEY, VALUES_SUFFIX,
 };
 use crate::{bail, Error, Result, VdConfig};
 use serde_json::{json, Map, Value};
@@ -39,7 +40,9 @@ struct Record {
 
 pub struct ShardWriter {
     path: PathBuf,
-    tmp: PathBuf,
+    /// The file being written; `None` once finished or aborted.
+    temp: Option<TempFile>,
+    /// A buffered writer on `temp`'s file (a second handle of it).
     out: Option<BufWriter<File>>,
     room: usize,
     offset: u64,
@@ -61,28 +64,20 @@ impl ShardWriter {
         if metadata.contains_key(META_KEY) {
             bail!("metadata key {META_KEY:?} is reserved");
         }
-        let tmp = temp_path(path)?;
         let room = header_bound(plan, &metadata)
             .map_err(|e| e.context(path.display()))?
             .next_multiple_of(8);
-        let ctx = |e: std::io::Error| Error::io(format!("{}: cannot write: {e}", path.display()));
-        // Read back only if the header outgrows its room (see `regrow`).
-        let file = rw_file(&tmp).map_err(ctx)?;
-        let mut w = Self {
+        let (temp, file) = reserve(path, room)?;
+        Ok(Self {
             path: path.to_path_buf(),
-            tmp,
+            temp: Some(temp),
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             room,
             offset: 0,
             records: Vec::new(),
             sparse: Map::new(),
             metadata,
-        };
-        let file = w.out.as_mut().expect("open").get_mut();
-        file.set_len((8 + room) as u64)
-            .and_then(|()| file.seek(SeekFrom::Start((8 + room) as u64)).map(drop))
-            .map_err(ctx)?;
-        Ok(w)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -118,7 +113,9 @@ impl ShardWriter {
             .ok_or_else(|| Error::invalid("the shard writer is closed"))?;
         let (mut crc, start) = (crc32fast::Hasher::new(), self.offset);
         let mut len = 0u64;
-        for p in parts {
+        // Bounded pieces, so a huge tensor can be interrupted.
+        for p in parts.flat_map(|p| p.chunks(CHUNK << 8)) {
+            crate::cancel::check()?;
             crc.update(p);
             out.write_all(p)
                 .map_err(|e| Error::io(format!("cannot write: {e}")))?;
@@ -207,69 +204,55 @@ impl ShardWriter {
             .out
             .take()
             .ok_or_else(|| Error::invalid("the shard writer is closed"))?;
-        let mut file = out.into_inner().map_err(|e| self.io(e.into_error()))?;
+        out.into_inner().map_err(|e| self.io(e.into_error()))?;
         if header.len() > self.room {
-            file = self.regrow(file, header.len().next_multiple_of(8))?;
+            self.regrow(header.len().next_multiple_of(8))?;
         }
         let mut head = Vec::with_capacity(8 + self.room);
         head.extend_from_slice(&(self.room as u64).to_le_bytes());
         head.extend_from_slice(header.as_bytes());
         head.resize(8 + self.room, b' ');
+        let temp = self.temp.take().expect("open while `out` is");
+        let mut file = temp.file();
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&head))
             .map_err(|e| self.io(e))?;
-        let perms = permissions(&self.path).map_err(|e| self.io(e))?;
-        file.set_permissions(perms).map_err(|e| self.io(e))?;
-        publish(file, &self.tmp, &self.path)
+        temp.commit()
     }
 
     /// Moves the data behind a header room of `room` bytes (a second temporary file).
-    fn regrow(&mut self, mut old: File, room: usize) -> Result<File> {
-        let tmp = temp_path(&self.path)?;
-        let moved = (|| {
-            let mut new = rw_file(&tmp)?;
-            new.set_len((8 + room) as u64)?;
-            new.seek(SeekFrom::Start((8 + room) as u64))?;
-            old.seek(SeekFrom::Start((8 + self.room) as u64))?;
-            std::io::copy(&mut old, &mut new)?;
-            Ok(new)
-        })();
-        let new = match moved {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(self.io(e));
-            }
-        };
-        let _ = std::fs::remove_file(&self.tmp);
-        self.tmp = tmp;
+    fn regrow(&mut self, room: usize) -> Result<()> {
+        let (new, mut to) = reserve(&self.path, room)?;
+        let old = self.temp.as_ref().expect("open while finishing");
+        let mut from = old.file();
+        from.seek(SeekFrom::Start((8 + self.room) as u64))
+            .and_then(|_| std::io::copy(&mut from, &mut to))
+            .map_err(|e| self.io(e))?;
+        self.temp = Some(new);
         self.room = room;
-        Ok(new)
+        Ok(())
     }
 
-    /// Stops writing and removes the temporary file; the target is untouched.
+    /// Stops writing and drops the temporary file; the target is untouched.
     pub fn abort(&mut self) {
-        if self.out.take().is_some() || self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.out = None;
+        self.temp = None;
     }
 }
 
-impl Drop for ShardWriter {
-    fn drop(&mut self) {
-        if self.out.is_some() {
-            self.abort();
-        }
-    }
-}
-
-fn rw_file(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+/// A temporary file for `path` with `8 + room` bytes reserved for the
+/// header, and a second handle of it positioned after them.
+fn reserve(path: &Path, room: usize) -> Result<(TempFile, File)> {
+    let temp = TempFile::create(path)?;
+    let mut file = temp
+        .file()
+        .try_clone()
+        .map_err(|e| temp.io("cannot write", e))?;
+    let end = (8 + room) as u64;
+    file.set_len(end)
+        .and_then(|()| file.seek(SeekFrom::Start(end)).map(drop))
+        .map_err(|e| temp.io("cannot write", e))?;
+    Ok((temp, file))
 }
 
 /// The safetensors header: every stored tensor's place and, under

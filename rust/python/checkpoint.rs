@@ -3,7 +3,7 @@
 //! of a memory-mapped file (no copy), `ShardWriter` writes tensors one at a
 //! time with the interpreter released.
 
-use super::{value_error, PyConfig};
+use super::{detached, value_error, PyConfig};
 use crate::format::{self, DType, Entry, MappedFile, Plain, Planned, Span, Sparse};
 use numpy::ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -49,9 +49,7 @@ fn view<'py>(owner: &Bound<'py, SafeOpen>, span: &Span) -> PyResult<Bound<'py, P
 impl SafeOpen {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| MappedFile::open(&path))
-            .map(SafeOpen)
-            .map_err(value_error)
+        detached(py, None, || MappedFile::open(&path)).map(SafeOpen)
     }
 
     #[getter]
@@ -86,7 +84,7 @@ impl SafeOpen {
             Entry::Plain(s) => view(slf, &s),
             Entry::Sparse(s) => {
                 let file = &slf.get().0;
-                let index = py.detach(|| file.sparse(&s).index.into_owned());
+                let index = detached(py, None, || Ok(file.sparse(&s)?.index.into_owned()))?;
                 let t = (
                     s.dtype.name(),
                     s.shape.clone(),
@@ -178,7 +176,7 @@ impl ShardWriter {
             data: Cow::Borrowed(data.as_slice()?),
         };
         let w = self.open()?;
-        py.detach(|| w.add_plain(name, &p)).map_err(value_error)
+        detached(py, None, || w.add_plain(name, &p))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -204,7 +202,7 @@ impl ShardWriter {
             values: Cow::Borrowed(values.as_slice()?),
         };
         let w = self.open()?;
-        py.detach(|| w.add_sparse(name, &s)).map_err(value_error)
+        detached(py, None, || w.add_sparse(name, &s))
     }
 
     /// Writes the header and renames the file into place: `(data bytes, stored names)`.
@@ -214,7 +212,7 @@ impl ShardWriter {
             .take()
             .ok_or_else(|| PyValueError::new_err("the shard writer is closed"))?;
         let done = (w.data_bytes(), w.stored_names());
-        py.detach(|| w.finish()).map_err(value_error)?;
+        detached(py, None, || w.finish())?;
         Ok(done)
     }
 

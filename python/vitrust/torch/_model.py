@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _checks, _presets, _vitrust
-from .._global import TOLERANCE, Calibrator
+from .._calibrate import TOLERANCE, Calibrator
 from .._prune import RateWarning, _config
 from .._sparse import ViterbiSparse
 from .._vitrust import VDConfig
@@ -70,7 +70,7 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
 
     λ is first found on samples with every layer on the VD for ``rate``; then
     each layer gets the comparator for the rate it reached, and
-    :func:`vitrust._global.calibrate`'s procedure finds λ again, on samples and
+    :func:`vitrust._calibrate.calibrate`'s procedure finds λ again, on samples and
     then with one full pass per layer (two when the first misses by more than
     0.1 point). Returns
     ``(λ, the search result per layer)``; results hold scores as values.

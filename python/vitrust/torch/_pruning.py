@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn.utils import prune as _tprune
 
-from .._global import FULL_AIM, TOLERANCE
+from .._calibrate import FULL_AIM, TOLERANCE
 from .._prune import RateWarning
 from .._prune import prune as _prune
 from .._sparse import ViterbiSparse
