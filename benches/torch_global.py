@@ -1,8 +1,8 @@
 """Global pruning of a CNN: ``vitrust.torch.prune_model`` beside
 ``torch.nn.utils.prune.global_unstructured`` (L1), side by side in one run.
 
-    python benches/torch_calibrate.py               # ~23 M weights (VGG-like), rate 0.9, best of 3
-    python benches/torch_calibrate.py --width 0.25 --repeat 1   # a quick check
+    python benches/torch_global.py               # ~23 M weights (VGG-like), rate 0.9, best of 3
+    python benches/torch_global.py --width 0.25 --repeat 1   # a quick check
 
 Prints each one's time (best of ``--repeat``, each on a fresh copy of the
 model), the achieved overall rate, the search work vitrust spent (in full

@@ -194,3 +194,16 @@ def test_prune_model_warns_when_no_lambda_reaches_the_rate():
         lin[0].weight.fill_(0.25)
     with pytest.warns(UserWarning, match="requested rate 50.00%"):
         vt.prune_model(lin, 0.5)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "float32"])
+@pytest.mark.parametrize("kind", ["abs", "square"])
+def test_the_largest_score_matches_a_float64_reference(dtype, kind):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = np.dtype(getattr(ml_dtypes, dtype, None) or dtype)
+    rng = np.random.default_rng(3)
+    for scale in (1.0, 1e-3, 8.0):
+        w = (rng.standard_normal(5001) * scale).astype(dt)
+        w[rng.integers(0, w.size)] = -abs(w.astype(np.float64)).max() * 1.5  # the largest is negative
+        ref = np.abs(w.astype(np.float64)).max()
+        assert _calibrate._max_score(w, kind) == (ref * ref if kind == "square" else ref)
