@@ -113,11 +113,6 @@ class Tally:
             return "unstarted"
         if outcome is None and code == -signal.SIGINT and "done" in out:
             return "done"  # finished just before the signal, which then ended the interpreter
-        if outcome is None and code == 0 and not err:
-            # Under the limit the interpreter left quietly before reporting
-            # (no abort, no signal): counted apart, not as a crash.
-            self.unstarted += 1
-            return "silent"
         if "PanicException" in err or "panicked" in err:
             self.panics += 1
         elif code == -signal.SIGABRT or "memory allocation of" in err:
@@ -130,6 +125,19 @@ class Tally:
         return "bad"
 
 
+def first_line(p: subprocess.Popen) -> str:
+    """The child's first line, read from the pipe byte by byte: a buffered
+    readline would swallow later lines that ``communicate`` then never sees."""
+    assert p.stdout is not None
+    line = b""
+    while not line.endswith(b"\n"):
+        c = os.read(p.stdout.fileno(), 1)
+        if not c:
+            break
+        line += c
+    return line.decode()
+
+
 def run(setup: str, op: str, margin: int = -1, sigint_after: float | None = None) -> tuple[int, str, str, float | None]:
     p = subprocess.Popen(
         [sys.executable, "-c", CHILD, setup, op, str(margin)],
@@ -138,8 +146,7 @@ def run(setup: str, op: str, margin: int = -1, sigint_after: float | None = None
         text=True,
         env=ENV,
     )
-    assert p.stdout is not None
-    first = p.stdout.readline()
+    first = first_line(p)
     sent = None
     if sigint_after is not None and first.startswith("ready"):
         time.sleep(sigint_after)
@@ -280,7 +287,7 @@ def main() -> None:
     print("(d) totals")
     print(f"    inputs tried {t.inputs}, faults injected {t.faults}")
     print(f"    crashes {t.crashes}, aborts {t.aborts}, panics {t.panics}, lost files {t.lost}")
-    print(f"    (children that exited 0 under the limit without reporting: {t.unstarted})")
+    print(f"    (children the limit stopped before the call began: {t.unstarted})")
     print(f"    slowest interrupt {slowest:.3f} s, worst peak RSS over file size {worst:.1f}x")
     print(f"    ({time.time() - t0:.0f} s)")
     for b in t.bad:

@@ -345,8 +345,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     let mut full = FullPasses {
         searcher: s,
         target: d,
-        scratch: vec![0; index.len()],
-        best_index: vec![0; index.len()],
+        scratch: crate::alloc::zeros(index.len(), "a trial index")?,
+        best_index: crate::alloc::zeros(index.len(), "the best index")?,
         points: Vec::new(),
         best: None,
         passes: 0.0,

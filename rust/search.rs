@@ -446,6 +446,9 @@ impl<'a> Searcher<'a> {
 
     /// [`run`](Self::run) on an index already checked against the layout.
     pub(crate) fn pass(&self, lam: f64, index: &mut [u64]) -> Vec<BlockResult> {
+        let blocks = self.layout.n_blocks();
+        let mut results = crate::alloc::with_capacity(blocks, "the per-block search results")
+            .unwrap_or_else(|e| cancel::fail(e));
         index
             .par_chunks_mut(self.layout.words_per_block())
             .enumerate()
@@ -457,7 +460,7 @@ impl<'a> Searcher<'a> {
                     res
                 },
             )
-            .collect::<Vec<_>>()
-            .checked(&self.cancel)
+            .collect_into_vec(&mut results);
+        results.checked(&self.cancel)
     }
 }

@@ -49,14 +49,26 @@ resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
 """
 
 
+def first_line(p: subprocess.Popen) -> str:
+    """The child's first line, read from the pipe byte by byte: a buffered
+    readline would swallow later lines that ``communicate`` then never sees."""
+    assert p.stdout is not None
+    line = b""
+    while not line.endswith(b"\n"):
+        c = os.read(p.stdout.fileno(), 1)
+        if not c:
+            break
+        line += c
+    return line.decode()
+
+
 def child(setup: str, op: str, *, sigint_after: float | None = None, timeout: float = 120) -> tuple[str, float, str]:
     """(outcome, seconds from SIGINT to the outcome or 0, stderr) of one child."""
     env = dict(os.environ, PYTHONPATH=PYTHON_DIR)
     p = subprocess.Popen(
         [sys.executable, "-c", CHILD, setup, op], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    assert p.stdout is not None
-    ready = p.stdout.readline().strip()
+    ready = first_line(p).strip()
     assert ready == "ready", p.communicate()[1]
     sent = None
     if sigint_after is not None:
