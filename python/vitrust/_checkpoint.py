@@ -56,10 +56,12 @@ class Result:
 
     @property
     def weights(self) -> int:
+        """Weights of the tensors selected for pruning."""
         return sum(t.weights for t in self.tensors)
 
     @property
     def achieved_rate(self) -> float:
+        """The share of the selected weights pruned, over all of them."""
         kept = sum(t.nnz if t.nnz is not None else t.weights for t in self.tensors)
         return 1.0 - kept / max(self.weights, 1)
 
@@ -327,7 +329,7 @@ def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = Fal
     cal, configs = _calibrator(tasks, glob_names, rate, prune_options, client)
     names = set(configs)
     again = [i for i, task in enumerate(tasks) if any(t.name in names for t in task.tensors)]
-    stats: List[ShardStats] = []
+    stats = []
     last = [math.nan]
 
     def full(lam: float) -> int:

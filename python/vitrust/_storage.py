@@ -1,4 +1,4 @@
-"""Index-cost models and storage tables (DESIGN.md, "The sparse object and the file").
+"""Index-cost models and storage tables (the VD index as docs/format.md, "Index layout", lays it out).
 
 ``index_cost(mask, fmt, **params)`` gives the bits an index of ``mask`` costs
 under one format; ``StorageTable`` (from ``ViterbiSparse.storage()``) sets the
@@ -60,7 +60,7 @@ def _cost(m: np.ndarray, fmt: str, params: Dict[str, Any]) -> Tuple[int, int]:
 
 
 def index_cost(mask: Any, fmt: str, **params: Any) -> int:
-    """Index bits of the keep-``mask`` under ``fmt``, exactly as DESIGN.md defines them.
+    """Index bits of the keep-``mask`` under ``fmt``, by the definitions below.
 
     A tensor of more than two dimensions is viewed as ``(shape[0], rest)``, a
     1-D one as one row. Formats: ``"viterbi"`` (``ratio=``, optional

@@ -55,8 +55,9 @@ def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", Optional[
 
 def layer_config(rate: float, **options: Any) -> VDConfig:
     """The VD ``vitrust.prune(..., rate=rate, **options)`` would pick (its first tap seed)."""
-    if isinstance(options.get("config"), VDConfig):
-        return options["config"]
+    given = options.get("config")
+    if isinstance(given, VDConfig):
+        return given
     ff, n_in, _ = _presets.resolve(options.get("effort", "default"), options.get("flip_flops"),
                                    options.get("n_in"), options.get("tap_seeds"))
     rate = min(max(float(rate), 0.0), 0.999999)
@@ -122,8 +123,8 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     out = []
     for (w, _), x, c, index in zip(layers, s, configs, indices):
         values, starts = _vitrust.gather(c, index, bs, x, threads)
-        out.append(ViterbiSparse(tuple(w.shape), c, bs, index, values, lam, threads=threads, _trusted=True,
-                                 _starts=starts))
+        out.append(ViterbiSparse._from_core(tuple(w.shape), c, bs, index, values, lam, threads=threads,
+                                            starts=starts))
     return lam, out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union, cast
 
 import numpy as np
 import torch
@@ -80,9 +80,12 @@ class ViterbiUnstructured(_tprune.BasePruningMethod):
         return keep * default_mask
 
     @classmethod
-    def apply(cls, module: "torch.nn.Module", name: str, amount: Any = None, importance_scores: Any = None,
+    def apply(cls, module: Any, name: Any, *args: Any, importance_scores: Any = None,
               **options: Any) -> "ViterbiUnstructured":
-        return super().apply(module, name, amount=amount, importance_scores=importance_scores, **options)
+        """Prunes ``module.name`` with a new method made from ``args`` and ``options``
+        (``amount`` or ``lam``, then ``vitrust.prune``'s options), as torch's methods do."""
+        method = super().apply(module, name, *args, importance_scores=importance_scores, **options)
+        return cast(ViterbiUnstructured, method)
 
 
 def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], options: Dict[str, Any]) -> ViterbiSparse:
