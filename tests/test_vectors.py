@@ -42,7 +42,9 @@ def test_search_vectors(vectors, via):
         cfg = config_of(v)
         scores = np.array(v["scores"], dtype=np.float64)
         lam, steps = v["lam"], v["steps"]
-        tol = 1e-3 * np.abs(scores - lam).sum()
+        # The search sums float32 gains: the float64 objective of its mask is
+        # the optimum up to float32 rounding, far inside 1e-5 of the total.
+        tol = 1e-5 * np.abs(scores - lam).sum()
         ref_mask = as_bools(v["mask"])
         assert abs((scores - lam)[ref_mask].sum() - v["metric"]) <= tol
         if via == "core":
