@@ -13,6 +13,13 @@ import numpy as np
 
 # The largest size the core takes (a machine word).
 SIZE_MAX = 2 * sys.maxsize + 1
+# The VD's limits (docs/format.md, "The Viterbi decompressor"), checked here
+# too so that an error names the caller's own argument; the core checks them again.
+MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT, MAX_COMPARATOR_BITS = 16, 4, 64, 8
+# Steps per block unless told otherwise (docs/format.md, "Blocks").
+DEFAULT_BLOCK_STEPS = 1024
+MAX_THREADS = 1024
+MAX_TAP_SEEDS = 64
 # Value dtypes by numpy name -> (itemsize, safetensors name). numpy has no
 # bfloat16 or float8 of its own: those are the ml_dtypes package's types,
 # recognised by name so that vitrust needs that package only where they occur.
@@ -106,7 +113,7 @@ def rate(x: Any) -> float:
 
 
 def threads(x: Any) -> Optional[int]:
-    return None if x is None else integer(x, "threads", 1, 1024)
+    return None if x is None else integer(x, "threads", 1, MAX_THREADS)
 
 
 def index_array(x: Any) -> np.ndarray:

@@ -32,7 +32,7 @@ def prune(
     n_in: Optional[int] = None,
     comparator_bits: Optional[int] = None,
     threshold: Optional[int] = None,
-    block_steps: int = 1024,
+    block_steps: int = _checks.DEFAULT_BLOCK_STEPS,
     scores: Any = None,
     score: str = "abs",
     seed: int = 0,
@@ -145,11 +145,12 @@ def _search_best(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Opti
 def _config(src: Optional[np.ndarray], kind: str, rate: Optional[float], lam: Optional[float], ratio: Any, flip_flops: Any,
             n_in: Any, comparator_bits: Any, threshold: Any, seed: Any) -> VDConfig:
     """The VD for ``prune``'s keyword arguments."""
-    n_in = _checks.integer(n_in, "n_in", 1, 4)
+    n_in = _checks.integer(n_in, "n_in", 1, _checks.MAX_N_IN)
     ratio = _checks.integer(ratio, "ratio", 1)
-    if ratio * n_in > 64:
-        raise ValueError(f"ratio = {ratio} with n_in = {n_in} gives {ratio * n_in} mask bits per step; at most 64")
-    _checks.integer(flip_flops, "flip_flops", 1, 16)
+    if ratio * n_in > _checks.MAX_N_OUT:
+        raise ValueError(f"ratio = {ratio} with n_in = {n_in} gives {ratio * n_in} mask bits per step; "
+                         f"at most {_checks.MAX_N_OUT}")
+    _checks.integer(flip_flops, "flip_flops", 1, _checks.MAX_FLIP_FLOPS)
     if n_in > flip_flops:
         raise ValueError(f"n_in = {n_in} exceeds flip_flops = {flip_flops}: need n_in <= flip_flops")
     if threshold is not None and comparator_bits is None:
@@ -163,7 +164,7 @@ def _config(src: Optional[np.ndarray], kind: str, rate: Optional[float], lam: Op
         if comparator_bits is None:
             comparator_bits, threshold = _vitrust.default_comparator(min(1.0 - density, 0.999999))
         else:
-            nc = _checks.integer(comparator_bits, "comparator_bits", 1, 8)
+            nc = _checks.integer(comparator_bits, "comparator_bits", 1, _checks.MAX_COMPARATOR_BITS)
             threshold = int(min(max(round(density * 2**nc), 1), 2**nc))
     seed = _checks.integer(seed, "seed", 0, 2**64 - 1)
     return VDConfig(flip_flops, n_in, ratio * n_in, comparator_bits, threshold, seed=seed)
@@ -178,7 +179,7 @@ def _share_above(src: np.ndarray, kind: str, lam: float) -> float:
     return above / src.size
 
 
-def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = 1024, *, threads: Optional[int] = None) -> np.ndarray:
+def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = _checks.DEFAULT_BLOCK_STEPS, *, threads: Optional[int] = None) -> np.ndarray:
     """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``."""
     if not isinstance(config, VDConfig):
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
