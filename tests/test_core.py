@@ -65,7 +65,7 @@ def test_search_is_optimal(case, seed, lam, ragged):
     best = brute_force_optimum(cfg, scores, lam, steps)
     sp = vitrust.prune(np.ones(n), lam=lam, scores=scores, config=cfg, block_steps=steps)
     got = (scores - lam)[sp.mask()].sum()
-    assert abs(got - best) <= 1e-5 * np.abs(scores - lam).sum()  # float32 gains: optimal up to rounding
+    assert abs(got - best) <= 1e-5 * np.abs(scores - lam).sum()  # docs/algorithm.md, "Search objective"
 
 
 def test_search_is_optimal_per_block():

@@ -39,7 +39,7 @@ def test_each_level_is_optimal(level):
         index, _, _ = _vitrust.search(cfg, scores, "raw", 0.8, 12, simd=level)
         mask = vitrust.expand(cfg, index, 60, 12)
         best = brute_force_optimum(cfg, scores, 0.8, 12)
-        # float32 gains: optimal up to float32 rounding.
+        # The float32 search's bound (docs/algorithm.md, "Search objective").
         assert abs((scores - 0.8)[mask].sum() - best) <= 1e-5 * np.abs(scores - 0.8).sum()
 
 

@@ -42,8 +42,8 @@ def test_search_vectors(vectors, via):
         cfg = config_of(v)
         scores = np.array(v["scores"], dtype=np.float64)
         lam, steps = v["lam"], v["steps"]
-        # The search sums float32 gains: the float64 objective of its mask is
-        # the optimum up to float32 rounding, far inside 1e-5 of the total.
+        # The float32 search's bound (docs/algorithm.md, "Search objective"):
+        # within 1e-5 of the total |score - lam| of the optimum.
         tol = 1e-5 * np.abs(scores - lam).sum()
         ref_mask = as_bools(v["mask"])
         assert abs((scores - lam)[ref_mask].sum() - v["metric"]) <= tol
