@@ -16,6 +16,8 @@ from . import _checks, _vitrust
 
 FORMATS = ("viterbi", "bitmask", "csr32", "csr16", "csr-min", "relative", "entropy")
 _PARAMS = {"viterbi": {"ratio", "n_in", "block_steps"}, "relative": {"bits"}}
+# Relative indexing's entries are at most a 32-bit gap each.
+MAX_RELATIVE_BITS = 32
 
 
 def _mask(mask: Any) -> np.ndarray:
@@ -50,7 +52,7 @@ def _cost(m: np.ndarray, fmt: str, params: Dict[str, Any]) -> Tuple[int, int]:
     if fmt == "relative":
         if "bits" not in params:
             raise TypeError("index_cost('relative') needs bits= (bits per gap entry, e.g. 4)")
-        return _vitrust.index_cost(flat, rows, fmt, bits=_checks.integer(params["bits"], "bits", 1, 32))
+        return _vitrust.index_cost(flat, rows, fmt, bits=_checks.integer(params["bits"], "bits", 1, MAX_RELATIVE_BITS))
     return _vitrust.index_cost(flat, rows, fmt)
 
 
