@@ -55,7 +55,8 @@ def resolve(effort: Any, flip_flops: Optional[int], n_in: Optional[int], tap_see
     p = EFFORTS[effort]
     ff = p.flip_flops if flip_flops is None else flip_flops
     if n_in is None:
-        n_in = p.n_in if flip_flops is None else min(p.n_in, max(_checks.integer(ff, "flip_flops", 1, _checks.MAX_FLIP_FLOPS), 1))
+        fits = p.n_in if flip_flops is None else _checks.integer(ff, "flip_flops", 1, _checks.MAX_FLIP_FLOPS)
+        n_in = min(p.n_in, max(fits, 1))
     seeds = p.tap_seeds if tap_seeds is None else _checks.integer(tap_seeds, "tap_seeds", 1, _checks.MAX_TAP_SEEDS)
     return ff, n_in, seeds
 

@@ -179,7 +179,8 @@ def _share_above(src: np.ndarray, kind: str, lam: float) -> float:
     return above / src.size
 
 
-def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = _checks.DEFAULT_BLOCK_STEPS, *, threads: Optional[int] = None) -> np.ndarray:
+def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = _checks.DEFAULT_BLOCK_STEPS, *,
+           threads: Optional[int] = None) -> np.ndarray:
     """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``."""
     if not isinstance(config, VDConfig):
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")

@@ -79,7 +79,8 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     """
     score = options.get("score", "abs")
     threads = _checks.threads(options.get("threads"))
-    bs = _checks.integer(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS), "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+    bs = _checks.integer(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS), "block_steps", 1,
+                         _vitrust.MAX_BLOCK_STEPS)
     budget = options.get("max_memory")
     budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if budget is None else _checks.integer(budget, "max_memory", 1)
     vd_opts = {k: v for k, v in options.items() if k not in ("score", "block_steps", "threads", "max_memory")}
