@@ -263,3 +263,13 @@ def test_demo_reports_what_it_did(capsys):
     a = np.abs(w.astype(np.float64)).ravel()
     want = a[sp.mask().ravel()].sum() / np.sort(a)[::-1][: sp.nnz].sum()
     assert float(fields["retained |w|"].split()[2]) == pytest.approx(want, abs=6e-5)
+
+
+@pytest.mark.parametrize("min_size, listed", [(288, True), (289, False)])
+def test_min_size_counts_a_tensor_of_exactly_that_size(ckpt, tmp_path, capsys, min_size, listed):
+    code, stdout, err = run(["prune", ckpt, "-o", tmp_path / "o.safetensors", "--rate", "0.5",
+                             "--min-size", min_size, "--dry-run"], capsys)
+    assert code == 0, err
+    names = {line.split()[0] for line in stdout.splitlines()[1:] if line.split() and "." in line.split()[0]}
+    assert ("conv.weight" in names) == listed  # 8x4x3x3: 288 weights
+    assert "fc1.weight" in names and "small.weight" not in names
