@@ -107,3 +107,36 @@ def test_quality_retained_is_against_the_top_scores():
     w = np.random.default_rng(8).standard_normal((40, 50))
     sp = vitrust.prune(w, 0.9)
     assert sp.quality(w).retained == pytest.approx(_top_retained(w, sp), rel=1e-12)
+
+
+def _signatures(module):
+    import inspect
+
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.isclass(obj):
+            yield name, obj
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and callable(member):
+                    yield f"{name}.{attr}", member
+        elif callable(obj):
+            yield name, obj
+
+
+def test_public_signatures_have_no_private_parameters():
+    import inspect
+
+    modules = [vitrust]
+    try:
+        import vitrust.torch as vt
+    except ImportError:
+        vt = None
+    if vt is not None:
+        modules.append(vt)
+    for module in modules:
+        for name, obj in _signatures(module):
+            try:
+                params = inspect.signature(obj).parameters
+            except (TypeError, ValueError):  # compiled callables without a signature
+                continue
+            assert not [p for p in params if p.startswith("_")], name
