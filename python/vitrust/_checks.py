@@ -18,7 +18,6 @@ SIZE_MAX = 2 * sys.maxsize + 1
 MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT, MAX_COMPARATOR_BITS = 16, 4, 64, 8
 # Steps per block unless told otherwise (docs/format.md, "Blocks").
 DEFAULT_BLOCK_STEPS = 1024
-MAX_THREADS = 1024
 MAX_TAP_SEEDS = 64
 # Value dtypes by numpy name -> (itemsize, safetensors name). numpy has no
 # bfloat16 or float8 of its own: those are the ml_dtypes package's types,
@@ -113,7 +112,7 @@ def rate(x: Any) -> float:
 
 
 def threads(x: Any) -> Optional[int]:
-    return None if x is None else integer(x, "threads", 1, MAX_THREADS)
+    return None if x is None else integer(x, "threads", 1, 1024)
 
 
 def index_array(x: Any) -> np.ndarray:
