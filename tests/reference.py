@@ -1,4 +1,5 @@
-"""Plain-NumPy references, written straight from DESIGN.md, to check the core against."""
+"""Plain-NumPy references, written straight from docs/format.md ("The Viterbi decompressor",
+"Blocks", "Index layout"), to check the core against."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def unpack(words: np.ndarray, nbits: int, start_bit: int = 0) -> np.ndarray:
 
 
 def expand(config, index: np.ndarray, n_weights: int, block_steps: int) -> np.ndarray:
-    """The whole tensor's mask, block by block as DESIGN lays them out."""
+    """The whole tensor's mask, block by block as docs/format.md ("Blocks") lays them out."""
     c = config
     bw = block_steps * c.n_out
     wpb = math.ceil(block_steps * c.n_in / 64)

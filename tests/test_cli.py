@@ -108,6 +108,7 @@ def test_bfloat16_tensors_are_pruned(tmp_path, capsys):
 
 
 def test_plot_writes_a_png(ckpt, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     png = tmp_path / "report.png"
     code, stdout, err = run(["prune", ckpt, "-o", tmp_path / "o.safetensors", "--rate", "0.9", "--plot", png,
                              "--min-size", "200", "-q"], capsys)
@@ -187,6 +188,7 @@ def test_entry_points_run_as_a_new_user_would(ckpt, tmp_path):
 
 
 def test_an_unreachable_rate_is_flagged(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
     # A constant tensor keeps all or the VD's fewest: no lam gets near 50 %.
     path = tmp_path / "tied.safetensors"
     st_save({"const.weight": np.full((64, 64), 0.5, np.float32),
@@ -243,3 +245,31 @@ def test_unpack_states_its_size_and_refuses_above_the_limit(tmp_path, capsys):
     assert run(["unpack", src, "-o", out, "--force"], capsys)[0] == 0
     with pytest.raises(SystemExit):
         main(["unpack", str(src), "-o", str(tmp_path / "x"), "--max-output", "lots"])
+
+
+def test_demo_reports_what_it_did(capsys):
+    from vitrust._demo import default_matrix
+
+    code, stdout, err = run(["demo", "--rate", "0.8", "--threads", "2"], capsys)
+    assert code == 0, err
+    fields = {line.split("  ")[1].strip(): line for line in stdout.splitlines()[2:] if line.strip()}
+    w = default_matrix()
+    sp = vitrust.prune(w, 0.8)
+    assert stdout.splitlines()[0] == "vitrust demo: 1024x1024 float32 (embedded default), target rate 80.00%"
+    assert f"({sp.nnz} of {w.size} weights kept)" in fields["achieved rate"]
+    assert abs(sp.rate - 0.8) <= 0.002
+    assert f"viterbi {sp.bits_per_weight:.4f}" in fields["index bits/weight"]
+    assert f"csr32 {32 * (sp.nnz + 1025) / w.size:.4f}" in fields["index bits/weight"]
+    a = np.abs(w.astype(np.float64)).ravel()
+    want = a[sp.mask().ravel()].sum() / np.sort(a)[::-1][: sp.nnz].sum()
+    assert float(fields["retained |w|"].split()[2]) == pytest.approx(want, abs=6e-5)
+
+
+@pytest.mark.parametrize("min_size, listed", [(288, True), (289, False)])
+def test_min_size_counts_a_tensor_of_exactly_that_size(ckpt, tmp_path, capsys, min_size, listed):
+    code, stdout, err = run(["prune", ckpt, "-o", tmp_path / "o.safetensors", "--rate", "0.5",
+                             "--min-size", min_size, "--dry-run"], capsys)
+    assert code == 0, err
+    names = {line.split()[0] for line in stdout.splitlines()[1:] if line.split() and "." in line.split()[0]}
+    assert ("conv.weight" in names) == listed  # 8x4x3x3: 288 weights
+    assert "fc1.weight" in names and "small.weight" not in names

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -255,17 +256,15 @@ def test_bad_bool_bytes_are_refused(tmp_path):
         vitrust.load_file(path)
 
 
-def test_bfloat16_is_refused_clearly_without_ml_dtypes(tmp_path):
+def test_bfloat16_loads_with_ml_dtypes_and_is_refused_clearly_without(tmp_path, monkeypatch):
+    pytest.importorskip("ml_dtypes")
     path = tmp_path / "bf.safetensors"
     header = {"x": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}
     path.write_bytes(join(header, b"\x80\x3f\x00\x40"))
-    try:
-        import ml_dtypes  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="bfloat16"):
-            vitrust.load_file(path)
-    else:
-        assert vitrust.load_file(path)["x"].astype(np.float32).tolist() == [1.0, 2.0]
+    assert vitrust.load_file(path)["x"].astype(np.float32).tolist() == [1.0, 2.0]
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # `import ml_dtypes` now fails, as when not installed
+    with pytest.raises(ValueError, match="bfloat16.*ml_dtypes"):
+        vitrust.load_file(path)
 
 
 def test_argument_types(saved):

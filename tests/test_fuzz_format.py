@@ -1,7 +1,8 @@
 """Bounded fuzzing of the loader: valid files with bit flips, truncation,
 overwritten or appended bytes, a bad length prefix, or edited header fields.
-Each must load as exactly the original data or raise ValueError; never crash,
-hang or load as something else. Forged edits (the metadata check recomputed)
+Each must load as exactly the original data or raise ``vitrust.FormatError``
+(a ``ValueError``) naming the damage; never crash, hang or load as something
+else; and reading the metadata alone must behave the same way. Forged edits (the metadata check recomputed)
 may load, but only as valid, self-consistent tensors. (``benches/fuzz_format.py`` runs this for minutes.)"""
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def original(tmp_path_factory):
     return path.read_bytes(), vitrust.load_file(path)
 
 
+def _metadata_loads_or_is_refused(path):
+    try:
+        meta = vitrust.read_metadata(path)
+    except vitrust.FormatError as e:
+        assert str(e)
+    else:
+        assert isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
+
+
 @settings(max_examples=400)
 @given(data=st.data())
 def test_damaged_files_never_load_as_other_data(original, tmp_path_factory, data):
@@ -30,8 +40,12 @@ def test_damaged_files_never_load_as_other_data(original, tmp_path_factory, data
     path.write_bytes(damaged)
     try:
         got = vitrust.load_file(path)
-    except ValueError:
+    except vitrust.FormatError as e:
+        # Refused as a bad file, with a reason, and only when something changed.
+        assert damaged != buf and str(e)
+        _metadata_loads_or_is_refused(path)
         return
+    assert isinstance(vitrust.read_metadata(path), dict)  # a file that loads has readable metadata
     if forged:  # an edit with a recomputed check may load, but only as valid tensors
         assert consistent(got)
     else:

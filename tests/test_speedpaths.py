@@ -39,7 +39,8 @@ def test_each_level_is_optimal(level):
         index, _, _ = _vitrust.search(cfg, scores, "raw", 0.8, 12, simd=level)
         mask = vitrust.expand(cfg, index, 60, 12)
         best = brute_force_optimum(cfg, scores, 0.8, 12)
-        assert abs((scores - 0.8)[mask].sum() - best) <= 1e-3 * np.abs(scores - 0.8).sum()
+        # The float32 search's bound (docs/algorithm.md, "Search objective").
+        assert abs((scores - 0.8)[mask].sum() - best) <= 1e-5 * np.abs(scores - 0.8).sum()
 
 
 def test_unknown_level():
@@ -48,34 +49,47 @@ def test_unknown_level():
         _vitrust.search(cfg, np.ones(10), "abs", 0.5, 8, simd="mmx")
 
 
+# Each product of W, shape (r, c): the operator, the operand's shape and the
+# result's, for a batch of b (b = 0: a vector).
+PRODUCTS = {
+    "W @ X": (lambda w, x: w @ x, lambda r, c, b: (c, b) if b else (c,), lambda r, c, b: (r, b) if b else (r,)),
+    "X @ W": (lambda w, x: x @ w, lambda r, c, b: (b, r) if b else (r,), lambda r, c, b: (b, c) if b else (c,)),
+}
+
+
+@pytest.mark.parametrize("product", list(PRODUCTS))
 @given(
     st.tuples(st.integers(1, 40), st.integers(1, 70)),
     st.sampled_from([np.float16, np.float32, np.float64]),
     st.sampled_from([np.float32, np.float64]),
-    st.integers(0, 81),
+    st.integers(0, 40),
     st.floats(0.0, 0.95),
     st.integers(0, 2**32),
 )
-def test_matmul_matches_dense(shape, wdtype, xdtype, batch, rate, seed):
+def test_products_match_dense(product, shape, wdtype, xdtype, batch, rate, seed):
+    op, operand, result = PRODUCTS[product]
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(shape).astype(wdtype)
     sp = vitrust.prune(w, rate, block_steps=7, flip_flops=6)
-    x = rng.standard_normal((shape[1], batch) if batch else shape[1]).astype(xdtype)
-    got = sp @ x
+    x = rng.standard_normal(operand(*shape, batch)).astype(xdtype)
+    got = op(sp, x)
     dt = np.float64 if np.float64 in (np.dtype(wdtype), np.dtype(xdtype)) else np.float32
-    assert got.dtype == dt and got.shape == ((shape[0], batch) if batch else (shape[0],))
-    want = sp.to_dense().astype(np.float64) @ x.astype(np.float64)
-    np.testing.assert_allclose(got, want, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-5 if dt == np.float32 else 1e-12)
+    assert got.dtype == dt and got.shape == result(*shape, batch)
+    want = op(sp.to_dense().astype(np.float64), x.astype(np.float64))
+    tol = 1e-5 if dt == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
-def test_matmul_is_thread_independent_and_views_nd_tensors():
+@pytest.mark.parametrize("product", list(PRODUCTS))
+def test_products_are_thread_independent_and_view_nd_tensors(product):
+    op, operand, _ = PRODUCTS[product]
     rng = np.random.default_rng(1)
     w = rng.standard_normal((64, 4, 8, 8)).astype(np.float32)
-    x = rng.standard_normal((256, 33)).astype(np.float32)
+    x = rng.standard_normal(operand(64, 256, 33)).astype(np.float32)
     a = vitrust.prune(w, 0.8, threads=1)
     b = vitrust.prune(w, 0.8, threads=2)
-    np.testing.assert_array_equal(a @ x, b @ x)
-    np.testing.assert_allclose(a @ x, a.to_dense().reshape(64, 256) @ x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(op(a, x), op(b, x))
+    np.testing.assert_allclose(op(a, x), op(a.to_dense().reshape(64, 256), x), rtol=1e-5, atol=1e-5)
 
 
 def test_cached_block_starts_survive_pickling_casts_and_a_rewritten_index():
@@ -112,37 +126,7 @@ def test_matmul_errors():
         sp @ np.full(12, np.nan)
     with pytest.raises(TypeError, match="operand"):
         sp @ np.ones(12, dtype=complex)
-
-
-@given(
-    st.tuples(st.integers(1, 40), st.integers(1, 70)),
-    st.sampled_from([np.float16, np.float32, np.float64]),
-    st.sampled_from([np.float32, np.float64]),
-    st.integers(0, 20),
-    st.floats(0.0, 0.95),
-    st.integers(0, 2**32),
-)
-def test_rmatmul_matches_dense(shape, wdtype, xdtype, batch, rate, seed):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(shape).astype(wdtype)
-    sp = vitrust.prune(w, rate, block_steps=7, flip_flops=6)
-    x = rng.standard_normal((batch, shape[0]) if batch else shape[0]).astype(xdtype)
-    got = x @ sp
-    dt = np.float64 if np.float64 in (np.dtype(wdtype), np.dtype(xdtype)) else np.float32
-    assert got.dtype == dt and got.shape == ((batch, shape[1]) if batch else (shape[1],))
-    want = x.astype(np.float64) @ sp.to_dense().astype(np.float64)
-    np.testing.assert_allclose(got, want, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-5 if dt == np.float32 else 1e-12)
-
-
-def test_rmatmul_is_thread_independent_views_nd_tensors_and_checks_operands():
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal((64, 4, 8, 8)).astype(np.float32)
-    x = rng.standard_normal((33, 64)).astype(np.float32)
-    a = vitrust.prune(w, 0.8, threads=1)
-    b = vitrust.prune(w, 0.8, threads=2)
-    np.testing.assert_array_equal(x @ a, x @ b)
-    np.testing.assert_allclose(x @ a, x @ a.to_dense().reshape(64, 256), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
-        np.ones((2, 63)) @ a
+        np.ones((2, 9)) @ sp
     with pytest.raises(ValueError, match="finite"):
-        np.full(64, np.inf) @ a
+        np.full(10, np.inf) @ sp

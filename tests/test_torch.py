@@ -4,8 +4,10 @@ import multiprocessing as mp
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file as st_load
+
+torch = pytest.importorskip("torch")  # the torch extra; the test extra alone skips these
+
 from torch.nn.utils import prune
 
 import vitrust

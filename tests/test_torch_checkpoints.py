@@ -5,10 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file as st_load
+
+torch = pytest.importorskip("torch")  # the torch extra; the test extra alone skips these
+
 from torch.nn.utils import prune
 
 import vitrust

@@ -26,7 +26,8 @@ So the whole usually costs the equivalent of two to three full passes. The
 API is array based: ``(weights or scores, VDConfig, block_steps)`` per tensor;
 :class:`Calibrator` keeps only the pieces and a bounded float32 subsample of
 each tensor, so tensors may be added one at a time (memory-mapped, streamed)
-when the sampled ``share`` is given up front.
+when the sampled ``share`` is given up front. docs/algorithm.md ("Global λ")
+says why.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _checks, _vitrust
+from . import _checks, _scores, _vitrust
 from ._vitrust import VDConfig
 
 Tensor = Tuple[Any, VDConfig, int]
@@ -52,12 +53,6 @@ SUB_MIN, SUB_MAX = 1 << 15, 1 << 18
 # Matched on the sample; aimed at on full passes; the promise (0.2 points).
 SAMPLE_TOLERANCE, FULL_AIM, TOLERANCE = 4e-4, 1e-3, 2e-3
 SAMPLE_EVALS, FULL_EVALS = 12, 12
-
-
-def _score_values(x: np.ndarray, kind: str) -> np.ndarray:
-    """float32 scores of (a sample of) one tensor (squares taken in float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    return (x * x if kind == "square" else np.abs(x)).astype(np.float32)
 
 
 def _max_score(flat: np.ndarray, kind: str) -> float:
@@ -105,9 +100,9 @@ class Part:
             first = np.minimum(first, self.n // n_out - length) * n_out  # pieces of whole steps only
             self.sample = flat[first[:, None] + np.arange(length * n_out)].reshape(-1)
             self.w = self.sample.size
-            self.sample_scores = _score_values(self.sample, kind)
+            self.sample_scores = _scores.values(self.sample, kind, np.float32)
         stride = 1 if self.n < SUB_STRIDE * SUB_MIN else _prime_at_least(max(SUB_STRIDE, -(-self.n // SUB_MAX)))
-        self.sub = _score_values(flat[::stride], kind)
+        self.sub = _scores.values(flat[::stride], kind, np.float32)
         self.top = _max_score(flat, kind)
 
     def share_above(self, lam: float) -> float:
@@ -176,9 +171,7 @@ class Calibrator:
 
     def __init__(self, tensors: Sequence[Tensor] = (), *, score: str = "abs", share: Optional[float] = None,
                  threads: Optional[int] = None, max_memory: Optional[int] = None) -> None:
-        if score not in ("abs", "square", "raw"):
-            raise ValueError(f"score = {score!r}: expected 'abs', 'square' or 'raw'")
-        self.kind, self.threads = score, _checks.threads(threads)
+        self.kind, self.threads = _scores.check(score, raw=True), _checks.threads(threads)
         self.budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else \
             _checks.integer(max_memory, "max_memory", 1)
         if share is None:

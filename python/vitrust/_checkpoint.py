@@ -56,10 +56,12 @@ class Result:
 
     @property
     def weights(self) -> int:
+        """Weights of the tensors selected for pruning."""
         return sum(t.weights for t in self.tensors)
 
     @property
     def achieved_rate(self) -> float:
+        """The share of the selected weights pruned, over all of them."""
         kept = sum(t.nnz if t.nnz is not None else t.weights for t in self.tensors)
         return 1.0 - kept / max(self.weights, 1)
 
@@ -123,7 +125,7 @@ def _expected_bytes(t: TensorPlan, rate: float, options: Dict[str, Any]) -> int:
         return t.nbytes
     n = math.prod(t.shape)
     ratio, n_in = int(options.get("ratio", 5)), int(options.get("n_in") or 1)
-    steps = int(options.get("block_steps", 1024))
+    steps = int(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS))
     blocks = math.ceil(n / (steps * ratio * n_in))
     words = blocks * math.ceil(steps * n_in / 64)
     item = {st: size for size, st in _checks.VALUE_DTYPES.values()}[t.dtype]
@@ -233,7 +235,7 @@ def _calibrator(tasks: List[ShardTask], plans: List[TensorPlan], rate: float, op
     """The global λ's calibration, summarised shard by shard (on the workers
     with a client), and each globally pruned tensor's fixed VD."""
     configs = _global_configs(plans, rate, options)
-    steps = int(options.get("block_steps", 1024))
+    steps = int(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS))
     total = sum(math.prod(t.shape) for t in plans)
     share = min(_SAMPLE_SHARE, _SAMPLE_MAX / max(total, 1))
     score = options.get("score", "abs")
@@ -327,7 +329,7 @@ def prune_checkpoint(src: Any, dst: Any, rate: float, *, global_rate: bool = Fal
     cal, configs = _calibrator(tasks, glob_names, rate, prune_options, client)
     names = set(configs)
     again = [i for i, task in enumerate(tasks) if any(t.name in names for t in task.tensors)]
-    stats: List[ShardStats] = []
+    stats = []
     last = [math.nan]
 
     def full(lam: float) -> int:

@@ -13,6 +13,12 @@ import numpy as np
 
 # The largest size the core takes (a machine word).
 SIZE_MAX = 2 * sys.maxsize + 1
+# The VD's limits (docs/format.md, "The Viterbi decompressor"), checked here
+# too so that an error names the caller's own argument; the core checks them again.
+MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT, MAX_COMPARATOR_BITS = 16, 4, 64, 8
+# Steps per block unless told otherwise (docs/format.md, "Blocks").
+DEFAULT_BLOCK_STEPS = 1024
+MAX_TAP_SEEDS = 64
 # Value dtypes by numpy name -> (itemsize, safetensors name). numpy has no
 # bfloat16 or float8 of its own: those are the ml_dtypes package's types,
 # recognised by name so that vitrust needs that package only where they occur.
@@ -34,7 +40,7 @@ def value_dtype(dt: np.dtype) -> Optional[str]:
 def ml_dtype(name: str, what: str) -> np.dtype:
     """The numpy dtype of an ml_dtypes type (``name`` as numpy names it)."""
     try:
-        import ml_dtypes  # type: ignore[import-not-found, unused-ignore]
+        import ml_dtypes
     except ImportError:
         raise ValueError(
             f"{what} is {name}, which numpy holds only with the ml_dtypes package installed (pip install ml_dtypes)"
@@ -79,22 +85,23 @@ def integer(x: Any, name: str, lo: int, hi: Optional[int] = None) -> int:
     """An integer in ``lo..=hi`` (without ``hi``: one the core can hold, a machine word)."""
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(x).__name__}")
-    x = int(x)
-    if x < lo or (hi is not None and x > hi):
+    v = int(x)
+    if v < lo or (hi is not None and v > hi):
         bound = f"{lo}..={hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} = {x}: must be {bound}")
-    if x > SIZE_MAX:
-        raise ValueError(f"{name} = {x}: too large (at most 2**{SIZE_MAX.bit_length()} - 1)")
-    return x
+        raise ValueError(f"{name} = {v}: must be {bound}")
+    if v > SIZE_MAX:
+        raise ValueError(f"{name} = {v}: too large (at most 2**{SIZE_MAX.bit_length()} - 1)")
+    return v
 
 
 def real(x: Any, name: str) -> float:
+    """A finite real number (bools refused: they are more likely a slip than a value)."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(x).__name__}")
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} = {x}: must be finite")
-    return x
+    v = float(x)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} = {v}: must be finite")
+    return v
 
 
 def rate(x: Any) -> float:

@@ -3,7 +3,8 @@
 A pruned tensor ``name`` is stored as the sibling tensors ``name.vitrust.index``
 (U64) and ``name.vitrust.values`` (its dtype); plain arrays pass through, so any
 safetensors reader opens the file. Writing, parsing and every check happen in
-the compiled core (the Rust ``safetensors`` crate underneath).
+the compiled core (the Rust ``safetensors`` crate underneath). The layout
+and its versions are in docs/format.md ("File format", "Versions").
 """
 
 from __future__ import annotations
@@ -113,5 +114,5 @@ def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any
         out[name] = _from_bytes(name, dt, data).reshape(shape)
     for name, dt, shape, values, config, block_steps, lam, index in sparse:
         values = _from_bytes(name, dt, values)
-        out[name] = ViterbiSparse(tuple(shape), config, block_steps, index, values, lam, threads=t, _trusted=True)
+        out[name] = ViterbiSparse._from_core(tuple(shape), config, block_steps, index, values, lam, threads=t)
     return dict(sorted(out.items()))

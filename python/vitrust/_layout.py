@@ -37,6 +37,7 @@ class Source:
 
     @property
     def is_file(self) -> bool:
+        """Whether the source is one ``.safetensors`` file (not a checkpoint directory or index)."""
         return self.root is None
 
 

@@ -8,19 +8,27 @@ seeds are tried per tensor; the comparator always follows the rate
 rate-distortion bound grows by about 0.25 points per added flip-flop from 10
 to 16 (more below), ``n_in = 2`` at the same ratio adds up to 1 point at high
 rates for the same work, and the best of 4 tap seeds 0-0.2 points, while the
-search costs ``2^k`` per step, so each preset buys quality with time.
+search costs ``2^k`` per step, so each preset buys quality with time
+(docs/algorithm.md, "Presets" and "Effort and speed").
 """
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Literal, NamedTuple, Optional, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
-from . import _checks, _vitrust
+from . import _checks, _scores, _vitrust
+
+
+# The presets' names, for type checkers (``prune(effort=...)``).
+Effort = Literal["fast", "default", "best"]
 
 
 class Preset(NamedTuple):
+    """One ``effort`` preset: the VD's size and the number of tap seeds tried."""
+
     flip_flops: int
     n_in: int
     tap_seeds: int
@@ -36,7 +44,7 @@ EFFORTS: Dict[str, Preset] = {
 }
 
 
-def resolve(effort: str, flip_flops: Optional[int], n_in: Optional[int], tap_seeds: Optional[int]) -> Tuple[int, int, int]:
+def resolve(effort: Any, flip_flops: Optional[int], n_in: Optional[int], tap_seeds: Optional[int]) -> Tuple[int, int, int]:
     """The preset's values, each replaced by the caller's when given.
 
     When only ``flip_flops`` is given and it is below the preset's ``n_in``,
@@ -47,19 +55,14 @@ def resolve(effort: str, flip_flops: Optional[int], n_in: Optional[int], tap_see
     p = EFFORTS[effort]
     ff = p.flip_flops if flip_flops is None else flip_flops
     if n_in is None:
-        n_in = p.n_in if flip_flops is None else min(p.n_in, max(_checks.integer(ff, "flip_flops", 1, 16), 1))
-    seeds = p.tap_seeds if tap_seeds is None else _checks.integer(tap_seeds, "tap_seeds", 1, 64)
+        fits = p.n_in if flip_flops is None else _checks.integer(ff, "flip_flops", 1, _checks.MAX_FLIP_FLOPS)
+        n_in = min(p.n_in, max(fits, 1))
+    seeds = p.tap_seeds if tap_seeds is None else _checks.integer(tap_seeds, "tap_seeds", 1, _checks.MAX_TAP_SEEDS)
     return ff, n_in, seeds
 
 
-def kept_score(config, index, block_steps: int, src: np.ndarray, kind: str, threads) -> float:
+def kept_score(config: _vitrust.VDConfig, index: npt.NDArray[np.uint64], block_steps: int, src: np.ndarray, kind: str,
+               threads: Optional[int]) -> float:
     """Sum of the kept weights' scores."""
-    v = _vitrust.gather(config, index, block_steps, src, threads)[0].astype(np.float64)
-    return float(np.abs(v).sum() if kind == "abs" else (v * v).sum() if kind == "square" else v.sum())
-
-
-def top_sums(src: np.ndarray, kind: str) -> np.ndarray:
-    """``t[n]``: the sum of the ``n`` largest scores (magnitude pruning keeping ``n``)."""
-    x = src.astype(np.float64)
-    s = np.abs(x) if kind == "abs" else x * x if kind == "square" else x
-    return np.concatenate([[0.0], np.cumsum(np.sort(s)[::-1])])
+    v = _vitrust.gather(config, index, block_steps, src, threads)[0]
+    return float(_scores.values(v, kind).sum())

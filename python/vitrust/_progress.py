@@ -20,6 +20,8 @@ _CAP = 0.95
 
 
 class Progress:
+    """A progress line on ``stream`` (rewritten in place on a terminal) over items and weights."""
+
     def __init__(self, n_items: int, n_weights: int, *, stream: Optional[TextIO] = None, enabled: bool = True,
                  width: int = WIDTH) -> None:
         self.n_items, self.n_weights = n_items, max(n_weights, 1)

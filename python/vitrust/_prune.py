@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
-from . import _checks, _presets, _vitrust
+from . import _checks, _presets, _scores, _vitrust
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
 
-SCORES = ("abs", "square")
 # Scores are counted in pieces of this many elements when only a share is needed.
 _CHUNK = 1 << 20
 # The promised accuracy of rate control: 0.2 points.
@@ -32,14 +32,14 @@ def prune(
     n_in: Optional[int] = None,
     comparator_bits: Optional[int] = None,
     threshold: Optional[int] = None,
-    block_steps: int = 1024,
+    block_steps: int = _checks.DEFAULT_BLOCK_STEPS,
     scores: Any = None,
     score: str = "abs",
     seed: int = 0,
     config: Optional[VDConfig] = None,
     threads: Optional[int] = None,
     max_memory: Optional[int] = None,
-    effort: str = "default",
+    effort: _presets.Effort = "default",
     tap_seeds: Optional[int] = None,
 ) -> ViterbiSparse:
     """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
@@ -67,15 +67,16 @@ def prune(
     ``seed + 1``, ..., keeping the mask that retains the most importance; the
     winner's taps are in the result's config). Each of these three given
     explicitly wins over the preset; ``config`` wins over all of them. Speed
-    and quality of each preset are in the README ("Quality").
+    and quality of each preset are in the README ("Quality"); the search and
+    rate control are in docs/algorithm.md ("Search objective", "Rate control",
+    "Presets").
     """
     w = _checks.float_array(weights, "weights")
     if (rate is None) == (lam is None):
         raise ValueError("give exactly one of rate (share to prune) and lam (multiplier)")
     rate = None if rate is None else _checks.rate(rate)
     lam = None if lam is None else _checks.real(lam, "lam")
-    if score not in SCORES:
-        raise ValueError(f"score = {score!r}: expected one of {SCORES}")
+    _scores.check(score)
     block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
     threads = _checks.threads(threads)
     budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if max_memory is None else _checks.integer(max_memory, "max_memory", 1)
@@ -107,50 +108,63 @@ def prune(
             f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
         ), stacklevel=2)
     values, starts = _vitrust.gather(config, index, block_steps, w_flat, threads)
-    return ViterbiSparse(w.shape, config, block_steps, index, values, lam, threads=threads, _trusted=True, _starts=starts)
+    return ViterbiSparse._from_core(w.shape, config, block_steps, index, values, lam, threads=threads, starts=starts)
 
 
-def _search_best(configs, src, kind, rate, lam, block_steps, threads, budget):
+Found = Tuple[npt.NDArray[np.uint64], int, float, VDConfig]
+
+
+def _search_best(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float],
+                 block_steps: int, threads: Optional[int], budget: int) -> Found:
     """Search with each config and keep the result retaining the most importance (first on ties).
 
     At a fixed ``lam`` that is the search's own objective, ``sum over kept
     (score - lam)``; at a target rate the achieved counts differ slightly, so
     the kept score is taken relative to magnitude pruning at the same count.
     """
-    best, best_value = None, -np.inf
-    top = _presets.top_sums(src, kind) if len(configs) > 1 and rate is not None else None
+    best: Optional[Found] = None
+    best_value = -np.inf
+    scores = _scores.values(src, kind) if len(configs) > 1 and rate is not None else None
     for config in configs:
         if rate is not None:
             index, nnz, found_lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget)
         else:
+            assert lam is not None
             (index, nnz, _), found_lam = _vitrust.search(config, src, kind, lam, block_steps, threads, budget), lam
         if len(configs) > 1:
             kept = _presets.kept_score(config, index, block_steps, src, kind, threads)
-            value = kept - lam * nnz if top is None else (kept / top[nnz] if top[nnz] > 0 else 1.0)
+            value = kept - found_lam * nnz if scores is None else _scores.retained(scores, kept, nnz)
             if value <= best_value:
                 continue
             best_value = value
         best = (index, nnz, found_lam, config)
+    assert best is not None  # the first config always wins against -inf
     return best
 
 
-def _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed) -> VDConfig:
+def _config(src: Optional[np.ndarray], kind: str, rate: Optional[float], lam: Optional[float], ratio: Any, flip_flops: Any,
+            n_in: Any, comparator_bits: Any, threshold: Any, seed: Any) -> VDConfig:
     """The VD for ``prune``'s keyword arguments."""
-    n_in = _checks.integer(n_in, "n_in", 1, 4)
+    n_in = _checks.integer(n_in, "n_in", 1, _checks.MAX_N_IN)
     ratio = _checks.integer(ratio, "ratio", 1)
-    if ratio * n_in > 64:
-        raise ValueError(f"ratio = {ratio} with n_in = {n_in} gives {ratio * n_in} mask bits per step; at most 64")
-    _checks.integer(flip_flops, "flip_flops", 1, 16)
+    if ratio * n_in > _checks.MAX_N_OUT:
+        raise ValueError(f"ratio = {ratio} with n_in = {n_in} gives {ratio * n_in} mask bits per step; "
+                         f"at most {_checks.MAX_N_OUT}")
+    _checks.integer(flip_flops, "flip_flops", 1, _checks.MAX_FLIP_FLOPS)
     if n_in > flip_flops:
         raise ValueError(f"n_in = {n_in} exceeds flip_flops = {flip_flops}: need n_in <= flip_flops")
     if threshold is not None and comparator_bits is None:
         raise ValueError("threshold needs comparator_bits")
     if comparator_bits is None or threshold is None:
-        density = 1.0 - rate if rate is not None else _share_above(src, kind, lam)
+        if rate is not None:
+            density = 1.0 - rate
+        else:
+            assert src is not None and lam is not None  # prune passes both when it passes no rate
+            density = _share_above(src, kind, lam)
         if comparator_bits is None:
             comparator_bits, threshold = _vitrust.default_comparator(min(1.0 - density, 0.999999))
         else:
-            nc = _checks.integer(comparator_bits, "comparator_bits", 1, 8)
+            nc = _checks.integer(comparator_bits, "comparator_bits", 1, _checks.MAX_COMPARATOR_BITS)
             threshold = int(min(max(round(density * 2**nc), 1), 2**nc))
     seed = _checks.integer(seed, "seed", 0, 2**64 - 1)
     return VDConfig(flip_flops, n_in, ratio * n_in, comparator_bits, threshold, seed=seed)
@@ -160,13 +174,13 @@ def _share_above(src: np.ndarray, kind: str, lam: float) -> float:
     """Share of scores above ``lam``: the density magnitude pruning would give."""
     above = 0
     for start in range(0, src.size, _CHUNK):
-        x = src[start : start + _CHUNK].astype(np.float64)
-        s = np.abs(x) if kind == "abs" else x * x if kind == "square" else x
+        s = _scores.values(src[start : start + _CHUNK], kind)
         above += int(np.count_nonzero(s > lam))
     return above / src.size
 
 
-def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = 1024, *, threads: Optional[int] = None) -> np.ndarray:
+def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = _checks.DEFAULT_BLOCK_STEPS, *,
+           threads: Optional[int] = None) -> np.ndarray:
     """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``."""
     if not isinstance(config, VDConfig):
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")

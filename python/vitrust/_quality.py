@@ -1,6 +1,6 @@
 """Quality measures: the rate-distortion bound and how close a pruned tensor gets to it.
 
-The bound (DESIGN, "Quality measures"). Treat the scores as a memoryless
+The bound. Treat the scores as a memoryless
 source ``X`` (the tensor's own empirical distribution) and the keep-mask as
 its reproduction ``Y`` in {0, 1}, with ``E[Y] = d`` (the density). Any index
 of ``R`` bits per weight that decodes to the mask satisfies ``I(X; Y) <= R``
@@ -29,11 +29,12 @@ magnitude pruning at the same count: ``D(R) / E[X 1{X in top d}]``.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
-from . import _checks
+from . import _checks, _scores
 
 BINS = 4096
 # Information at this fraction of H(d) or more is treated as H(d) (bound 1.0).
@@ -53,16 +54,12 @@ class Quality(NamedTuple):
     """Share of the top-``nnz`` scores (ties broken by position) that the mask prunes."""
 
 
-def scores_of(x: Any, score: str, name: str) -> np.ndarray:
+def scores_of(x: Any, score: str, name: str) -> npt.NDArray[np.float64]:
     """Flat float64 scores: ``|x|`` (``"abs"``) or ``x**2`` (``"square"``); refuses NaN/inf."""
     a = _checks.flat(_checks.float_array(x, name)).astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name}: contains NaN or infinite values")
-    if score == "abs":
-        return np.abs(a)
-    if score == "square":
-        return a * a
-    raise ValueError(f"score = {score!r}: expected 'abs' or 'square'")
+    return _scores.values(a, _scores.check(score))
 
 
 def entropy_bits(d: float) -> float:
@@ -96,7 +93,7 @@ def rd_bound(scores_or_weights: Any, rate: float, bits_per_weight: float, *, sco
     return _bound(x, p, 1.0 - rate, r, top)
 
 
-def _compress(s: np.ndarray, d: float, bins: int):
+def _compress(s: np.ndarray, d: float, bins: int) -> Tuple[np.ndarray, np.ndarray, float]:
     """Quantile bins of the sorted scores (means ``x``, weights ``p``) and the top-``d`` mean.
 
     Scores are divided by their maximum so the solve's ``beta`` has a fixed scale.
@@ -117,7 +114,7 @@ def _compress(s: np.ndarray, d: float, bins: int):
     return x, p, top
 
 
-def _tilt(x: np.ndarray, p: np.ndarray, d: float, beta: float):
+def _tilt(x: np.ndarray, p: np.ndarray, d: float, beta: float) -> Tuple[np.ndarray, np.ndarray]:
     """``log p(1|x)``, ``log p(0|x)`` for ``sigmoid(beta x + c)`` with the mean keep share ``d``."""
     lo, hi = math.log(d / (1 - d)) - beta, math.log(d / (1 - d))  # mean(sigmoid) brackets d
     c = 0.5 * (lo + hi)
@@ -140,7 +137,7 @@ def _tilt(x: np.ndarray, p: np.ndarray, d: float, beta: float):
     return -np.logaddexp(0.0, -z), -np.logaddexp(0.0, z)
 
 
-def _point(x: np.ndarray, p: np.ndarray, d: float, beta: float):
+def _point(x: np.ndarray, p: np.ndarray, d: float, beta: float) -> Tuple[float, float]:
     """(information in bits, expected kept score) of the tilt with ``beta``."""
     log1, log0 = _tilt(x, p, d, beta)
     q1, q0 = np.exp(log1), np.exp(log0)
@@ -161,7 +158,7 @@ def _bound(x: np.ndarray, p: np.ndarray, d: float, r: float, top: float) -> floa
     lo, hi = -12.0, 20.0  # log(beta): the information is increasing in beta
     info, kept = _point(x, p, d, math.exp(hi))
     if info <= r:
-        return min(kept / top, 1.0)
+        return float(min(kept / top, 1.0))
     kept = d * float(p @ x)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
@@ -172,7 +169,7 @@ def _bound(x: np.ndarray, p: np.ndarray, d: float, r: float, top: float) -> floa
             lo, kept = mid, value
         if hi - lo < 1e-7:
             break
-    return min(kept / top, 1.0)
+    return float(min(kept / top, 1.0))
 
 
 def quality(mask: np.ndarray, scores: np.ndarray, bits_per_weight: float) -> Quality:
@@ -182,9 +179,7 @@ def quality(mask: np.ndarray, scores: np.ndarray, bits_per_weight: float) -> Qua
         return Quality(1.0, 1.0, 1.0, 0.0)
     # Top nnz by score, ties broken by position (a stable sort), as magnitude pruning would.
     order = np.argsort(-scores, kind="stable")[:nnz]
-    top = float(scores[order].sum())
-    kept = float(scores[mask].sum())
-    retained = kept / top if top > 0 else 1.0
+    retained = _scores.retained(scores, float(scores[mask].sum()), nnz)
     d = nnz / n
     x, p, top_mean = _compress(scores, d, BINS)
     bound = _bound(x, p, d, bits_per_weight, top_mean)

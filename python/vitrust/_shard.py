@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _checks, _format, _vitrust
+from . import _checks, _format, _scores, _vitrust
 from ._calibrate import Part
 from ._prune import RateWarning, prune
 from ._sparse import ViterbiSparse
@@ -51,6 +51,8 @@ class TensorPlan:
 
 @dataclass(frozen=True)
 class ShardTask:
+    """One output shard: its path, its tensors in order and the file's metadata."""
+
     out: str
     tensors: Tuple[TensorPlan, ...]
     metadata: Dict[str, str] = field(default_factory=dict)
@@ -58,6 +60,8 @@ class ShardTask:
 
 @dataclass
 class TensorStats:
+    """What happened to one tensor: sizes before and after, and for a pruned one its figures."""
+
     name: str
     shape: Tuple[int, ...]
     dtype: str
@@ -75,15 +79,19 @@ class TensorStats:
 
     @property
     def weights(self) -> int:
+        """Number of weights (dense elements)."""
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
     def rate(self) -> float:
+        """The share of weights pruned (0 for a tensor passed through)."""
         return 1.0 - (self.nnz if self.nnz is not None else self.weights) / max(self.weights, 1)
 
 
 @dataclass
 class ShardStats:
+    """One written shard: its path, data bytes, stored names, tensors and time taken."""
+
     out: str
     data_bytes: int
     stored: List[str]
@@ -99,6 +107,7 @@ def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) 
     """A tensor's bytes viewed as its own numpy dtype (no copy); bfloat16 and
     float8 need the ml_dtypes package."""
     numpy_name = _format._VALUE_NUMPY.get(dtype)
+    dt: np.dtype
     if numpy_name is not None:
         dt = np.dtype(numpy_name) if numpy_name in ("float16", "float32", "float64") else \
             _checks.ml_dtype(numpy_name, f"tensor {name!r}")
@@ -113,7 +122,7 @@ def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> Vit
     """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
     dt, shape, values, config, block_steps, lam, index = item
     vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
-    return ViterbiSparse(tuple(shape), config, block_steps, index, vals, lam, threads=threads, _trusted=True)
+    return ViterbiSparse._from_core(tuple(shape), config, block_steps, index, vals, lam, threads=threads)
 
 
 class Sources:
@@ -147,17 +156,6 @@ def _writer_plan(t: TensorPlan, f: _vitrust.SafeOpen) -> Tuple[str, str, List[in
         item = f.get(t.name)
         return (t.name, item[0], list(t.shape), len(item[3].taps))
     return (t.name, t.dtype, list(t.shape), 0)
-
-
-def _retained(w: np.ndarray, sp: ViterbiSparse) -> float:
-    """Sum of kept |w| over the sum of the ``nnz`` largest |w| (magnitude pruning)."""
-    a = np.abs(w.astype(np.float64, copy=False)).ravel()
-    k = sp.nnz
-    if k == 0:
-        return 1.0
-    top = float(np.partition(a, a.size - k)[a.size - k :].sum())
-    kept = float(np.abs(sp.values.astype(np.float64)).sum())
-    return kept / top if top > 0 else 1.0
 
 
 def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> ViterbiSparse:
@@ -202,7 +200,7 @@ def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[s
     st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
     st.bytes_after = sp.index.nbytes + sp.values.nbytes
     if report:
-        st.retained, st.storage = _retained(w, sp), dict(sp.storage())
+        st.retained, st.storage = _scores.retained_of(w, sp.values), dict(sp.storage())
     return sp, st
 
 

@@ -20,7 +20,8 @@ class ViterbiSparse:
     ``index`` is one ``uint64`` array (block ``b`` starts at word
     ``b * ceil(block_steps * n_in / 64)``); ``values`` holds the kept weights in
     C order and the original dtype (float16/32/64, or ml_dtypes' bfloat16,
-    float8_e4m3fn, float8_e5m2). Nothing dense is stored.
+    float8_e4m3fn, float8_e5m2). Nothing dense is stored. The index's layout
+    is in docs/format.md ("Blocks", "Index layout").
     """
 
     __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads", "_starts")
@@ -38,9 +39,47 @@ class ViterbiSparse:
         lam: float,
         *,
         threads: Optional[int] = None,
-        _trusted: bool = False,
-        _starts: Optional[np.ndarray] = None,
     ) -> None:
+        self._set(shape, config, block_steps, index, lam, threads)
+        self.values = _checks.flat(_checks.float_array(values, "values"))
+        self._starts = None
+        n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
+        if len(self.index) != index_len:
+            raise ValueError(f"index has {len(self.index)} words; this shape and config need {index_len}")
+        self._starts = self._block_starts()
+        nnz = int(self._starts[-1])
+        if nnz != len(self.values):
+            raise ValueError(f"values has {len(self.values)} entries but the index keeps {nnz} weights")
+
+    @classmethod
+    def _from_core(
+        cls,
+        shape: Tuple[int, ...],
+        config: VDConfig,
+        block_steps: int,
+        index: Any,
+        values: np.ndarray,
+        lam: float,
+        *,
+        threads: Optional[int] = None,
+        starts: Optional[np.ndarray] = None,
+    ) -> "ViterbiSparse":
+        """A tensor from results the core made consistent (a search, a file it
+        validated): ``values`` is taken as it is (flat, a value dtype, one per
+        kept weight) and the index is not expanded again. ``starts``, where
+        each block's values start, may come along from the core's gather."""
+        sp = cls.__new__(cls)
+        sp._set(shape, config, block_steps, index, lam, threads)
+        sp.values = values
+        # Where each block's values start (`n_blocks + 1` entries): derived by
+        # expanding, kept so that to_dense and products skip that pass. The
+        # core checks them block by block, so a stale copy only costs time.
+        sp._starts = starts
+        return sp
+
+    def _set(self, shape: Tuple[int, ...], config: VDConfig, block_steps: int, index: Any, lam: float,
+             threads: Optional[int]) -> None:
+        """The checks and fields both constructors share (all but the values)."""
         if not isinstance(config, VDConfig):
             raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
         shape = tuple(_checks.integer(d, "shape", 0) for d in shape)
@@ -52,21 +91,8 @@ class ViterbiSparse:
         self.config = config
         self.block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
         self.index = _checks.index_array(index)
-        self.values = values if _trusted else _checks.flat(_checks.float_array(values, "values"))
         self.lam = _checks.real(lam, "lam")
         self._threads = _checks.threads(threads)
-        # Where each block's values start (`n_blocks + 1` entries): derived by
-        # expanding, kept so that to_dense and products skip that pass. The
-        # core checks them block by block, so a stale copy only costs time.
-        self._starts = _starts
-        if not _trusted:
-            n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
-            if len(self.index) != index_len:
-                raise ValueError(f"index has {len(self.index)} words; this shape and config need {index_len}")
-            self._starts = self._block_starts()
-            nnz = int(self._starts[-1])
-            if nnz != len(self.values):
-                raise ValueError(f"values has {len(self.values)} entries but the index keeps {nnz} weights")
 
     def _block_starts(self) -> np.ndarray:
         if self._starts is None:
@@ -76,6 +102,7 @@ class ViterbiSparse:
     # -- figures ---------------------------------------------------------------
     @property
     def dtype(self) -> np.dtype:
+        """The values' dtype: the pruned tensor's own."""
         return self.values.dtype
 
     @property
@@ -100,6 +127,7 @@ class ViterbiSparse:
 
     @property
     def bits_per_weight(self) -> float:
+        """Index bits per weight (dense element): about ``1 / ratio``."""
         return self.index_bits / self.size
 
     # -- expansion ---------------------------------------------------------------
@@ -226,9 +254,9 @@ class ViterbiSparse:
         if not np.isfinite(values).all() and np.isfinite(self.values).all():
             big = float(np.abs(self.values).max())
             raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
-        return ViterbiSparse(
+        return ViterbiSparse._from_core(
             self.shape, self.config, self.block_steps, self.index.copy(), values, self.lam,
-            threads=self._threads, _trusted=True, _starts=self._starts,
+            threads=self._threads, starts=self._starts,
         )
 
     def to_scipy(self) -> Any:

@@ -1,4 +1,4 @@
-"""Index-cost models and storage tables (DESIGN.md, "The sparse object and the file").
+"""Index-cost models and storage tables (the VD index as docs/format.md, "Index layout", lays it out).
 
 ``index_cost(mask, fmt, **params)`` gives the bits an index of ``mask`` costs
 under one format; ``StorageTable`` (from ``ViterbiSparse.storage()``) sets the
@@ -16,11 +16,8 @@ from . import _checks, _vitrust
 
 FORMATS = ("viterbi", "bitmask", "csr32", "csr16", "csr-min", "relative", "entropy")
 _PARAMS = {"viterbi": {"ratio", "n_in", "block_steps"}, "relative": {"bits"}}
-
-
-def _rows(shape: Tuple[int, ...]) -> int:
-    """Rows of the 2-D view: ``shape[0]`` (one row for a 1-D tensor)."""
-    return _checks.matrix_view(shape)[0]
+# Relative indexing's entries are at most a 32-bit gap each.
+MAX_RELATIVE_BITS = 32
 
 
 def _mask(mask: Any) -> np.ndarray:
@@ -40,27 +37,27 @@ def _cost(m: np.ndarray, fmt: str, params: Dict[str, Any]) -> Tuple[int, int]:
     if unknown:
         raise TypeError(f"index_cost({fmt!r}): unexpected parameter(s) {', '.join(sorted(unknown))}")
     flat = np.ascontiguousarray(m).reshape(-1)
-    rows = _rows(m.shape)
+    rows, _ = _checks.matrix_view(m.shape)
     if fmt == "viterbi":
         if "ratio" not in params:
             raise TypeError("index_cost('viterbi') needs ratio= (weights per index bit, e.g. 5)")
-        ratio = _checks.integer(params["ratio"], "ratio", 1, 64)
-        n_in = _checks.integer(params.get("n_in", 1), "n_in", 1, 4)
+        ratio = _checks.integer(params["ratio"], "ratio", 1, _checks.MAX_N_OUT)
+        n_in = _checks.integer(params.get("n_in", 1), "n_in", 1, _checks.MAX_N_IN)
         # The cost does not depend on block_steps (every block but the last is
         # whole steps), but a given value is still checked.
-        _checks.integer(params.get("block_steps", 1024), "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
-        if ratio * n_in > 64:
-            raise ValueError(f"ratio * n_in = {ratio * n_in}: must be at most 64")
+        _checks.integer(params.get("block_steps", _checks.DEFAULT_BLOCK_STEPS), "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+        if ratio * n_in > _checks.MAX_N_OUT:
+            raise ValueError(f"ratio * n_in = {ratio * n_in}: must be at most {_checks.MAX_N_OUT}")
         return _vitrust.index_cost(flat, rows, fmt, n_out=ratio * n_in, n_in=n_in)
     if fmt == "relative":
         if "bits" not in params:
             raise TypeError("index_cost('relative') needs bits= (bits per gap entry, e.g. 4)")
-        return _vitrust.index_cost(flat, rows, fmt, bits=_checks.integer(params["bits"], "bits", 1, 32))
+        return _vitrust.index_cost(flat, rows, fmt, bits=_checks.integer(params["bits"], "bits", 1, MAX_RELATIVE_BITS))
     return _vitrust.index_cost(flat, rows, fmt)
 
 
 def index_cost(mask: Any, fmt: str, **params: Any) -> int:
-    """Index bits of the keep-``mask`` under ``fmt``, exactly as DESIGN.md defines them.
+    """Index bits of the keep-``mask`` under ``fmt``, by the definitions below.
 
     A tensor of more than two dimensions is viewed as ``(shape[0], rest)``, a
     1-D one as one row. Formats: ``"viterbi"`` (``ratio=``, optional
@@ -120,10 +117,10 @@ def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
     the mask: memory stays small whatever the tensor's size.
     """
     n, nnz, item = sp.size, sp.nnz, sp.values.dtype.itemsize
-    cols = n // _rows(sp.shape)
+    n_rows, cols = _checks.matrix_view(sp.shape)
     names = ["csr32"] + (["csr16"] if cols <= 1 << 16 else []) + ["csr-min"]
     names += [f"relative-{b}" for b in relative_bits] + ["entropy"]
-    costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, _rows(sp.shape), names,
+    costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, n_rows, names,
                                                  sp._threads)))
 
     def row(bits: int, total: int, padding: int = 0) -> Dict[str, float]:

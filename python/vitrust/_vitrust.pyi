@@ -12,6 +12,19 @@ class FormatError(ValueError):
     """A file (or bytes claiming to be one) that is damaged, truncated or hostile."""
 
 class VDConfig:
+    """A Viterbi decompressor: ``flip_flops`` state bits, ``n_in`` input bits and
+    ``n_out`` keep bits per step, each keep bit comparing ``comparator_bits``
+    XOR outputs with ``threshold`` (docs/format.md, "The Viterbi decompressor").
+
+    One step with state ``s`` and input ``u``: ``r = (s << n_in) | u``; gate
+    ``g`` outputs the parity of ``r & taps[g]``; output ``j`` reads gates
+    ``j * comparator_bits ..`` as a little-endian number and keeps its weight
+    when that number is below ``threshold``; the new state is the low
+    ``flip_flops`` bits of ``r``. ``taps`` (``n_out * comparator_bits`` non-zero
+    masks below ``2**(flip_flops + n_in)``) are given, or generated from
+    ``seed``. Immutable, comparable and hashable.
+    """
+
     def __init__(
         self,
         flip_flops: int = 10,
@@ -23,21 +36,29 @@ class VDConfig:
         seed: int = 0,
     ) -> None: ...
     @property
-    def flip_flops(self) -> int: ...
+    def flip_flops(self) -> int:
+        """State bits of the shift register (``2**flip_flops`` trellis states)."""
     @property
-    def n_in(self) -> int: ...
+    def n_in(self) -> int:
+        """Index bits read per step."""
     @property
-    def n_out(self) -> int: ...
+    def n_out(self) -> int:
+        """Keep bits (weights) emitted per step."""
     @property
-    def comparator_bits(self) -> int: ...
+    def comparator_bits(self) -> int:
+        """XOR outputs each keep bit compares with ``threshold``."""
     @property
-    def threshold(self) -> int: ...
+    def threshold(self) -> int:
+        """A weight is kept when its comparator reads below this (1 ..= 2**comparator_bits)."""
     @property
-    def taps(self) -> List[int]: ...
+    def taps(self) -> List[int]:
+        """The ``n_out * comparator_bits`` XOR gates' tap masks over ``(state << n_in) | input``."""
     @property
-    def ratio(self) -> float: ...
+    def ratio(self) -> float:
+        """Index compression ratio ``n_out / n_in``: weights per index bit."""
     @property
-    def keep_fraction(self) -> float: ...
+    def keep_fraction(self) -> float:
+        """Share of weights a random input keeps: ``threshold / 2**comparator_bits``."""
     def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -91,7 +112,7 @@ def matmul(
     values: npt.NDArray[Any],
     n_weights: int,
     rows: int,
-    x: npt.NDArray[np.floating],
+    x: npt.NDArray[Any],
     batch: int,
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
@@ -144,7 +165,8 @@ class SafeOpen:
 
     def __init__(self, path: str) -> None: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """The path the file was opened from."""
     def keys(self) -> List[str]: ...
     def metadata(self) -> Dict[str, str]: ...
     def info(self, name: str) -> Tuple[str, str, List[int], int]: ...

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .. import _scores
+
 try:
     import torch
 except ImportError as e:  # pragma: no cover - exercised only without torch
@@ -22,7 +24,7 @@ def _bfloat16_dtype() -> Any:
     when vitrust keeps them bfloat16, otherwise widened to float32 (exact).
     """
     try:
-        import ml_dtypes  # type: ignore[import-not-found]
+        import ml_dtypes
     except ImportError:
         return None
     from .._prune import prune
@@ -68,9 +70,7 @@ def to_torch(a: np.ndarray) -> "torch.Tensor":
 
 def scores(t: "torch.Tensor", default_mask: Optional["torch.Tensor"], score: str) -> np.ndarray:
     """Non-negative float32 scores (exact for 16-bit weights); weights the mask (if any) dropped score 0."""
-    if score not in ("abs", "square"):
-        raise ValueError(f"score = {score!r}: expected 'abs' or 'square'")
-    s = t.detach().float().abs() if score == "abs" else t.detach().float() ** 2
+    s = _scores.values(t.detach().float().cpu().numpy(), _scores.check(score), np.float32)
     if default_mask is not None:
-        s = s * (default_mask != 0)
-    return s.cpu().contiguous().numpy()
+        s *= (default_mask != 0).cpu().numpy()
+    return np.ascontiguousarray(s)

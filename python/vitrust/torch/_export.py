@@ -27,7 +27,7 @@ def sparse_of(m: "torch.nn.Module", name: str, dense: np.ndarray) -> Optional[Vi
     if np.count_nonzero(dense[~vd_mask]):
         return None  # weights outside the VD mask: not ours to compress
     values = dense[vd_mask]  # boolean indexing: a fresh C-order 1-D array
-    return ViterbiSparse(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, _trusted=True, _starts=sp._starts)
+    return ViterbiSparse._from_core(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, starts=sp._starts)
 
 
 def _pair(sd: Mapping[str, Any], key: str) -> Optional[str]:

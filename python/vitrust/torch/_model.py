@@ -15,7 +15,7 @@ from .._prune import RateWarning, _config
 from .._sparse import ViterbiSparse
 from .._vitrust import VDConfig
 from ._convert import scores, to_numpy
-from ._pruning import OPTIONS, ViterbiUnstructured
+from ._pruning import OPTIONS, ViterbiUnstructured, _Searched
 from ._export import sparse_of
 
 
@@ -55,8 +55,9 @@ def _current(m: "torch.nn.Module", name: str) -> Tuple["torch.Tensor", Optional[
 
 def layer_config(rate: float, **options: Any) -> VDConfig:
     """The VD ``vitrust.prune(..., rate=rate, **options)`` would pick (its first tap seed)."""
-    if isinstance(options.get("config"), VDConfig):
-        return options["config"]
+    given = options.get("config")
+    if isinstance(given, VDConfig):
+        return given
     ff, n_in, _ = _presets.resolve(options.get("effort", "default"), options.get("flip_flops"),
                                    options.get("n_in"), options.get("tap_seeds"))
     rate = min(max(float(rate), 0.0), 0.999999)
@@ -78,7 +79,8 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     """
     score = options.get("score", "abs")
     threads = _checks.threads(options.get("threads"))
-    bs = _checks.integer(options.get("block_steps", 1024), "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
+    bs = _checks.integer(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS), "block_steps", 1,
+                         _vitrust.MAX_BLOCK_STEPS)
     budget = options.get("max_memory")
     budget = _vitrust.DEFAULT_MAX_SEARCH_BYTES if budget is None else _checks.integer(budget, "max_memory", 1)
     vd_opts = {k: v for k, v in options.items() if k not in ("score", "block_steps", "threads", "max_memory")}
@@ -122,8 +124,8 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     out = []
     for (w, _), x, c, index in zip(layers, s, configs, indices):
         values, starts = _vitrust.gather(c, index, bs, x, threads)
-        out.append(ViterbiSparse(tuple(w.shape), c, bs, index, values, lam, threads=threads, _trusted=True,
-                                 _starts=starts))
+        out.append(ViterbiSparse._from_core(tuple(w.shape), c, bs, index, values, lam, threads=threads,
+                                            starts=starts))
     return lam, out
 
 
@@ -170,10 +172,10 @@ def prune_model(model: "torch.nn.Module", rate: float, *, per_layer: Optional[Ma
     rest = [(n, m) for n, m in layers if n not in per_layer]
     plan = [(m, _checks.rate(per_layer[n])) for n, m in layers if n in per_layer]
     if global_rate and rest:
-        lam, found = global_search([_current(m, name) for _, m in rest], rate, options)
+        _, found = global_search([_current(m, name) for _, m in rest], rate, options)
         run = {k: options[k] for k in ("block_steps", "threads", "score") if k in options}
         for (_, m), sp in zip(rest, found):
-            ViterbiUnstructured.apply(m, name, lam=lam, _found=sp, config=sp.config, **run)
+            _Searched.apply(m, name, sp, config=sp.config, **run)
     else:
         plan += [(m, rate) for _, m in rest]
     for m, amount in plan:

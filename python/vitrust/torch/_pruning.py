@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union, cast
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class ViterbiUnstructured(_tprune.BasePruningMethod):
     PRUNING_TYPE = "global"
 
     def __init__(self, amount: Union[int, float, None] = None, *, lam: Optional[float] = None,
-                 _found: Optional[ViterbiSparse] = None, **options: Any) -> None:
+                 **options: Any) -> None:
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise TypeError(f"ViterbiUnstructured: unexpected option(s) {', '.join(sorted(unknown))}")
@@ -54,7 +54,7 @@ class ViterbiUnstructured(_tprune.BasePruningMethod):
             _tprune._validate_pruning_amount_init(amount)
         self.amount, self.lam, self.options = amount, lam, options
         self.sparse: Optional[ViterbiSparse] = None
-        self._found = _found  # a search already done (prune_model's global λ)
+        self._found: Optional[ViterbiSparse] = None  # a search already done (see _Searched)
 
     def compute_mask(self, t: "torch.Tensor", default_mask: "torch.Tensor") -> "torch.Tensor":
         options = dict(self.options)
@@ -80,9 +80,21 @@ class ViterbiUnstructured(_tprune.BasePruningMethod):
         return keep * default_mask
 
     @classmethod
-    def apply(cls, module: "torch.nn.Module", name: str, amount: Any = None, importance_scores: Any = None,
+    def apply(cls, module: Any, name: Any, *args: Any, importance_scores: Any = None,
               **options: Any) -> "ViterbiUnstructured":
-        return super().apply(module, name, amount=amount, importance_scores=importance_scores, **options)
+        """Prunes ``module.name`` with a new method made from ``args`` and ``options``
+        (``amount`` or ``lam``, then ``vitrust.prune``'s options), as torch's methods do."""
+        method = super().apply(module, name, *args, importance_scores=importance_scores, **options)
+        return cast(ViterbiUnstructured, method)
+
+
+class _Searched(ViterbiUnstructured):
+    """The method of a tensor whose search is done already (``prune_model``'s
+    global λ): its first mask is that search's, so the tensor is not searched twice."""
+
+    def __init__(self, found: ViterbiSparse, **options: Any) -> None:
+        super().__init__(lam=found.lam, **options)
+        self._found = found
 
 
 def _prune_to_count(s: np.ndarray, kept: int, prior: Optional[np.ndarray], options: Dict[str, Any]) -> ViterbiSparse:
