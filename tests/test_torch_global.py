@@ -1,5 +1,6 @@
 """One λ across tensors: ``vitrust._calibrate.calibrate`` and ``vitrust.torch.prune_model``'s global search."""
 
+import copy
 import numpy as np
 import pytest
 
@@ -209,3 +210,21 @@ def test_the_largest_score_matches_a_float64_reference(dtype, kind):
         w[rng.integers(0, w.size)] = -abs(w.astype(np.float64)).max() * 1.5  # the largest is negative
         ref = np.abs(w.astype(np.float64)).max()
         assert _calibrate._max_score(w, kind) == (ref * ref if kind == "square" else ref)
+
+
+def test_a_small_layer_of_large_weights_is_pruned_like_magnitude_would():
+    # LeNet-300-100's shape: the last layer is small and its weights are larger.
+    # Magnitude pruning at one global threshold prunes about half of it; before
+    # the comparator was matched to magnitude's density it was kept whole.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.Linear(300, 100), torch.nn.Linear(100, 10))
+    with torch.no_grad():
+        for layer, std in zip(model, (0.03, 0.03, 0.08)):
+            layer.weight.normal_(0.0, std)
+    ref = copy.deepcopy(model)
+    prune.global_unstructured([(m, "weight") for m in ref], prune.L1Unstructured, amount=0.9)
+    magnitude = 1.0 - float(ref[2].weight_mask.mean())
+    vt.prune_model(model, 0.9)
+    small = 1.0 - float((model[2].weight != 0).float().mean())
+    assert magnitude > 0.3
+    assert small > 0.5 * magnitude, (small, magnitude)

@@ -65,6 +65,9 @@ def layer_config(rate: float, **options: Any) -> VDConfig:
                    options.get("threshold"), options.get("seed", 0))
 
 
+# A matched comparator always prunes something, so λ can still move every layer.
+MIN_MATCHED_RATE = 0.01
+
 def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]], rate: float, options: Mapping[str, Any],
                   configs: Optional[List[VDConfig]] = None) -> Tuple[float, List[ViterbiSparse]]:
     """One λ at which the layers together prune ``rate`` of their unpruned weights.
@@ -95,8 +98,12 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     cal = Calibrator([(x, c, bs) for x, c in zip(s, configs)], score="raw", threads=threads, max_memory=budget)
     lam = cal.solve(target, tolerance=0.005)  # on samples, roughly: it only picks the comparators
     if not fixed:
-        # Each layer's comparator matched to the rate it reaches at λ, then λ again.
-        new = [layer_config(1.0 - k, **vd_opts) for k in cal.kept_shares(lam)]
+        # Each layer's comparator matched to magnitude pruning's density at λ
+        # (the rule of ``vitrust.prune(lam=...)``), then λ again. The VD's own
+        # kept share at λ is no guide: on the global rate's VD it is far steeper
+        # in λ, so a layer of large weights would reach density 1 and get a VD
+        # that keeps everything, which no λ can prune.
+        new = [layer_config(min(max(1.0 - k, MIN_MATCHED_RATE), 1.0), **vd_opts) for k in cal.share_above(lam)]
         if new != configs:
             cal.reconfigure(new)
             configs = new
