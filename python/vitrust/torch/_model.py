@@ -73,7 +73,7 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     """One λ at which the layers together prune ``rate`` of their unpruned weights.
 
     λ is first found on samples with every layer on the VD for ``rate``; then
-    each layer gets the comparator for the rate it reached, and
+    each layer gets the comparator for magnitude pruning's density at λ, and
     :func:`vitrust._calibrate.calibrate`'s procedure finds λ again, on samples and
     then with one full pass per layer (two when the first misses by more than
     0.1 point). Returns
