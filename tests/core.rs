@@ -2,8 +2,8 @@
 //! step-by-step reference VD with brute-force search over every input.
 
 use serde_json::Value;
-use vitrust::acs::Level;
 use vitrust::pool::with_threads;
+use vitrust::Level;
 use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
 
 const MAX_BYTES: usize = vitrust::DEFAULT_MAX_SEARCH_BYTES;
@@ -47,30 +47,14 @@ fn bools(s: &str) -> Vec<bool> {
     s.bytes().map(|c| c == b'1').collect()
 }
 
-/// The VD straight from DESIGN's pseudocode, one step at a time.
+/// The core's plain step loop (`vitrust::vd::step`), the reference the fast
+/// decoders are tested against, on unpacked bits.
 fn reference_expand(cfg: &VdConfig, bits: &[bool], steps: usize) -> Vec<bool> {
-    let (k, n_in, nc) = (
-        cfg.flip_flops(),
-        cfg.n_in() as usize,
-        cfg.comparator_bits() as usize,
-    );
-    let mut s: u64 = 0;
-    let mut mask = Vec::new();
-    for t in 0..steps {
-        let u = (0..n_in).fold(0u64, |u, i| u | u64::from(bits[t * n_in + i]) << i);
-        let r = (s << n_in) | u;
-        let x: Vec<u64> = cfg
-            .taps()
-            .iter()
-            .map(|&g| u64::from((r & u64::from(g)).count_ones() % 2))
-            .collect();
-        for j in 0..cfg.n_out() as usize {
-            let v: u64 = (0..nc).map(|b| x[j * nc + b] << b).sum();
-            mask.push(v < u64::from(cfg.threshold()));
-        }
-        s = r & ((1 << k) - 1);
-    }
-    mask
+    let valid = steps * cfg.n_out() as usize;
+    let mask = vitrust::vd::step::reference_bits(cfg, &pack(bits), steps, valid);
+    (0..valid)
+        .map(|i| (mask[i / 64] >> (i % 64)) & 1 == 1)
+        .collect()
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Products and scatters on the compressed form against plain scalar
 //! references, with block starts given, missing, or wrong.
 
-use vitrust::matmul::matmul;
+use vitrust::matmul;
 use vitrust::pool::with_threads;
-use vitrust::rmatmul::{group_rows, rmatmul};
+use vitrust::{group_rows, rmatmul};
 use vitrust::{Expander, Layout, VdConfig};
 
 fn lcg(seed: &mut u64) -> f64 {
@@ -271,7 +271,7 @@ fn rmatmul_matches_the_scalar_reference_bit_for_bit() {
 fn narrow_values_multiply_as_their_widened_float32() {
     use half::{bf16, f16};
     use vitrust::float8::{F8E4M3, F8E5M2};
-    use vitrust::matmul::Widen;
+    use vitrust::Widen;
 
     fn check<V: Widen<f32>>(case: &Case, narrow: &[V], rows: usize, batch: usize, seed: &mut u64) {
         let cols = case.mask.len() / rows;

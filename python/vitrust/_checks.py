@@ -11,6 +11,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _vitrust
+
 # The largest size the core takes (a machine word).
 SIZE_MAX = 2 * sys.maxsize + 1
 # The VD's limits (docs/format.md, "The Viterbi decompressor"), checked here
@@ -112,7 +114,7 @@ def rate(x: Any) -> float:
 
 
 def threads(x: Any) -> Optional[int]:
-    return None if x is None else integer(x, "threads", 1, 1024)
+    return None if x is None else integer(x, "threads", 1, _vitrust.MAX_THREADS)
 
 
 def index_array(x: Any) -> np.ndarray:

@@ -15,6 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 mod arrays;
+// Zero-copy read-only numpy views of a memory-mapped checkpoint.
+#[allow(unsafe_code)]
 mod checkpoint;
 mod format;
 
@@ -152,10 +154,10 @@ fn score_kind(score: &str) -> PyResult<Score> {
     }
 }
 
-fn simd_level(name: Option<&str>) -> PyResult<crate::acs::Level> {
+fn simd_level(name: Option<&str>) -> PyResult<crate::Level> {
     match name {
-        None => Ok(crate::acs::Level::best()),
-        Some(n) => crate::acs::Level::from_name(n).ok_or_else(|| {
+        None => Ok(crate::Level::best()),
+        Some(n) => crate::Level::from_name(n).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "simd = {n:?}: expected 'portable', 'avx2' or 'avx512'"
             ))
@@ -461,12 +463,12 @@ fn matmul<'py>(
             let y = detached(py, threads, || {
                 let e = Expander::new(&config.0, layout);
                 // Sizes first: a bad batch is a ValueError, not a huge allocation.
-                crate::matmul::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
+                crate::products::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
                 let mut y = zeros::<$t>(out_len, "the product")?;
                 if left {
-                    crate::rmatmul::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                    crate::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
                 } else {
-                    crate::matmul::matmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
+                    crate::matmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
                 }
                 Ok(y)
             })?;
@@ -532,7 +534,7 @@ fn default_comparator(rate: f64) -> PyResult<(u32, u32)> {
 /// Instruction-set levels this CPU runs, best last (the one used by default).
 #[pyfunction]
 fn simd_levels() -> Vec<&'static str> {
-    crate::acs::Level::all()
+    crate::Level::all()
         .into_iter()
         .filter(|l| l.available())
         .map(|l| l.name())
@@ -566,6 +568,15 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add("DEFAULT_MAX_SEARCH_BYTES", crate::DEFAULT_MAX_SEARCH_BYTES)?;
     m.add("MAX_BLOCK_STEPS", crate::layout::MAX_BLOCK_STEPS)?;
+    // Every limit the Python layer checks before calling in, from the one
+    // place the core defines it.
+    m.add("MAX_THREADS", crate::pool::MAX_THREADS)?;
+    m.add("MAX_FLIP_FLOPS", crate::vd::MAX_FLIP_FLOPS)?;
+    m.add("MAX_N_IN", crate::vd::MAX_N_IN)?;
+    m.add("MAX_N_OUT", crate::vd::MAX_N_OUT)?;
+    m.add("MAX_COMPARATOR_BITS", crate::vd::MAX_COMPARATOR_BITS)?;
+    m.add("MAX_TAPS", crate::format::meta::MAX_TAPS)?;
+    m.add("MAX_DIMS", crate::format::MAX_DIMS)?;
     format::register(m)?;
     Ok(())
 }
