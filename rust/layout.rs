@@ -1,4 +1,4 @@
-//! The block layout (DESIGN.md, "Blocks"): weights in C order cut into blocks
+//! The block layout (docs/format.md, "Blocks"): weights in C order cut into blocks
 //! of `block_steps * n_out`, each starting in state 0 and owning whole `u64`
 //! words of the index, so every block is searched and expanded on its own.
 

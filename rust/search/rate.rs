@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 
 /// Rates are matched to within this on the sample, and accepted on the full
-/// tensor within `FULL_TOLERANCE` (DESIGN asks for 0.2 points).
+/// tensor within `FULL_TOLERANCE` (docs/algorithm.md, "Rate control": 0.2 points).
 const SAMPLE_TOLERANCE: f64 = 4e-4;
 const FULL_TOLERANCE: f64 = 1e-3;
 /// About one step in `SAMPLE_SHARE` is sampled, in at least `MIN_PIECES`
