@@ -35,6 +35,24 @@ zeroable!(
     crate::float8::F8E5M2
 );
 
+/// Types with the layout of a `u8` for which every bit pattern is valid.
+///
+/// # Safety
+/// Implement only for `u8` and its `repr(transparent)` wrappers.
+pub unsafe trait ByteLike: Copy {}
+
+// SAFETY: `repr(transparent)` wrappers of `u8` with every value valid.
+unsafe impl ByteLike for crate::float8::F8E4M3 {}
+// SAFETY: as above.
+unsafe impl ByteLike for crate::float8::F8E5M2 {}
+
+/// `bytes` read as `T` (no copy).
+pub fn bytes_as<T: ByteLike>(bytes: &[u8]) -> &[T] {
+    // SAFETY: `T` has the layout of `u8` and every bit pattern is valid
+    // (`ByteLike`), so the slice is the same memory under another name.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, bytes.len()) }
+}
+
 /// `bytes` as little-endian `u64` words without a copy, where they are
 /// aligned and the CPU is little-endian.
 pub fn aligned_words(bytes: &[u8]) -> Option<&[u64]> {

@@ -2,7 +2,7 @@
 //! step-by-step reference VD with brute-force search over every input.
 
 use serde_json::Value;
-use vitrust::pool::with_threads;
+use vitrust::with_threads;
 use vitrust::Level;
 use vitrust::{prune_to_rate, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights};
 
@@ -61,7 +61,7 @@ fn bools(s: &str) -> Vec<bool> {
 /// decoders are tested against, on unpacked bits.
 fn reference_expand(cfg: &VdConfig, bits: &[bool], steps: usize) -> Vec<bool> {
     let valid = steps * cfg.n_out() as usize;
-    let mask = vitrust::vd::step::reference_bits(cfg, &pack(bits), steps, valid);
+    let mask = vitrust::reference_bits(cfg, &pack(bits), steps, valid);
     (0..valid)
         .map(|i| (mask[i / 64] >> (i % 64)) & 1 == 1)
         .collect()

@@ -2,7 +2,7 @@
 //! references, with block starts given, missing, or wrong.
 
 use vitrust::matmul;
-use vitrust::pool::with_threads;
+use vitrust::with_threads;
 use vitrust::{group_rows, rmatmul};
 use vitrust::{Expander, Layout, VdConfig};
 
@@ -167,8 +167,8 @@ fn reference_r(mask: &[bool], values: &[f32], rows: usize, x: &[f32], batch: usi
 #[test]
 fn narrow_values_multiply_as_their_widened_float32() {
     use half::{bf16, f16};
-    use vitrust::float8::{F8E4M3, F8E5M2};
     use vitrust::Widen;
+    use vitrust::{F8E4M3, F8E5M2};
 
     fn check<V: Widen<f32>>(case: &Case, narrow: &[V], rows: usize, batch: usize, seed: &mut u64) {
         let cols = case.mask.len() / rows;
@@ -253,12 +253,15 @@ type ProductFn = fn(
     &mut [f32],
 ) -> vitrust::Result<()>;
 
+/// A scalar reference: `(mask, values, rows, x, batch)` to the product.
+type ReferenceFn = fn(&[bool], &[f32], usize, &[f32], usize) -> Vec<f32>;
+
 /// One product under test: the function, its scalar reference, and the
 /// lengths of its operand and output for `(rows, cols, batch)`.
 struct Product {
     name: &'static str,
     run: ProductFn,
-    reference: fn(&[bool], &[f32], usize, &[f32], usize) -> Vec<f32>,
+    reference: ReferenceFn,
     seed: u64,
     shapes: &'static [(usize, usize, usize, u32, usize)],
     lengths: fn(usize, usize, usize) -> (usize, usize),

@@ -19,19 +19,15 @@
 //! means a damaged file is refused rather than loaded as different data.
 //! Loading ([`load`]) validates everything before it returns anything.
 
-// The writer's atomic replace needs system calls (`linkat` of an O_TMPFILE,
-// `kill(pid, 0)`, `umask`) that have no safe wrapper in std.
-#[allow(unsafe_code)]
 pub mod atomic;
 pub mod cost;
 mod count;
 mod dtype;
 pub mod header;
-// A memory map of the file, and dropping its pages once read: unsafe in
-// memmap2 because the file could change under the map.
-#[allow(unsafe_code)]
 mod mapped;
 pub mod meta;
+#[allow(unsafe_code)] // system calls std does not wrap, each behind a safe function
+mod os;
 mod read;
 mod stream;
 mod unescape;

@@ -2,9 +2,16 @@ use super::*;
 use crate::Expander;
 use std::path::PathBuf;
 
-fn sample() -> Vec<(String, Item<'static>)> {
+/// A sparse tensor of `shape` over a pinned config and index: the `i`-th
+/// kept weight's value is the bytes `value(i)` of `dtype`.
+pub(super) fn pinned_sparse(
+    shape: [usize; 2],
+    lam: f64,
+    dtype: DType,
+    value: impl Fn(u32) -> Vec<u8>,
+) -> Sparse<'static> {
     let config = VdConfig::from_seed(6, 1, 5, 2, 1, 3).unwrap();
-    let layout = Layout::new(&config, 3 * 70, 16).unwrap();
+    let layout = Layout::new(&config, shape[0] * shape[1], 16).unwrap();
     let index: Vec<u64> = (0..layout.index_len() as u64)
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .collect();
@@ -13,18 +20,21 @@ fn sample() -> Vec<(String, Item<'static>)> {
         .unwrap()
         .iter()
         .sum();
-    let values: Vec<u8> = (0..kept as u32)
-        .flat_map(|v| (v as f32).to_le_bytes())
-        .collect();
-    let sparse = Sparse {
-        shape: vec![3, 70],
+    Sparse {
+        shape: shape.to_vec(),
         config,
         block_steps: 16,
-        lam: 0.125,
+        lam,
         index: Cow::Owned(index),
-        dtype: DType::F32,
-        values: Cow::Owned(values),
-    };
+        dtype,
+        values: Cow::Owned((0..kept as u32).flat_map(value).collect()),
+    }
+}
+
+fn sample() -> Vec<(String, Item<'static>)> {
+    let sparse = pinned_sparse([3, 70], 0.125, DType::F32, |v| {
+        (v as f32).to_le_bytes().to_vec()
+    });
     let bias = Plain {
         dtype: DType::I16,
         shape: vec![2, 2],
