@@ -122,7 +122,8 @@ pub(crate) fn push_positions(
 /// lanes at a time (each store writes a full sixteen lanes); returns the new length.
 ///
 /// # Safety
-/// The CPU runs AVX-512F, and `out` has room for `len + 64 + 16` lanes.
+/// The CPU runs AVX-512F, and `out` has room for `len + x.count_ones() + 16`
+/// lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn compress_word(x: u64, base: u32, out: *mut u32, mut len: usize) -> usize {
@@ -133,8 +134,8 @@ unsafe fn compress_word(x: u64, base: u32, out: *mut u32, mut len: usize) -> usi
     for q in 0..4 {
         let m = (x >> (16 * q)) as u16;
         let v = _mm512_add_epi32(iota, _mm512_set1_epi32(base.wrapping_add(16 * q) as i32));
-        // SAFETY: `len` grows by at most 64 over the word, within the room
-        // the caller made.
+        // SAFETY: the store ends 16 lanes past the positions written so far,
+        // at most `len + x.count_ones() + 16` lanes: the room the caller made.
         unsafe {
             _mm512_storeu_si512(
                 out.add(len) as *mut __m512i,

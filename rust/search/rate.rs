@@ -1,5 +1,5 @@
-//! Rate control: the multiplier `lam` whose search keeps the requested share of
-//! weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
+//! Rate control (docs/algorithm.md, "Rate control"): the multiplier `lam`
+//! whose search keeps the requested share of weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
 //! bracketing root finder converges. It works in the magnitude-density domain
 //! (see [`Quantiles`]), mostly on an evenly spaced sample of blocks, then one
 //! full pass, then a few secant corrections on full passes only when that pass
