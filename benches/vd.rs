@@ -127,15 +127,14 @@ fn dense_and_matmul(c: &mut Criterion) {
     g.throughput(Throughput::Elements((nnz * batch) as u64));
     g.bench_function("matmul 4096x4096 @ 4096x64 (MAC)", |b| {
         b.iter(|| {
-            vitrust::matmul::matmul(&e, &index, &values, Some(&starts), rows, &x, batch, &mut y)
-                .unwrap()
+            vitrust::matmul(&e, &index, &values, Some(&starts), rows, &x, batch, &mut y).unwrap()
         })
     });
     let xl = weights(batch * rows);
     let mut yl = vec![0f32; batch * cols];
     g.bench_function("rmatmul 64x4096 @ 4096x4096 (MAC)", |b| {
         b.iter(|| {
-            vitrust::rmatmul::rmatmul(
+            vitrust::rmatmul(
                 &e,
                 &index,
                 &values,

@@ -1,6 +1,7 @@
 //! Fallible allocation for buffers whose size comes from the input: a failed
 //! (or impossible) allocation is an [`Error::memory`] naming what and how
-//! large, never an abort of the process.
+//! large, never an abort of the process; and the byte views that need
+//! `unsafe` (every bit pattern valid), kept here beside `Zeroable`.
 
 use crate::{Error, Result};
 
@@ -12,6 +13,7 @@ use crate::{Error, Result};
 pub unsafe trait Zeroable: Copy {}
 
 macro_rules! zeroable {
+    // SAFETY: integers and floats (and their wrappers) are valid all zero.
     ($($t:ty),*) => { $(unsafe impl Zeroable for $t {})* };
 }
 zeroable!(
@@ -27,8 +29,37 @@ zeroable!(
     usize,
     f32,
     f64,
-    half::f16
+    half::f16,
+    half::bf16,
+    crate::float8::F8E4M3,
+    crate::float8::F8E5M2
 );
+
+/// Types with the layout of a `u8` for which every bit pattern is valid.
+///
+/// # Safety
+/// Implement only for `u8` and its `repr(transparent)` wrappers.
+pub unsafe trait ByteLike: Copy {}
+
+// SAFETY: `repr(transparent)` wrappers of `u8` with every value valid.
+unsafe impl ByteLike for crate::float8::F8E4M3 {}
+// SAFETY: as above.
+unsafe impl ByteLike for crate::float8::F8E5M2 {}
+
+/// `bytes` read as `T` (no copy).
+pub fn bytes_as<T: ByteLike>(bytes: &[u8]) -> &[T] {
+    // SAFETY: `T` has the layout of `u8` and every bit pattern is valid
+    // (`ByteLike`), so the slice is the same memory under another name.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, bytes.len()) }
+}
+
+/// `bytes` as little-endian `u64` words without a copy, where they are
+/// aligned and the CPU is little-endian.
+pub fn aligned_words(bytes: &[u8]) -> Option<&[u64]> {
+    // SAFETY: every bit pattern is a valid u64.
+    let (pre, mid, post) = unsafe { bytes.align_to::<u64>() };
+    (cfg!(target_endian = "little") && pre.is_empty() && post.is_empty()).then_some(mid)
+}
 
 /// Bytes of `n` elements of `T`, refusing more than an allocation can hold.
 pub fn bytes_of<T>(n: usize, what: &str) -> Result<usize> {

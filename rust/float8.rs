@@ -58,9 +58,7 @@ macro_rules! float8 {
 
             /// Bit patterns read as this type (no copy).
             pub fn from_bits_slice(bits: &[u8]) -> &[Self] {
-                // SAFETY: `Self` is a `repr(transparent)` wrapper of `u8`, so
-                // it has the layout of `u8` and every bit pattern is valid.
-                unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const Self, bits.len()) }
+                crate::alloc::bytes_as(bits)
             }
         }
     };

@@ -1,10 +1,12 @@
-//! The block layout (DESIGN.md, "Blocks"): weights in C order cut into blocks
+//! The block layout (docs/format.md, "Blocks"): weights in C order cut into blocks
 //! of `block_steps * n_out`, each starting in state 0 and owning whole `u64`
-//! words of the index, so every block is searched and expanded on its own.
+//! words of the index, so every block is searched and expanded on its own
+//! (its bits are laid out as in docs/format.md, "Index layout").
 
 use crate::{bail, Result, VdConfig};
 use std::ops::Range;
 
+/// The longest block, in steps.
 pub const MAX_BLOCK_STEPS: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

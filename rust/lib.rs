@@ -1,36 +1,49 @@
 //! vitrust: Viterbi-based pruning with a fixed, tiny index cost per weight.
 //!
-//! A pure-Rust core: the VD ([`vd`]), the block layout ([`layout`]), expansion
-//! ([`expand`]), the exact trellis search ([`search`]) and rate control
-//! ([`rate`]). The Python binding lives behind the `python` feature.
+//! A pure-Rust core, laid out by pipeline stage: the VD ([`VdConfig`]) and
+//! the block layout ([`Layout`]); the search and rate control (`search/`);
+//! expansion, gather and scatter (`expand/`); products on the compressed
+//! form (`products/`); the file (`format/`). `arch/` detects the CPU once and
+//! holds every SIMD kernel. The Python binding (`python/`) lives behind the
+//! `python` feature.
 
-pub mod acs;
-pub mod alloc;
-mod bitslice;
+// Unsafe code lives in `arch` (SIMD) and, each allowed where it is declared
+// with the reason, in `alloc` (zeroed allocation, byte views), `format::os`
+// (system calls std does not wrap) and the binding's zero-copy array views.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // zeroed allocation and byte views
+mod alloc;
+#[allow(unsafe_code)] // SIMD intrinsics behind capability tokens
+mod arch;
 pub mod cancel;
-pub mod cost;
-pub mod error;
-pub mod expand;
-pub mod float8;
+mod error;
+mod expand;
+mod float8;
 pub mod format;
-pub mod keep;
-pub mod layout;
-pub mod matmul;
+mod layout;
 pub mod pool;
-pub mod rate;
-pub mod rmatmul;
-pub mod scores;
-pub mod search;
-pub mod values;
-pub mod vd;
+mod products;
+mod scores;
+mod search;
+mod vd;
 
 #[cfg(feature = "python")]
 mod python;
 
+pub use arch::Level;
 pub use error::{Error, ErrorKind, Result};
 pub use expand::{Decoder, Expander};
+pub use float8::{F8E4M3, F8E5M2};
 pub use layout::Layout;
-pub use rate::{prune_to_rate, RateResult};
+pub use layout::MAX_BLOCK_STEPS;
+pub use pool::{with_threads, MAX_THREADS};
+pub use products::matmul::matmul;
+pub use products::rmatmul::{group_rows, rmatmul};
+pub use products::{Real, Widen};
 pub use scores::{Float, Score, Scores, Weights};
+pub use search::rate::{prune_to_rate, RateResult};
 pub use search::{BlockResult, Searcher, DEFAULT_MAX_SEARCH_BYTES};
+pub use vd::step::reference_bits;
 pub use vd::{default_comparator, generate_taps, VdConfig};
+pub use vd::{MAX_COMPARATOR_BITS, MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT};

@@ -1,9 +1,9 @@
 //! Products and scatters on the compressed form against plain scalar
 //! references, with block starts given, missing, or wrong.
 
-use vitrust::matmul::matmul;
-use vitrust::pool::with_threads;
-use vitrust::rmatmul::{group_rows, rmatmul};
+use vitrust::matmul;
+use vitrust::with_threads;
+use vitrust::{group_rows, rmatmul};
 use vitrust::{Expander, Layout, VdConfig};
 
 fn lcg(seed: &mut u64) -> f64 {
@@ -86,60 +86,6 @@ fn reference(mask: &[bool], values: &[f32], rows: usize, x: &[f32], batch: usize
 }
 
 #[test]
-fn matmul_matches_the_scalar_reference_bit_for_bit() {
-    let mut seed = 3u64;
-    // Shapes that give one task, many tasks, tasks cutting blocks, and every tile width.
-    for (rows, cols, batch, k, block_steps) in [
-        (7, 13, 1, 6, 5),
-        (40, 70, 81, 8, 17),
-        (300, 517, 17, 10, 1024),
-        (2, 70_000, 3, 7, 300),
-        (1000, 96, 64, 9, 64),
-    ] {
-        let Case {
-            e,
-            index,
-            mask,
-            values,
-            starts,
-        } = Case::new(rows * cols, k, block_steps, &mut seed);
-        let x: Vec<f32> = (0..cols * batch)
-            .map(|_| (lcg(&mut seed) - 0.5) as f32)
-            .collect();
-        let want = reference(&mask, &values, rows, &x, batch);
-        for (given, threads) in [
-            (Some(starts.clone()), 2),
-            (None, 1),
-            (Some(skewed(&starts)), 2),
-        ] {
-            let mut y = vec![f32::NAN; rows * batch];
-            with_threads(Some(threads), || {
-                matmul(
-                    &e,
-                    &index,
-                    &values,
-                    given.as_deref(),
-                    rows,
-                    &x,
-                    batch,
-                    &mut y,
-                )
-            })
-            .unwrap()
-            .unwrap();
-            let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{rows}x{cols} @ {cols}x{batch}, starts {given:?}");
-        }
-        let mut y = vec![0f32; rows * batch];
-        let short = &values[..values.len().saturating_sub(1)];
-        if !values.is_empty() {
-            assert!(matmul(&e, &index, short, None, rows, &x, batch, &mut y).is_err());
-        }
-        assert!(matmul(&e, &index, &values, None, rows, &x[1..], batch, &mut y).is_err());
-    }
-}
-
-#[test]
 fn scatter_with_wrong_starts_still_places_every_value() {
     let mut seed = 11u64;
     let cfg = VdConfig::from_seed(8, 1, 5, 3, 2, 2).unwrap();
@@ -215,63 +161,14 @@ fn reference_r(mask: &[bool], values: &[f32], rows: usize, x: &[f32], batch: usi
     out
 }
 
-#[test]
-fn rmatmul_matches_the_scalar_reference_bit_for_bit() {
-    let mut seed = 17u64;
-    for (rows, cols, batch, k, block_steps) in [
-        (9, 13, 1, 6, 5),
-        (40, 70, 19, 8, 17),
-        (300, 517, 3, 10, 1024),
-        (3, 30_000, 2, 7, 300),
-    ] {
-        let Case {
-            e,
-            index,
-            mask,
-            values,
-            starts,
-        } = Case::new(rows * cols, k, block_steps, &mut seed);
-        let x: Vec<f32> = (0..batch * rows)
-            .map(|_| (lcg(&mut seed) - 0.5) as f32)
-            .collect();
-        let want = reference_r(&mask, &values, rows, &x, batch);
-        for (given, threads) in [
-            (Some(starts.clone()), 2),
-            (None, 1),
-            (Some(skewed(&starts)), 2),
-        ] {
-            let mut y = vec![f32::NAN; batch * cols];
-            with_threads(Some(threads), || {
-                rmatmul(
-                    &e,
-                    &index,
-                    &values,
-                    given.as_deref(),
-                    rows,
-                    &x,
-                    batch,
-                    &mut y,
-                )
-            })
-            .unwrap()
-            .unwrap();
-            let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{batch}x{rows} @ {rows}x{cols}, starts {given:?}");
-        }
-        let mut y = vec![0f32; batch * cols];
-        assert!(rmatmul(&e, &index, &values, None, rows, &x[1..], batch, &mut y).is_err());
-        assert!(rmatmul(&e, &index, &values, None, rows + 1, &x, batch, &mut y).is_err());
-    }
-}
-
 /// Narrow values (bfloat16, float8, float16) widened as they are read give
 /// the same bits as the product of the values widened to float32 first (the
 /// path checked against the scalar references above), on both sides.
 #[test]
 fn narrow_values_multiply_as_their_widened_float32() {
     use half::{bf16, f16};
-    use vitrust::float8::{F8E4M3, F8E5M2};
-    use vitrust::matmul::Widen;
+    use vitrust::Widen;
+    use vitrust::{F8E4M3, F8E5M2};
 
     fn check<V: Widen<f32>>(case: &Case, narrow: &[V], rows: usize, batch: usize, seed: &mut u64) {
         let cols = case.mask.len() / rows;
@@ -340,6 +237,107 @@ fn narrow_values_gather_and_scatter_as_bit_patterns() {
         for i in 0..n {
             assert_eq!(d16[i], if mask[i] { w16[i] } else { 0 }, "weight {i}");
             assert_eq!(d8[i], if mask[i] { w8[i] } else { 0 }, "weight {i}");
+        }
+    }
+}
+
+/// The signature `W @ X` and `X @ W` share, at float32.
+type ProductFn = fn(
+    &Expander,
+    &[u64],
+    &[f32],
+    Option<&[usize]>,
+    usize,
+    &[f32],
+    usize,
+    &mut [f32],
+) -> vitrust::Result<()>;
+
+/// A scalar reference: `(mask, values, rows, x, batch)` to the product.
+type ReferenceFn = fn(&[bool], &[f32], usize, &[f32], usize) -> Vec<f32>;
+
+/// One product under test: the function, its scalar reference, and the
+/// lengths of its operand and output for `(rows, cols, batch)`.
+struct Product {
+    name: &'static str,
+    run: ProductFn,
+    reference: ReferenceFn,
+    seed: u64,
+    shapes: &'static [(usize, usize, usize, u32, usize)],
+    lengths: fn(usize, usize, usize) -> (usize, usize),
+}
+
+#[test]
+fn products_match_the_scalar_reference_bit_for_bit() {
+    let products = [
+        Product {
+            name: "W @ X",
+            run: matmul::<f32, f32>,
+            reference,
+            seed: 3,
+            // One task, many tasks, tasks cutting blocks, and every tile width.
+            shapes: &[
+                (7, 13, 1, 6, 5),
+                (40, 70, 81, 8, 17),
+                (300, 517, 17, 10, 1024),
+                (2, 70_000, 3, 7, 300),
+                (1000, 96, 64, 9, 64),
+            ],
+            lengths: |rows, cols, batch| (cols * batch, rows * batch),
+        },
+        Product {
+            name: "X @ W",
+            run: rmatmul::<f32, f32>,
+            reference: reference_r,
+            seed: 17,
+            shapes: &[
+                (9, 13, 1, 6, 5),
+                (40, 70, 19, 8, 17),
+                (300, 517, 3, 10, 1024),
+                (3, 30_000, 2, 7, 300),
+            ],
+            lengths: |rows, cols, batch| (batch * rows, batch * cols),
+        },
+    ];
+    for p in products {
+        let mut seed = p.seed;
+        for &(rows, cols, batch, k, block_steps) in p.shapes {
+            let Case {
+                e,
+                index,
+                mask,
+                values,
+                starts,
+            } = Case::new(rows * cols, k, block_steps, &mut seed);
+            let (x_len, y_len) = (p.lengths)(rows, cols, batch);
+            let x: Vec<f32> = (0..x_len).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
+            let want = (p.reference)(&mask, &values, rows, &x, batch);
+            for (given, threads) in [
+                (Some(starts.clone()), 2),
+                (None, 1),
+                (Some(skewed(&starts)), 2),
+            ] {
+                let mut y = vec![f32::NAN; y_len];
+                let given = given.as_deref();
+                with_threads(Some(threads), || {
+                    (p.run)(&e, &index, &values, given, rows, &x, batch, &mut y)
+                })
+                .unwrap()
+                .unwrap();
+                let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{}: {rows}x{cols}, batch {batch}, starts {given:?}",
+                    p.name
+                );
+            }
+            let mut y = vec![0f32; y_len];
+            let short = &values[..values.len().saturating_sub(1)];
+            if !values.is_empty() {
+                assert!((p.run)(&e, &index, short, None, rows, &x, batch, &mut y).is_err());
+            }
+            assert!((p.run)(&e, &index, &values, None, rows, &x[1..], batch, &mut y).is_err());
+            assert!((p.run)(&e, &index, &values, None, rows + 1, &x, batch, &mut y).is_err());
         }
     }
 }

@@ -11,11 +11,17 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _vitrust
+
 # The largest size the core takes (a machine word).
 SIZE_MAX = 2 * sys.maxsize + 1
-# The VD's limits (docs/format.md, "The Viterbi decompressor"), checked here
-# too so that an error names the caller's own argument; the core checks them again.
-MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT, MAX_COMPARATOR_BITS = 16, 4, 64, 8
+# The VD's limits (docs/format.md, "The Viterbi decompressor"), as the core
+# defines them, checked here too so that an error names the caller's own
+# argument; the core checks them again.
+MAX_FLIP_FLOPS = _vitrust.MAX_FLIP_FLOPS
+MAX_N_IN = _vitrust.MAX_N_IN
+MAX_N_OUT = _vitrust.MAX_N_OUT
+MAX_COMPARATOR_BITS = _vitrust.MAX_COMPARATOR_BITS
 # Steps per block unless told otherwise (docs/format.md, "Blocks").
 DEFAULT_BLOCK_STEPS = 1024
 MAX_TAP_SEEDS = 64
@@ -112,7 +118,7 @@ def rate(x: Any) -> float:
 
 
 def threads(x: Any) -> Optional[int]:
-    return None if x is None else integer(x, "threads", 1, 1024)
+    return None if x is None else integer(x, "threads", 1, _vitrust.MAX_THREADS)
 
 
 def index_array(x: Any) -> np.ndarray:

@@ -7,6 +7,13 @@ import numpy.typing as npt
 
 DEFAULT_MAX_SEARCH_BYTES: int
 MAX_BLOCK_STEPS: int
+MAX_THREADS: int
+MAX_FLIP_FLOPS: int
+MAX_N_IN: int
+MAX_N_OUT: int
+MAX_COMPARATOR_BITS: int
+MAX_TAPS: int
+MAX_DIMS: int
 
 class FormatError(ValueError):
     """A file (or bytes claiming to be one) that is damaged, truncated or hostile."""

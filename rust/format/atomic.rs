@@ -13,6 +13,9 @@
 //! A new file gets `0666 & !umask` (as any program's new file); a replaced
 //! file keeps its permission bits (not setuid, setgid or sticky).
 
+use super::os::alive;
+#[cfg(target_os = "linux")]
+use super::os::linux;
 use crate::{Error, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -209,24 +212,6 @@ pub(super) fn remove_stale(dir: &Path) {
     }
 }
 
-/// False only when no process `pid` runs on this machine.
-fn alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return true;
-        };
-        // SAFETY: signal 0 only checks that the process exists.
-        let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
-}
-
 /// Gives the finished temporary file the name `path`.
 fn commit(file: &File, named: Option<&Path>, dir: &Path, path: &Path) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::io(format!("{}: {what}: {e}", path.display()));
@@ -254,53 +239,6 @@ fn commit(file: &File, named: Option<&Path>, dir: &Path, path: &Path) -> Result<
         let _ = std::fs::remove_file(&tmp);
         io("cannot replace", e)
     })
-}
-
-#[cfg(target_os = "linux")]
-mod linux {
-    use std::ffi::CString;
-    use std::fs::File;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    use std::path::Path;
-
-    /// An unnamed file in `dir`, or `None` where the kernel or the filesystem
-    /// has no `O_TMPFILE` (or `/proc` is missing, without which it cannot be
-    /// named later by an unprivileged process).
-    pub fn anonymous(dir: &Path) -> Option<File> {
-        if !Path::new("/proc/self/fd").is_dir() {
-            return None;
-        }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o666)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
-            .ok()
-    }
-
-    /// Gives the anonymous `file` the name `path` (fails if it exists).
-    pub fn link(file: &File, path: &Path) -> std::io::Result<()> {
-        let proc = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let to = CString::new(path.as_os_str().as_bytes())?;
-        // SAFETY: both are NUL-terminated paths that outlive the call.
-        let r = unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                proc.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -400,13 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        // The umask is process-wide: read it back without changing it for long.
-        // SAFETY: umask only swaps the process's file-mode mask.
-        let umask = unsafe {
-            let u = libc::umask(0o022);
-            libc::umask(u);
-            u as u32
-        };
+        let umask = super::super::os::umask();
         write_atomic(&path, |w| w.write_all(b"a")).unwrap();
         assert_eq!(mode(&path), 0o666 & !umask);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4750)).unwrap();

@@ -9,8 +9,9 @@
 //! small tensors sharing one wide config thus cost about as much per byte as
 //! one large tensor.
 
-use crate::keep::FastKeep;
-use crate::{expand::read_bits, Expander, Layout, Result, VdConfig};
+use crate::vd::keep::FastKeep;
+use crate::vd::step::for_each_register;
+use crate::{Expander, Layout, Result, VdConfig};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -78,13 +79,9 @@ fn block(
     fast: &FastKeep,
     counts: Option<&[u8]>,
 ) -> usize {
-    let n_in = config.n_in();
-    let state_mask = (1u32 << config.flip_flops()) - 1;
     let (words, valid) = (&index[layout.words(b)], layout.weights(b).len());
-    let steps = layout.steps(b);
-    let (mut s, mut kept) = (0u32, 0usize);
-    for t in 0..steps {
-        let r = (s << n_in) | read_bits(words, t * n_in as usize, n_in) as u32;
+    let mut kept = 0usize;
+    for_each_register(config, words, layout.steps(b), |t, r| {
         let left = valid - t * layout.n_out;
         kept += match counts {
             Some(c) if left >= layout.n_out => usize::from(c[r as usize]),
@@ -96,8 +93,7 @@ fn block(
                 bits.count_ones() as usize
             }
         };
-        s = r & state_mask;
-    }
+    });
     kept
 }
 

@@ -77,9 +77,7 @@ impl MappedFile {
                 meta.len()
             );
         }
-        // SAFETY: the mapping is read-only; the file must not be truncated
-        // while it is open (as with any memory-mapped reader).
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let map = super::os::map(&file).map_err(io)?;
         // vitrust's own container parser: bounded, unlike the crate's (see `header`).
         let c = header::parse(&map)?;
         let start = map.len() - c.data.len();
@@ -180,14 +178,7 @@ impl MappedFile {
 }
 
 fn release(map: &Mmap, range: &Range<usize>) {
-    #[cfg(unix)]
-    // SAFETY: the mapping is a read-only view of a file; dropped pages are
-    // read back from the file, unchanged, if touched again.
-    let _ = unsafe {
-        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
-    };
-    #[cfg(not(unix))]
-    let _ = (map, range);
+    super::os::drop_pages(map, range);
 }
 
 fn release_all(map: &Mmap) {

@@ -1,5 +1,5 @@
-//! The vitrust file: a safetensors file (written and parsed by the
-//! `safetensors` crate) in which a pruned tensor `name` is stored as sibling
+//! The vitrust file (docs/format.md, "File format"): a safetensors file
+//! (written and parsed by the `safetensors` crate) in which a pruned tensor `name` is stored as sibling
 //! tensors `name.vitrust.index` (U64) and `name.vitrust.values` (its dtype),
 //! and plain tensors pass through, so any safetensors reader opens it.
 //!
@@ -20,11 +20,14 @@
 //! Loading ([`load`]) validates everything before it returns anything.
 
 pub mod atomic;
+pub mod cost;
 mod count;
 mod dtype;
 pub mod header;
 mod mapped;
 pub mod meta;
+#[allow(unsafe_code)] // system calls std does not wrap, each behind a safe function
+mod os;
 mod read;
 mod stream;
 mod unescape;
@@ -41,7 +44,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The format version this build writes and reads.
+/// The format version this build writes and reads (docs/format.md, "Versions").
 pub const FORMAT_VERSION: u64 = 1;
 /// The metadata key holding vitrust's JSON.
 pub const META_KEY: &str = "vitrust";

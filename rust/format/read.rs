@@ -94,9 +94,7 @@ pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// The little-endian `u64` words of `bytes`, borrowed where aligned.
 fn words(bytes: &[u8]) -> Cow<'_, [u64]> {
-    // SAFETY: every bit pattern is a valid u64.
-    let (pre, mid, post) = unsafe { bytes.align_to::<u64>() };
-    if cfg!(target_endian = "little") && pre.is_empty() && post.is_empty() {
+    if let Some(mid) = crate::alloc::aligned_words(bytes) {
         return Cow::Borrowed(mid);
     }
     Cow::Owned(

@@ -1,29 +1,12 @@
-use super::super::{load, read_file, save, Item, Layout, MappedFile, Plain, Sparse};
+use super::super::tests::pinned_sparse;
+use super::super::{load, read_file, save, Item, MappedFile, Plain};
 use super::*;
-use crate::Expander;
 use std::borrow::Cow;
 
 fn items() -> Vec<(String, Item<'static>)> {
-    let config = VdConfig::from_seed(6, 1, 5, 2, 1, 3).unwrap();
-    let layout = Layout::new(&config, 4 * 90, 16).unwrap();
-    let index: Vec<u64> = (0..layout.index_len() as u64)
-        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .collect();
-    let kept: usize = Expander::new(&config, layout)
-        .counts(&index)
-        .unwrap()
-        .iter()
-        .sum();
-    let values = (0..kept as u16).flat_map(|v| v.to_le_bytes()).collect();
-    let sparse = Sparse {
-        shape: vec![4, 90],
-        config,
-        block_steps: 16,
-        lam: 0.1 + 0.2,
-        index: Cow::Owned(index),
-        dtype: DType::BF16,
-        values: Cow::Owned(values),
-    };
+    let sparse = pinned_sparse([4, 90], 0.1 + 0.2, DType::BF16, |v| {
+        (v as u16).to_le_bytes().to_vec()
+    });
     let plain = |dtype, shape: Vec<usize>, data: Vec<u8>| Plain {
         dtype,
         shape,

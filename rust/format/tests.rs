@@ -2,9 +2,16 @@ use super::*;
 use crate::Expander;
 use std::path::PathBuf;
 
-fn sample() -> Vec<(String, Item<'static>)> {
+/// A sparse tensor of `shape` over a pinned config and index: the `i`-th
+/// kept weight's value is the bytes `value(i)` of `dtype`.
+pub(super) fn pinned_sparse(
+    shape: [usize; 2],
+    lam: f64,
+    dtype: DType,
+    value: impl Fn(u32) -> Vec<u8>,
+) -> Sparse<'static> {
     let config = VdConfig::from_seed(6, 1, 5, 2, 1, 3).unwrap();
-    let layout = Layout::new(&config, 3 * 70, 16).unwrap();
+    let layout = Layout::new(&config, shape[0] * shape[1], 16).unwrap();
     let index: Vec<u64> = (0..layout.index_len() as u64)
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .collect();
@@ -13,18 +20,21 @@ fn sample() -> Vec<(String, Item<'static>)> {
         .unwrap()
         .iter()
         .sum();
-    let values: Vec<u8> = (0..kept as u32)
-        .flat_map(|v| (v as f32).to_le_bytes())
-        .collect();
-    let sparse = Sparse {
-        shape: vec![3, 70],
+    Sparse {
+        shape: shape.to_vec(),
         config,
         block_steps: 16,
-        lam: 0.125,
+        lam,
         index: Cow::Owned(index),
-        dtype: DType::F32,
-        values: Cow::Owned(values),
-    };
+        dtype,
+        values: Cow::Owned((0..kept as u32).flat_map(value).collect()),
+    }
+}
+
+fn sample() -> Vec<(String, Item<'static>)> {
+    let sparse = pinned_sparse([3, 70], 0.125, DType::F32, |v| {
+        (v as f32).to_le_bytes().to_vec()
+    });
     let bias = Plain {
         dtype: DType::I16,
         shape: vec![2, 2],
@@ -130,30 +140,29 @@ fn direct_count_matches_the_expander() {
 
 #[test]
 fn many_small_tensors_of_a_wide_config_share_one_table() {
-    // 2^13 register values; each tensor has 700 steps, too few to repay a
-    // table alone, so the counter tabulates once the steps add up.
-    let config = VdConfig::from_seed(12, 1, 64, 8, 37, 3).unwrap();
-    let layout = Layout::new(&config, 700 * 64 - 5, 50).unwrap();
-    let mut counter = KeptCounter::default();
-    for i in 0..20u64 {
-        let index: Vec<u64> = (0..layout.index_len() as u64)
-            .map(|w| (w + 7 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .collect();
-        let want: usize = Expander::new(&config, layout)
-            .counts(&index)
-            .unwrap()
-            .iter()
-            .sum();
-        assert_eq!(
-            counter.count(&config, &layout, &index).unwrap(),
-            want,
-            "tensor {i}"
-        );
-        assert_eq!(
-            counter.tabulated(&config),
-            700 * (i + 1) >= 1 << 13,
-            "tensor {i}"
-        );
+    // 2^(12 + n_in) register values; each tensor has 700 steps, too few to
+    // repay a table alone, so the counter tabulates once the steps add up.
+    for (n_in, tensors) in [(1u32, 20u64), (2, 26)] {
+        let config = VdConfig::from_seed(12, n_in, 64, 8, 37, 3).unwrap();
+        let layout = Layout::new(&config, 700 * 64 - 5, 50).unwrap();
+        let mut counter = KeptCounter::default();
+        for i in 0..tensors {
+            let index: Vec<u64> = (0..layout.index_len() as u64)
+                .map(|w| (w + 7 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .collect();
+            let want: usize = Expander::new(&config, layout)
+                .counts(&index)
+                .unwrap()
+                .iter()
+                .sum();
+            let got = counter.count(&config, &layout, &index).unwrap();
+            assert_eq!(got, want, "n_in = {n_in}, tensor {i}");
+            assert_eq!(
+                counter.tabulated(&config),
+                700 * (i + 1) >= 1 << (12 + n_in),
+                "n_in = {n_in}, tensor {i}"
+            );
+        }
     }
 }
 

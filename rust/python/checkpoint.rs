@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::PathBuf;
 
 fn dtype(name: &str) -> PyResult<DType> {
@@ -70,10 +71,11 @@ impl SafeOpen {
     /// `(kind, dtype, shape, stored bytes)`, kind `"plain"` or `"sparse"`.
     fn info(&self, name: &str) -> PyResult<(&'static str, &'static str, Vec<usize>, usize)> {
         let e = self.entry(name)?;
-        Ok(match e {
-            Entry::Plain(s) => ("plain", s.dtype.name(), s.shape.clone(), e.stored_bytes()),
-            Entry::Sparse(s) => ("sparse", s.dtype.name(), s.shape.clone(), e.stored_bytes()),
-        })
+        let (kind, dtype, shape) = match e {
+            Entry::Plain(s) => ("plain", s.dtype, &s.shape),
+            Entry::Sparse(s) => ("sparse", s.dtype, &s.shape),
+        };
+        Ok((kind, dtype.name(), shape.clone(), e.stored_bytes()))
     }
 
     /// A plain tensor's bytes as a read-only uint8 view; a pruned tensor as
@@ -101,25 +103,24 @@ impl SafeOpen {
 
     /// Starts reading a tensor in the background.
     fn prefetch(&self, name: &str) -> PyResult<()> {
-        for s in spans(self.entry(name)?) {
-            self.0.prefetch(&s.range);
-        }
-        Ok(())
+        self.each_span(name, MappedFile::prefetch)
     }
 
     /// Drops a tensor's pages from this process's memory (views stay valid).
     fn release(&self, name: &str) -> PyResult<()> {
-        for s in spans(self.entry(name)?) {
-            self.0.release(&s.range);
-        }
-        Ok(())
+        self.each_span(name, MappedFile::release)
     }
 }
 
-fn spans(e: &Entry) -> Vec<&Span> {
-    match e {
-        Entry::Plain(s) => vec![s],
-        Entry::Sparse(s) => vec![&s.index, &s.values],
+impl SafeOpen {
+    /// Runs `f` on the byte range of each stored tensor behind `name`.
+    fn each_span(&self, name: &str, f: impl Fn(&MappedFile, &Range<usize>)) -> PyResult<()> {
+        let spans = match self.entry(name)? {
+            Entry::Plain(s) => vec![s],
+            Entry::Sparse(s) => vec![&s.index, &s.values],
+        };
+        spans.into_iter().for_each(|s| f(&self.0, &s.range));
+        Ok(())
     }
 }
 

@@ -1,11 +1,11 @@
 //! Binding of the file format ([`crate::format`]) and the index-cost models
-//! ([`crate::cost`]): arrays in and out, the interpreter released around I/O
+//! ([`crate::format::cost`]): arrays in and out, the interpreter released around I/O
 //! and validation, core errors as Python exceptions (`FormatError` for files).
 
 use super::{detached, value_error, PyConfig};
 use crate::alloc::{zeros, Zeroable};
 use crate::cancel;
-use crate::cost::{index_cost as cost, CostFormat};
+use crate::format::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Plain, Sparse};
 use crate::{Error, ErrorKind, Expander, Layout};
 use half::f16;
@@ -290,7 +290,7 @@ pub fn index_costs(
     let idx = index.as_slice()?;
     let e = Expander::new(&config.0, layout);
     let costs = detached(py, threads, || {
-        crate::cost::index_costs(&e, idx, rows, &fmts)
+        crate::format::cost::index_costs(&e, idx, rows, &fmts)
     })?;
     Ok(costs.into_iter().map(|c| (c.bits, c.padding)).collect())
 }

@@ -8,8 +8,8 @@
 //! partial result, and the partials are added in group order. Results are
 //! therefore the same on any number of threads.
 
-use crate::acs::Level;
-use crate::matmul::{row_end, shapes, task_rows, Entries, Real, Widen};
+use super::{row_end, shapes, task_rows, Entries, Real, Widen};
+use crate::arch::{self, Isa, Kernel};
 use crate::{Error, Expander, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +54,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
             .enumerate()
             .for_each(|(b, v)| *v = x[b * rows + r])
     });
+    let isa = Isa::best();
     let per_group = group_rows(rows, cols, batch, std::mem::size_of::<R>());
     let g = rows.div_ceil(per_group);
     // Group `g`'s partial result, batch column `b`, output column `c` sits at
@@ -75,6 +76,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
                 let part = Group {
                     entries: Entries {
                         e,
+                        isa,
                         index,
                         values,
                         starts,
@@ -84,15 +86,12 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
                     first,
                     end: (first + per_group).min(rows),
                 };
-                let fresh = match Level::best() {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Level::best` checked the CPU runs these instructions.
-                    Level::Avx512 => unsafe { part.run_avx512(&xt, acc) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above.
-                    Level::Avx2 => unsafe { part.run_avx2(&xt, acc) },
-                    _ => part.run(&xt, acc),
+                let task = GroupTask {
+                    group: &part,
+                    xt: &xt,
+                    acc,
                 };
+                let fresh = arch::dispatch(isa, task);
                 if !fresh {
                     stale.store(true, Ordering::Relaxed);
                 }
@@ -179,23 +178,21 @@ impl<V> Group<'_, V> {
         }
         true
     }
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
-    where
-        V: Widen<R>,
-    {
-        self.run(xt, acc)
-    }
+/// [`Group::run`]'s arguments, to compile it once per level.
+struct GroupTask<'a, R, V> {
+    group: &'a Group<'a, V>,
+    xt: &'a [R],
+    acc: &'a mut [R],
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
-    where
-        V: Widen<R>,
-    {
-        self.run(xt, acc)
+impl<R: Real, V: Widen<R>> Kernel for GroupTask<'_, R, V> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run(self, _isa: Isa) -> bool {
+        self.group.run(self.xt, self.acc)
     }
 }
 

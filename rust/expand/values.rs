@@ -8,8 +8,10 @@
 //! count is compared with them before its values are touched, and a mismatch
 //! falls back to fresh starts.
 
-use crate::acs::Level;
-use crate::{bail, Expander, Result};
+use super::Expander;
+use crate::alloc::Zeroable;
+use crate::arch::{lanes, Isa};
+use crate::{bail, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -105,7 +107,7 @@ impl Expander {
     /// Fills `out` (length `n_weights`, any prior content) with `values` on
     /// the mask and zero elsewhere. `starts`, if given, are the blocks' value
     /// starts from [`starts`](Self::starts) or [`gather`](Self::gather).
-    pub fn scatter<T: Copy + Send + Sync + Default>(
+    pub fn scatter<T: Zeroable + Send + Sync + Default>(
         &self,
         index: &[u64],
         values: &[T],
@@ -113,11 +115,7 @@ impl Expander {
         out: &mut [T],
     ) -> Result<()> {
         self.check(index, out.len())?;
-        // 4- and 8-byte values (float32, float64) take AVX-512 expand-loads.
-        let lanes = match std::mem::size_of::<T>() {
-            4 | 8 if Level::best() == Level::Avx512 => std::mem::size_of::<T>(),
-            _ => 0,
-        };
+        let isa = Isa::best();
         let bw = self.layout().block_weights();
         self.with_starts(index, starts, values.len(), |starts| {
             let stale = AtomicBool::new(false);
@@ -127,21 +125,10 @@ impl Expander {
                     stale.store(true, Ordering::Relaxed);
                     return;
                 }
-                #[cfg(target_arch = "x86_64")]
-                if lanes != 0 {
-                    let (src, dst, n) = (v.as_ptr(), out.as_mut_ptr(), out.len());
-                    // SAFETY: AVX-512 is available, `T` is a 4- or 8-byte
-                    // `Copy` type (a float) moved as raw lanes, and `v` holds
-                    // exactly as many values as `bits` has set bits.
-                    return unsafe {
-                        if lanes == 4 {
-                            expand_lanes32(bits, src as *const u32, dst as *mut u32, n)
-                        } else {
-                            expand_lanes64(bits, src as *const u64, dst as *mut u64, n)
-                        }
-                    };
+                // 4- and 8-byte values (float32, float64) take AVX-512 expand-loads.
+                if lanes::scatter_lanes(isa, bits, v, out) {
+                    return;
                 }
-                let _ = lanes;
                 out.fill(T::default());
                 let mut k = 0;
                 for_each_set(bits, |i| {
@@ -160,7 +147,7 @@ fn popcount(bits: &[u64]) -> usize {
 
 /// Calls `f(i)` for every set bit `i` of a bit-packed mask, in order.
 #[inline]
-pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
+pub(crate) fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
     for (w, &word) in bits.iter().enumerate() {
         let mut x = word;
         while x != 0 {
@@ -170,123 +157,12 @@ pub fn for_each_set(bits: &[u64], mut f: impl FnMut(usize)) {
     }
 }
 
-/// Appends `i + add` (wrapping) for every set bit `i` in `from..to` of a
-/// bit-packed mask, in order (sixteen bits per instruction with AVX-512 compress).
-pub fn push_positions(bits: &[u64], from: usize, to: usize, add: u32, out: &mut Vec<u32>) {
-    if from >= to {
-        return;
-    }
-    // The range's words, with the bits outside it cleared.
-    let (w0, w1) = (from / 64, to.div_ceil(64));
-    let word = |w: usize| {
-        let mut x = bits[w];
-        if w == w0 {
-            x &= u64::MAX << (from % 64);
-        }
-        if w + 1 == w1 && !to.is_multiple_of(64) {
-            x &= (1u64 << (to % 64)) - 1;
-        }
-        x
-    };
-    #[cfg(target_arch = "x86_64")]
-    if Level::best() == Level::Avx512 {
-        out.reserve(to - from + 16);
-        // SAFETY: AVX-512 is available; `out` has room for every position plus
-        // the sixteen lanes the last store may write past them.
-        unsafe {
-            let mut len = out.len();
-            for w in w0..w1 {
-                len = compress_word(
-                    word(w),
-                    ((64 * w) as u32).wrapping_add(add),
-                    out.as_mut_ptr(),
-                    len,
-                );
-            }
-            out.set_len(len);
-        }
-        return;
-    }
-    for w in w0..w1 {
-        let mut x = word(w);
-        while x != 0 {
-            out.push(((64 * w) as u32 + x.trailing_zeros()).wrapping_add(add));
-            x &= x - 1;
-        }
-    }
-}
-
-/// Writes `base + i` for the set bits `i` of `x` at `out[len..]`, sixteen
-/// lanes at a time (each store writes a full sixteen lanes); returns the new length.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn compress_word(x: u64, base: u32, out: *mut u32, mut len: usize) -> usize {
-    use std::arch::x86_64::*;
-    if x == 0 {
-        return len;
-    }
-    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for q in 0..4 {
-        let m = (x >> (16 * q)) as u16;
-        let v = _mm512_add_epi32(iota, _mm512_set1_epi32(base.wrapping_add(16 * q) as i32));
-        _mm512_storeu_si512(
-            out.add(len) as *mut __m512i,
-            _mm512_maskz_compress_epi32(m, v),
-        );
-        len += m.count_ones() as usize;
-    }
-    len
-}
-
-/// Writes `n` 32-bit lanes: the next value where the mask bit is set, zero
-/// elsewhere, 16 lanes per instruction (AVX-512 expand-load). Every lane is
-/// written, so the output needs no zeroing first.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn expand_lanes32(bits: &[u64], mut values: *const u32, out: *mut u32, n: usize) {
-    use std::arch::x86_64::*;
-    let full = n / 16;
-    for c in 0..full {
-        let m = (bits[c / 4] >> (16 * (c % 4))) as u16;
-        let v = _mm512_maskz_expandloadu_epi32(m, values as *const i32);
-        _mm512_storeu_si512(out.add(16 * c) as *mut __m512i, v);
-        values = values.add(m.count_ones() as usize);
-    }
-    for i in 16 * full..n {
-        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
-            *out.add(i) = *values;
-            values = values.add(1);
-        } else {
-            *out.add(i) = 0;
-        }
-    }
-}
-
-/// [`expand_lanes32`] for 64-bit lanes, 8 per instruction.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn expand_lanes64(bits: &[u64], mut values: *const u64, out: *mut u64, n: usize) {
-    use std::arch::x86_64::*;
-    let full = n / 8;
-    for c in 0..full {
-        let m = (bits[c / 8] >> (8 * (c % 8))) as u8;
-        let v = _mm512_maskz_expandloadu_epi64(m, values as *const i64);
-        _mm512_storeu_si512(out.add(8 * c) as *mut __m512i, v);
-        values = values.add(m.count_ones() as usize);
-    }
-    for i in 8 * full..n {
-        if (bits[i / 64] >> (i % 64)) & 1 == 1 {
-            *out.add(i) = *values;
-            values = values.add(1);
-        } else {
-            *out.add(i) = 0;
-        }
-    }
-}
-
 /// Splits `s` into the consecutive pieces `starts[b]..starts[b + 1]` (the
 /// starts run from 0 to its length).
-pub fn split_at_starts<'a, T>(mut s: &'a mut [T], starts: &[usize]) -> Result<Vec<&'a mut [T]>> {
+pub(crate) fn split_at_starts<'a, T>(
+    mut s: &'a mut [T],
+    starts: &[usize],
+) -> Result<Vec<&'a mut [T]>> {
     let mut pieces = crate::alloc::with_capacity(starts.len() - 1, "the blocks' values")?;
     for w in starts.windows(2) {
         let (head, tail) = std::mem::take(&mut s).split_at_mut(w[1] - w[0]);
@@ -298,7 +174,7 @@ pub fn split_at_starts<'a, T>(mut s: &'a mut [T], starts: &[usize]) -> Result<Ve
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::arch::{lanes::push_positions, Isa};
 
     #[test]
     fn positions_agree_with_a_scan_of_the_bits() {
@@ -319,7 +195,7 @@ mod tests {
                 .map(|i| i as u32 + 1000)
                 .collect();
             let mut got = vec![7u32];
-            push_positions(&bits, from, to, 1000, &mut got);
+            push_positions(Isa::best(), &bits, from, to, 1000, &mut got);
             assert_eq!(got[0], 7);
             assert_eq!(&got[1..], &want[..], "{from}..{to}");
         }

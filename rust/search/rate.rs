@@ -1,5 +1,5 @@
-//! Rate control: the multiplier `lam` whose search keeps the requested share of
-//! weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
+//! Rate control (docs/algorithm.md, "Rate control"): the multiplier `lam`
+//! whose search keeps the requested share of weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
 //! bracketing root finder converges. It works in the magnitude-density domain
 //! (see [`Quantiles`]), mostly on an evenly spaced sample of blocks, then one
 //! full pass, then a few secant corrections on full passes only when that pass
@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 
 /// Rates are matched to within this on the sample, and accepted on the full
-/// tensor within `FULL_TOLERANCE` (DESIGN asks for 0.2 points).
+/// tensor within `FULL_TOLERANCE` (docs/algorithm.md, "Rate control": 0.2 points).
 const SAMPLE_TOLERANCE: f64 = 4e-4;
 const FULL_TOLERANCE: f64 = 1e-3;
 /// About one step in `SAMPLE_SHARE` is sampled, in at least `MIN_PIECES`

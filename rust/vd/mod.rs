@@ -1,4 +1,6 @@
-//! The Viterbi decompressor (VD), v1 semantics (DESIGN.md, "The VD").
+//! The Viterbi decompressor (VD), v1 semantics (docs/format.md, "The Viterbi
+//! decompressor"): its config, the keep bits of one step (`keep` evaluates
+//! them fast) and the plain step loop ([`step`]).
 //!
 //! One step with state `s` (k bits) and input `u` (n_in bits):
 //! `r = (s << n_in) | u`, gate `g` outputs `parity(r & taps[g])`, output `j`
@@ -7,6 +9,9 @@
 //!
 //! Everything downstream only needs the map from the register value `r` to the
 //! step's `n_out` keep bits, so [`VdConfig::keep_table`] tabulates it once.
+
+pub(crate) mod keep;
+pub mod step;
 
 use crate::{bail, Result};
 
@@ -28,7 +33,8 @@ pub struct VdConfig {
 }
 
 impl VdConfig {
-    /// Checks every parameter against DESIGN's ranges.
+    /// Checks every parameter against the ranges of docs/format.md, "The
+    /// Viterbi decompressor".
     pub fn new(
         flip_flops: u32,
         n_in: u32,
@@ -120,7 +126,7 @@ impl VdConfig {
 
     /// [`keep_bits`](Self::keep_bits) for every `r` in `0 .. 2^(k + n_in)`.
     pub fn keep_table(&self) -> Vec<u64> {
-        crate::keep::FastKeep::new(self).table(self.flip_flops + self.n_in)
+        keep::FastKeep::new(self).table(self.flip_flops + self.n_in)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Index-cost models (DESIGN.md, "The sparse object and the file"): what the
+//! Index-cost models (docs/format.md, "Index layout"): what the
 //! index of a given keep-mask costs in bits under each format, so vitrust's
 //! fixed index can be set beside the usual alternatives.
 //!

@@ -1,4 +1,4 @@
-//! The exact Viterbi search (DESIGN.md, "The search"): per block, the
+//! One block's exact search (docs/algorithm.md, "Search objective"): the
 //! VD-reachable mask maximising `sum over kept (score - lam)`.
 //!
 //! Register value `r = (p << k) | ns` names a transition: into state
@@ -7,21 +7,17 @@
 //! for every `ns`, the best `p` (the survivor decision, bit-packed), and the
 //! traceback from the best final state replays the decisions into the input bits.
 
-use crate::acs::{self, subset_sums, Level};
+use super::acs::{self, subset_sums};
 use crate::alloc::zeros;
-use crate::cancel::{self, Cancel, Checked};
-use crate::{bail, Layout, Result, Scores, VdConfig};
-use rayon::prelude::*;
-
-/// Refuse searches whose working memory (tables plus one workspace per
-/// thread, survivor decisions included) would exceed this by default.
-pub const DEFAULT_MAX_SEARCH_BYTES: usize = 1 << 30;
+use crate::arch::{self, Isa, Kernel};
+use crate::cancel::Cancel;
+use crate::{Result, VdConfig};
 
 /// The parts of a config the search needs, tabulated once.
-pub struct Trellis {
+pub(crate) struct Trellis {
     k: u32,
     n_in: u32,
-    n_out: usize,
+    pub(super) n_out: usize,
     /// Keep bits per register value.
     table: Vec<u64>,
     /// `chunks[c][r]`: bits `8c .. 8c + 8` of `table[r]`, so a branch metric is a
@@ -33,7 +29,7 @@ pub struct Trellis {
 }
 
 impl Trellis {
-    pub fn new(config: &VdConfig) -> Self {
+    pub(crate) fn new(config: &VdConfig) -> Self {
         let table = config.keep_table();
         let n_out = config.n_out() as usize;
         let chunks = (0..n_out.div_ceil(8))
@@ -69,14 +65,14 @@ impl Trellis {
     }
 
     /// Bytes of the tables shared by all threads.
-    fn table_bytes(&self) -> usize {
+    pub(super) fn table_bytes(&self) -> usize {
         let entries = self.table.len();
         entries * 8 + self.chunks.len() * entries + self.lanes.as_ref().map_or(0, |l| l.len() * 4)
     }
 
     /// Bytes of one thread's [`Workspace`] for blocks of `block_steps` steps;
     /// the survivor decisions dominate: `block_steps * n_in * 2^k` bits.
-    fn workspace_bytes(&self, block_steps: usize) -> usize {
+    pub(super) fn workspace_bytes(&self, block_steps: usize) -> usize {
         let s = self.n_states();
         let floats = 2 * s + (s << self.n_in) + 256 + block_steps * self.n_out;
         let words = block_steps * self.n_in as usize * self.plane_words()
@@ -86,18 +82,18 @@ impl Trellis {
 }
 
 /// Per-thread scratch memory, reused across blocks.
-pub struct Workspace {
+pub(crate) struct Workspace {
     old: Vec<f32>,
     new: Vec<f32>,
     bm: Vec<f32>,
     sums: Vec<f32>,
     decisions: Vec<u64>,
-    gains: Vec<f32>,
-    words: Vec<u64>,
+    pub(super) gains: Vec<f32>,
+    pub(super) words: Vec<u64>,
 }
 
 impl Workspace {
-    pub fn new(tr: &Trellis, block_steps: usize) -> Result<Self> {
+    pub(crate) fn new(tr: &Trellis, block_steps: usize) -> Result<Self> {
         let s = tr.n_states();
         let what = "a search workspace";
         Ok(Self {
@@ -130,7 +126,7 @@ fn branch_metrics(tr: &Trellis, g: &[f32], sums: &mut [f32], bm: &mut [f32]) {
 
 /// The general add-compare-select step (any `n_in`, any `n_out`):
 /// `new[ns] = max_p old[r >> n_in] + bm[r]` with `r = (p << k) | ns`, the
-/// lowest `p` on ties; decisions in the layout of [`crate::acs`].
+/// lowest `p` on ties; decisions in the layout of [`super::acs`].
 fn acs_general(tr: &Trellis, old: &[f32], bm: &[f32], new: &mut [f32], dec: &mut [u64]) {
     let n_in = tr.n_in as usize;
     let shift = tr.k as usize - n_in;
@@ -188,51 +184,46 @@ pub struct BlockResult {
 /// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
 /// them real), writing its input bits into `ws.words`. The loop around the
 /// kernels (renormalising, traceback) is compiled for the level too.
-fn search_block(
+pub(super) fn search_block(
     tr: &Trellis,
-    level: Level,
+    isa: Isa,
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
     stop: &Cancel,
 ) -> BlockResult {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt,bmi2")]
-        unsafe fn avx512(
-            tr: &Trellis,
-            ws: &mut Workspace,
-            steps: usize,
-            valid: usize,
-            stop: &Cancel,
-        ) -> BlockResult {
-            search_block_at(tr, Level::Avx512, ws, steps, valid, stop)
-        }
-        #[target_feature(enable = "avx2,fma,popcnt,bmi2")]
-        unsafe fn avx2(
-            tr: &Trellis,
-            ws: &mut Workspace,
-            steps: usize,
-            valid: usize,
-            stop: &Cancel,
-        ) -> BlockResult {
-            search_block_at(tr, Level::Avx2, ws, steps, valid, stop)
-        }
-        match level {
-            // SAFETY: a `Searcher` only holds a level the CPU runs.
-            Level::Avx512 => return unsafe { avx512(tr, ws, steps, valid, stop) },
-            // SAFETY: as above.
-            Level::Avx2 => return unsafe { avx2(tr, ws, steps, valid, stop) },
-            Level::Portable => {}
-        }
+    let block = Block {
+        tr,
+        ws,
+        steps,
+        valid,
+        stop,
+    };
+    arch::dispatch(isa, block)
+}
+
+/// [`search_block`]'s arguments, to compile it once per level.
+struct Block<'a> {
+    tr: &'a Trellis,
+    ws: &'a mut Workspace,
+    steps: usize,
+    valid: usize,
+    stop: &'a Cancel,
+}
+
+impl Kernel for Block<'_> {
+    type Output = BlockResult;
+
+    #[inline(always)]
+    fn run(self, isa: Isa) -> BlockResult {
+        search_block_at(self.tr, isa, self.ws, self.steps, self.valid, self.stop)
     }
-    search_block_at(tr, level, ws, steps, valid, stop)
 }
 
 #[inline(always)]
 fn search_block_at(
     tr: &Trellis,
-    level: Level,
+    isa: Isa,
     ws: &mut Workspace,
     steps: usize,
     valid: usize,
@@ -253,7 +244,7 @@ fn search_block_at(
                     patterns,
                     gains: g,
                 };
-                acs::step1(level, &st, &mut ws.new, dec);
+                arch::acs::step1(isa, &st, &mut ws.new, dec);
             }
             None => {
                 branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
@@ -308,159 +299,4 @@ fn search_block_at(
     }
     debug_assert_eq!(ns, 0, "traceback must end in the start state");
     BlockResult { metric, kept }
-}
-
-/// The search over a whole tensor: a trellis, a layout and the scores.
-pub struct Searcher<'a> {
-    trellis: Trellis,
-    level: Level,
-    keeps_all: bool,
-    layout: Layout,
-    scores: Scores<'a>,
-    /// The largest score (unscaled).
-    max_score: f64,
-    /// The token current when the searcher was built (see [`crate::cancel`]).
-    cancel: Cancel,
-}
-
-impl<'a> Searcher<'a> {
-    /// Checks the scores and refuses a search whose working memory, with one
-    /// workspace per thread of the current pool, would exceed `max_bytes`.
-    pub fn new(
-        config: &VdConfig,
-        layout: Layout,
-        scores: Scores<'a>,
-        max_bytes: usize,
-    ) -> Result<Self> {
-        if scores.len() != layout.n_weights {
-            bail!(
-                "scores have {} elements, the layout {}",
-                scores.len(),
-                layout.n_weights
-            );
-        }
-        let trellis = Trellis::new(config);
-        let threads = rayon::current_num_threads();
-        let need = trellis.table_bytes() + threads * trellis.workspace_bytes(layout.block_steps);
-        if need > max_bytes {
-            bail!(
-                "flip_flops = {}, n_in = {} with block_steps = {} on {threads} threads needs {need} bytes of search memory (survivor memory per block and thread included), above the limit of {max_bytes}; use fewer flip-flops, shorter blocks, fewer threads or a larger max_memory",
-                config.flip_flops(), config.n_in(), layout.block_steps
-            );
-        }
-        // The workspaces are allocated inside the parallel loops, where a
-        // failure cannot be returned: make sure the memory can be had first.
-        crate::alloc::with_capacity::<u8>(need, "the search's working memory")?;
-        let max_score = scores.check()?;
-        Ok(Self {
-            trellis,
-            level: Level::best(),
-            keeps_all: config.keeps_all(),
-            layout,
-            scores: scores.scaled(max_score),
-            max_score,
-            cancel: cancel::current(),
-        })
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    /// Runs the kernels at `level` instead of the best one (for tests and
-    /// benchmarks; every level gives the same bits).
-    pub fn with_level(mut self, level: Level) -> Result<Self> {
-        if !level.available() {
-            bail!(
-                "instruction set {} is not available on this CPU",
-                level.name()
-            );
-        }
-        self.level = level;
-        Ok(self)
-    }
-
-    /// True when every input keeps every weight (`K = 2^nc`).
-    pub fn keeps_all(&self) -> bool {
-        self.keeps_all
-    }
-
-    pub fn scores(&self) -> &Scores<'a> {
-        &self.scores
-    }
-
-    /// The largest score: past it every gain is negative.
-    pub fn max_score(&self) -> f64 {
-        self.max_score
-    }
-
-    fn block(&self, ws: &mut Workspace, lam: f64, b: usize) -> BlockResult {
-        self.piece(ws, lam, self.layout.weights(b).start, self.layout.steps(b))
-    }
-
-    /// Searches `steps` steps of weights from `start` as if they were a block.
-    fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
-        if self.cancel.is_cancelled() {
-            return BlockResult {
-                metric: 0.0,
-                kept: 0,
-            };
-        }
-        let gains = &mut ws.gains[..steps * self.trellis.n_out];
-        self.scores.gains(start, lam, gains);
-        let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        let res = search_block(&self.trellis, self.level, ws, steps, valid, &self.cancel);
-        BlockResult {
-            metric: res.metric / self.scores.scale(),
-            ..res
-        }
-    }
-
-    /// A workspace for the parallel loops, which cannot return an error: a
-    /// failed allocation unwinds to [`cancel::scope`] (see [`cancel::fail`]).
-    fn workspace(&self) -> Workspace {
-        Workspace::new(&self.trellis, self.layout.block_steps).unwrap_or_else(|e| cancel::fail(e))
-    }
-
-    /// Kept weights when `(start, steps)` pieces (at most a block long) are
-    /// searched at `lam`, each from state 0; nothing is written.
-    pub fn count(&self, lam: f64, pieces: &[(usize, usize)]) -> usize {
-        pieces
-            .par_iter()
-            .map_init(
-                || self.workspace(),
-                |ws, &(start, steps)| {
-                    self.piece(ws, lam, start, steps.min(self.layout.block_steps))
-                        .kept
-                },
-            )
-            .sum::<usize>()
-            .checked(&self.cancel)
-    }
-
-    /// Searches every block at `lam`, writing the index; returns each block's result.
-    pub fn run(&self, lam: f64, index: &mut [u64]) -> Result<Vec<BlockResult>> {
-        self.layout.check_index(index.len())?;
-        Ok(self.pass(lam, index))
-    }
-
-    /// [`run`](Self::run) on an index already checked against the layout.
-    pub(crate) fn pass(&self, lam: f64, index: &mut [u64]) -> Vec<BlockResult> {
-        let blocks = self.layout.n_blocks();
-        let mut results = crate::alloc::with_capacity(blocks, "the per-block search results")
-            .unwrap_or_else(|e| cancel::fail(e));
-        index
-            .par_chunks_mut(self.layout.words_per_block())
-            .enumerate()
-            .map_init(
-                || self.workspace(),
-                |ws, (b, out)| {
-                    let res = self.block(ws, lam, b);
-                    out.copy_from_slice(&ws.words[..out.len()]);
-                    res
-                },
-            )
-            .collect_into_vec(&mut results);
-        results.checked(&self.cancel)
-    }
 }

@@ -1,0 +1,156 @@
+//! The add-compare-select kernels of [`crate::search::acs`], 8 or 16 states
+//! at a time, bit-identical to the portable one.
+
+use super::Isa;
+use crate::search::acs::{step1_portable, subset_sums, Step};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Runs one `n_in = 1` step with the best kernel `isa` proves the CPU runs,
+/// writing the new metrics and the decision bit-plane (`2^k` bits).
+pub(crate) fn step1(isa: Isa, st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let s = st.old.len();
+    assert!(s >= 64 && new.len() == s && st.patterns.len() == 2 * s && dec.len() == s / 64);
+    assert!(st.gains.len() <= 5);
+    match isa.level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` proves the CPU runs AVX-512; the lengths are asserted above.
+        super::Level::Avx512 => unsafe { step1_avx512(st, new, dec) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` proves the CPU runs AVX2 and FMA; lengths as above.
+        super::Level::Avx2 => unsafe { step1_avx2(st, new, dec) },
+        _ => step1_portable(st, new, dec),
+    }
+}
+
+/// 16 states per vector; the 32-entry table lives in two registers.
+///
+/// # Safety
+/// The CPU runs AVX-512 F, BW and VL, and the lengths are those [`step1`]
+/// asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn step1_avx512(st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let h = st.old.len() / 2;
+    // Subset sums of the gains, 32 lanes at once, in the order of
+    // `subset_sums` (highest bit first) so the values are identical.
+    let (mut t_lo, mut t_hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    // LANES[j]: the table entries whose index has bit j set.
+    const LANES: [u32; 5] = [
+        0xAAAA_AAAA,
+        0xCCCC_CCCC,
+        0xF0F0_F0F0,
+        0xFF00_FF00,
+        0xFFFF_0000,
+    ];
+    for (j, &g) in st.gains.iter().enumerate().rev() {
+        let g = _mm512_set1_ps(g);
+        let lanes = LANES[j];
+        t_lo = _mm512_mask_add_ps(t_lo, lanes as u16, t_lo, g);
+        t_hi = _mm512_mask_add_ps(t_hi, (lanes >> 16) as u16, t_hi, g);
+    }
+    // Interleave [a0 b0 a1 b1 ...]: the even states then the odd ones.
+    let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let old = st.old.as_ptr();
+    let pat = st.patterns.as_ptr();
+    let dec16 = dec.as_mut_ptr() as *mut u16;
+    let out = new.as_mut_ptr();
+    for m in 0..h / 16 {
+        // SAFETY: with the lengths `step1` asserts (`old` of `2h`, `patterns`
+        // of `4h`, `new` of `2h`, `dec` of `2h / 64` words), every load and
+        // store below is in bounds.
+        unsafe {
+            let a = _mm512_loadu_ps(old.add(16 * m));
+            let b = _mm512_loadu_ps(old.add(h + 16 * m));
+            let mut best = [_mm512_setzero_ps(); 2];
+            for (u, best) in best.iter_mut().enumerate() {
+                let i0 = _mm512_loadu_si512(pat.add(u * h + 16 * m) as *const __m512i);
+                let i1 = _mm512_loadu_si512(pat.add((2 + u) * h + 16 * m) as *const __m512i);
+                let c0 = _mm512_add_ps(a, _mm512_permutex2var_ps(t_lo, i0, t_hi));
+                let c1 = _mm512_add_ps(b, _mm512_permutex2var_ps(t_lo, i1, t_hi));
+                let take1 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c1, c0);
+                *best = _mm512_mask_blend_ps(take1, c0, c1);
+                dec16.add(u * h / 16 + m).write_unaligned(take1);
+            }
+            _mm512_storeu_ps(
+                out.add(32 * m),
+                _mm512_permutex2var_ps(best[0], lo_idx, best[1]),
+            );
+            _mm512_storeu_ps(
+                out.add(32 * m + 16),
+                _mm512_permutex2var_ps(best[0], hi_idx, best[1]),
+            );
+        }
+    }
+}
+
+/// 32-entry lookup from four 8-entry tables, selected by index bits 3 and 4.
+#[inline]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn lookup32(t: &[__m256; 4], idx: __m256i) -> __m256 {
+    let b3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+    let b4 = _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx));
+    let q0 = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[0], idx),
+        _mm256_permutevar8x32_ps(t[1], idx),
+        b3,
+    );
+    let q1 = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[2], idx),
+        _mm256_permutevar8x32_ps(t[3], idx),
+        b3,
+    );
+    _mm256_blendv_ps(q0, q1, b4)
+}
+
+/// 8 states per vector.
+///
+/// # Safety
+/// The CPU runs AVX2 and FMA, and the lengths are those [`step1`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn step1_avx2(st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let h = st.old.len() / 2;
+    let mut table = [0.0f32; 32];
+    subset_sums(st.gains, &mut table);
+    let tp = table.as_ptr();
+    // SAFETY: `table` holds 32 floats.
+    let t = unsafe {
+        [
+            _mm256_loadu_ps(tp),
+            _mm256_loadu_ps(tp.add(8)),
+            _mm256_loadu_ps(tp.add(16)),
+            _mm256_loadu_ps(tp.add(24)),
+        ]
+    };
+    let old = st.old.as_ptr();
+    let pat = st.patterns.as_ptr();
+    let dec8 = dec.as_mut_ptr() as *mut u8;
+    let out = new.as_mut_ptr();
+    for m in 0..h / 8 {
+        // SAFETY: with the lengths `step1` asserts, every load and store
+        // below is in bounds (as in `step1_avx512`, 8 states at a time).
+        unsafe {
+            let a = _mm256_loadu_ps(old.add(8 * m));
+            let b = _mm256_loadu_ps(old.add(h + 8 * m));
+            let mut best = [_mm256_setzero_ps(); 2];
+            for (u, best) in best.iter_mut().enumerate() {
+                let i0 = _mm256_loadu_si256(pat.add(u * h + 8 * m) as *const __m256i);
+                let i1 = _mm256_loadu_si256(pat.add((2 + u) * h + 8 * m) as *const __m256i);
+                let c0 = _mm256_add_ps(a, lookup32(&t, i0));
+                let c1 = _mm256_add_ps(b, lookup32(&t, i1));
+                let take1 = _mm256_cmp_ps::<_CMP_GT_OQ>(c1, c0);
+                *best = _mm256_blendv_ps(c0, c1, take1);
+                dec8.add(u * h / 8 + m)
+                    .write(_mm256_movemask_ps(take1) as u8);
+            }
+            // Interleave the even (best[0]) and odd (best[1]) states.
+            let lo = _mm256_unpacklo_ps(best[0], best[1]);
+            let hi = _mm256_unpackhi_ps(best[0], best[1]);
+            _mm256_storeu_ps(out.add(16 * m), _mm256_permute2f128_ps::<0x20>(lo, hi));
+            _mm256_storeu_ps(out.add(16 * m + 8), _mm256_permute2f128_ps::<0x31>(lo, hi));
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Expansion of an index back into its keep-mask, block by block (each block
+//! starts in state 0, so blocks run in parallel; docs/format.md, "Blocks").
+//! The decoders are the step loop ([`steps`]) and the bit-sliced one
+//! ([`bitslice`]); the kept values against the mask (counts, gather,
+//! scatter) are in [`values`].
+
+pub(crate) mod bitslice;
+mod steps;
+pub(crate) mod values;
+
+use crate::arch::{self, BitSliceIsa, Isa};
+use crate::cancel::{self, Cancel};
+use crate::{bail, Layout, Result, VdConfig};
+use bitslice::BitSlicer;
+use rayon::prelude::*;
+use steps::StepTables;
+
+/// The ways [`Expander::block_bits`] can decode a block, all bit-identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// One step (or four, through a table) at a time: any CPU, any config.
+    Steps,
+    /// Bit-sliced, 512 steps per vector: AVX-512 with VBMI and BITALG, and
+    /// at most 16 mask bits per step.
+    BitSliced,
+}
+
+impl Decoder {
+    pub fn all() -> [Decoder; 2] {
+        [Decoder::Steps, Decoder::BitSliced]
+    }
+
+    /// True when this CPU can run the decoder.
+    pub fn available(self) -> bool {
+        match self {
+            Decoder::Steps => true,
+            Decoder::BitSliced => BitSliceIsa::new().is_some(),
+        }
+    }
+
+    /// True when the decoder handles steps of `n_out` mask bits.
+    pub fn supports(self, n_out: usize) -> bool {
+        match self {
+            Decoder::Steps => true,
+            Decoder::BitSliced => n_out <= bitslice::MAX_N_OUT,
+        }
+    }
+
+    /// The fastest decoder this CPU runs for `n_out` outputs per step:
+    /// bit-slicing wherever it applies. Measured, it is about even with the
+    /// step loop at `k = 8`, `n_out = 16` (one four-step lookup yields 64
+    /// weights), 2.5x faster at `k = 10`, `n_out = 5`, and 2.5-5x where the
+    /// step loop has no four-step table (`n_in > 1` or `k > 12`).
+    fn best(n_out: usize) -> Decoder {
+        let sliced = Decoder::BitSliced;
+        if sliced.available() && sliced.supports(n_out) {
+            sliced
+        } else {
+            Decoder::Steps
+        }
+    }
+}
+
+/// A decoder with the tables it needs (built per expander, so only those of
+/// the decoder in use).
+enum Kernel {
+    Steps(StepTables),
+    BitSliced(BitSlicer, BitSliceIsa),
+}
+
+impl Kernel {
+    fn new(config: &VdConfig, decoder: Decoder) -> Self {
+        if decoder == Decoder::BitSliced {
+            if let (Some(slicer), Some(isa)) = (BitSlicer::new(config), BitSliceIsa::new()) {
+                return Kernel::BitSliced(slicer, isa);
+            }
+        }
+        Kernel::Steps(StepTables::new(config))
+    }
+}
+
+/// A config's decoder together with the layout it expands.
+pub struct Expander {
+    config: VdConfig,
+    layout: Layout,
+    kernel: Kernel,
+    /// The token current when the expander was built (see [`crate::cancel`]).
+    cancel: Cancel,
+}
+
+impl Expander {
+    pub fn new(config: &VdConfig, layout: Layout) -> Self {
+        Self {
+            config: config.clone(),
+            layout,
+            kernel: Kernel::new(config, Decoder::best(layout.n_out)),
+            cancel: cancel::current(),
+        }
+    }
+
+    /// This expander with `decoder` forced, to compare or time decoders.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `decoder`, or it does not handle this config.
+    pub fn with_decoder(mut self, decoder: Decoder) -> Self {
+        assert!(
+            decoder.available(),
+            "{decoder:?} needs instructions this CPU lacks"
+        );
+        assert!(
+            decoder.supports(self.layout.n_out),
+            "{decoder:?} does not handle {} mask bits per step",
+            self.layout.n_out
+        );
+        self.kernel = Kernel::new(&self.config, decoder);
+        self
+    }
+
+    pub fn decoder(&self) -> Decoder {
+        match self.kernel {
+            Kernel::Steps(_) => Decoder::Steps,
+            Kernel::BitSliced(..) => Decoder::BitSliced,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The cancel token long loops over this expander's blocks check.
+    pub(crate) fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// Writes block `b`'s mask as bits (bit `i` of word `i / 64` for the
+    /// block's weight `i`) into `out`, which holds at least
+    /// [`bits_words`](Self::bits_words) words; bits past the tensor's end are 0.
+    /// Bit-packed, the mask of a block stays in L1 for the passes that follow.
+    pub fn block_bits(&self, index: &[u64], b: usize, out: &mut [u64]) -> usize {
+        let words = &index[self.layout.words(b)];
+        let valid = self.layout.weights(b).len();
+        let nw = valid.div_ceil(64);
+        let out = &mut out[..nw + 1];
+        let steps = self.layout.steps(b);
+        match &self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::BitSliced(slicer, isa) => slicer.run(*isa, words, steps, out),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::BitSliced(..) => unreachable!("bit-slicing needs x86-64"),
+            Kernel::Steps(tables) => tables.decode(words, steps, out),
+        }
+        if !valid.is_multiple_of(64) {
+            out[nw - 1] &= (1u64 << (valid % 64)) - 1;
+        }
+        out[nw] = 0;
+        nw
+    }
+
+    /// Scratch words [`block_bits`](Self::block_bits) needs.
+    pub fn bits_words(&self) -> usize {
+        self.layout.block_weights().div_ceil(64) + 1
+    }
+
+    /// Runs `f(b, bits, out)` for every block in parallel, with block `b`'s
+    /// mask bits and its piece of `out` (`per_block` elements per block).
+    /// Once cancelled, the remaining blocks are skipped and a checkpoint
+    /// after them unwinds (see [`crate::cancel`]).
+    pub(crate) fn blocks<T: Send>(
+        &self,
+        index: &[u64],
+        out: &mut [T],
+        per_block: usize,
+        f: impl Fn(usize, &[u64], &mut [T]) + Sync,
+    ) {
+        out.par_chunks_mut(per_block).enumerate().for_each_init(
+            || vec![0u64; self.bits_words()],
+            |bits, (b, out)| {
+                if self.cancel.is_cancelled() {
+                    return;
+                }
+                let nw = self.block_bits(index, b, bits);
+                f(b, &bits[..nw], out)
+            },
+        );
+        self.cancel.checkpoint();
+    }
+
+    /// Writes the mask of every weight into `out` (length `n_weights`).
+    pub fn mask(&self, index: &[u64], out: &mut [bool]) -> Result<()> {
+        self.check(index, out.len())?;
+        let isa = Isa::best();
+        self.blocks(index, out, self.layout.block_weights(), |_, bits, out| {
+            arch::lanes::unpack_bools(isa, bits, out)
+        });
+        Ok(())
+    }
+
+    pub(crate) fn check(&self, index: &[u64], n: usize) -> Result<()> {
+        self.layout.check_index(index.len())?;
+        if n != self.layout.n_weights {
+            bail!(
+                "array has {n} elements, but the index describes {} weights",
+                self.layout.n_weights
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fastest_supported_decoder_is_chosen() {
+        for n_out in [1, 5, 16, 17, 64] {
+            let cfg = VdConfig::from_seed(10, 1, n_out, 5, 3, 0).unwrap();
+            let layout = Layout::new(&cfg, 10_000, 64).unwrap();
+            let e = Expander::new(&cfg, layout);
+            let sliced = Decoder::BitSliced.available() && n_out <= 16;
+            let want = if sliced {
+                Decoder::BitSliced
+            } else {
+                Decoder::Steps
+            };
+            assert_eq!(e.decoder(), want, "n_out = {n_out}");
+            assert_eq!(e.with_decoder(Decoder::Steps).decoder(), Decoder::Steps);
+        }
+    }
+
+    #[test]
+    fn every_unpack_path_agrees_with_the_bits() {
+        let bits: Vec<u64> = (0..9u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
+            .collect();
+        for n in [0, 1, 63, 64, 65, 200, 575, 576] {
+            let want: Vec<bool> = (0..n)
+                .map(|i| (bits[i / 64] >> (i % 64)) & 1 == 1)
+                .collect();
+            let mut got = vec![false; n];
+            arch::lanes::unpack_bools_table(&bits, &mut got);
+            assert_eq!(got, want, "table, n = {n}");
+            let mut got = vec![false; n];
+            arch::lanes::unpack_bools(Isa::best(), &bits, &mut got);
+            assert_eq!(got, want, "dispatched, n = {n}");
+        }
+    }
+}
