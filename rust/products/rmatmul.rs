@@ -160,12 +160,14 @@ impl<V> Group<'_, V> {
                     let xr = &xt[(first + r) * batch + t * TILE..][..width];
                     let entries = pos[a..a + len].iter().zip(&values[a..a + len]);
                     if width == TILE {
-                        let xr: &[R; TILE] = xr.try_into().expect("a full tile");
+                        // A copy in registers: a slice of `xt` could alias `tile`
+                        // for all the compiler knows, which keeps the loop scalar.
+                        let xr: [R; TILE] = *<&[R; TILE]>::try_from(xr).expect("a full tile");
                         for (&c, &v) in entries {
                             let sum: &mut [R; TILE] = (&mut tile[c as usize * TILE..][..TILE])
                                 .try_into()
                                 .expect("a full tile");
-                            add_scaled(sum, v.widen(), xr);
+                            add_scaled(sum, v.widen(), &xr);
                         }
                     } else {
                         for (&c, &v) in entries {
