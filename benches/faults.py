@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from children import first_line  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
 
 CHILD = r"""
@@ -129,18 +131,6 @@ class Tally:
         self.bad.append(f"{what}: status {code}: {err.strip()[-300:]}")
         return "bad"
 
-
-def first_line(p: subprocess.Popen) -> str:
-    """The child's first line, read from the pipe byte by byte: a buffered
-    readline would swallow later lines that ``communicate`` then never sees."""
-    assert p.stdout is not None
-    line = b""
-    while not line.endswith(b"\n"):
-        c = os.read(p.stdout.fileno(), 1)
-        if not c:
-            break
-        line += c
-    return line.decode()
 
 
 def run(setup: str, op: str, margin: int = -1, sigint_after: float | None = None) -> tuple[int, str, str, float | None]:

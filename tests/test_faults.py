@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import vitrust
+from children import first_line
 from vitrust import _vitrust
 
 PYTHON_DIR = str(Path(vitrust.__file__).resolve().parent.parent)
@@ -48,18 +49,6 @@ _limit = _vm() + MARGIN
 resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
 """
 
-
-def first_line(p: subprocess.Popen) -> str:
-    """The child's first line, read from the pipe byte by byte: a buffered
-    readline would swallow later lines that ``communicate`` then never sees."""
-    assert p.stdout is not None
-    line = b""
-    while not line.endswith(b"\n"):
-        c = os.read(p.stdout.fileno(), 1)
-        if not c:
-            break
-        line += c
-    return line.decode()
 
 
 def child(setup: str, op: str, *, sigint_after: float | None = None, timeout: float = 120) -> tuple[str, float, str]:
