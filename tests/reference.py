@@ -73,3 +73,29 @@ def retained(mask: np.ndarray, scores: np.ndarray) -> float:
     s = scores.ravel().astype(np.float64)
     top = np.sort(s)[::-1][:nnz].sum()
     return float(s[mask.ravel()].sum() / top) if top else 1.0
+
+
+def expand_v2(config, index: np.ndarray, shape, block_steps: int, thresholds, order: str) -> np.ndarray:
+    """Format v2 (docs/format.md, "Thresholds per block", "Order"): block ``b``
+    compares with ``thresholds[b]`` (the config's threshold if ``None``); the
+    stream walks the 2-D view ``(shape[0], rest)`` row by row ("C") or column
+    by column ("F"). Returns the mask in C order, of ``shape``."""
+    c = config
+    n = math.prod(shape)
+    rows = shape[0] if len(shape) >= 2 else 1
+    cols = n // rows
+    bw = block_steps * c.n_out
+    wpb = math.ceil(block_steps * c.n_in / 64)
+    stream = []
+    for b in range(math.ceil(n / bw)):
+        m = min(bw, n - b * bw)
+        steps = math.ceil(m / c.n_out)
+        K = c.threshold if thresholds is None else int(thresholds[b])
+        bits = unpack(index, steps * c.n_in, b * wpb * 64)
+        stream.append(expand_block(c.flip_flops, c.n_in, c.n_out, c.comparator_bits, K, c.taps, bits)[:m])
+    s = np.concatenate(stream)
+    out = np.zeros(n, dtype=bool)
+    p = np.arange(n)
+    # Stream position p is flat C index p ("C") or (p mod R) * C + p div R ("F").
+    out[p if order == "C" else (p % rows) * cols + p // rows] = s
+    return out.reshape(shape)

@@ -133,6 +133,31 @@ def index_array(x: Any) -> np.ndarray:
     return a.astype(np.uint64)
 
 
+def thresholds_array(x: Any) -> np.ndarray:
+    """Per-block thresholds as a 1-D uint8 array (their range is the core's
+    check, made when the index is first expanded)."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"thresholds: expected a 1-D array, one threshold per block, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype.kind not in "ui":
+        raise TypeError(f"thresholds: expected integers (uint8), got {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise ValueError(f"thresholds: values must fit in uint8, got {a.min()}..{a.max()}")
+    return a.astype(np.uint8)
+
+
+ORDERS = ("C", "F")
+
+
+def order(x: Any) -> str:
+    """A stream order: ``"C"`` (row-major over the 2-D view) or ``"F"`` (column-major)."""
+    if x not in ORDERS:
+        raise ValueError(f"order = {x!r}: must be 'C' (row by row) or 'F' (column by column)")
+    return str(x)
+
+
 def matrix_view(shape: Tuple[int, ...]) -> Tuple[int, int]:
     """``(rows, cols)`` of a tensor's 2-D view, the one rule for products, CSR
     and the cost models: ``(shape[0], rest)``, and one row ``(1, N)`` for 1-D."""

@@ -180,10 +180,12 @@ def _share_above(src: np.ndarray, kind: str, lam: float) -> float:
 
 
 def expand(config: VDConfig, index: Any, n_weights: int, block_steps: int = _checks.DEFAULT_BLOCK_STEPS, *,
-           threads: Optional[int] = None) -> np.ndarray:
-    """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``."""
+           threads: Optional[int] = None, thresholds: Any = None) -> np.ndarray:
+    """The 1-D bool keep-mask of ``n_weights`` weights described by ``index``, in
+    stream order; block ``b`` compares with ``thresholds[b]`` when given."""
     if not isinstance(config, VDConfig):
         raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
     n_weights = _checks.integer(n_weights, "n_weights", 1)
     block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
-    return _vitrust.expand(config, _checks.index_array(index), n_weights, block_steps, _checks.threads(threads))
+    th = None if thresholds is None else _checks.thresholds_array(thresholds)
+    return _vitrust.expand(config, _checks.index_array(index), n_weights, block_steps, _checks.threads(threads), th)

@@ -19,12 +19,19 @@ class ViterbiSparse:
 
     ``index`` is one ``uint64`` array (block ``b`` starts at word
     ``b * ceil(block_steps * n_in / 64)``); ``values`` holds the kept weights in
-    C order and the original dtype (float16/32/64, or ml_dtypes' bfloat16,
+    stream order and the original dtype (float16/32/64, or ml_dtypes' bfloat16,
     float8_e4m3fn, float8_e5m2). Nothing dense is stored. The index's layout
     is in docs/format.md ("Blocks", "Index layout").
+
+    ``order`` is the stream's walk over the 2-D view ``(shape[0], rest)``:
+    ``"C"`` (row by row, the flattened C order) or ``"F"`` (column by
+    column). ``thresholds`` holds each block's comparator threshold (uint8),
+    or is ``None`` when the config's threshold serves every block
+    (docs/format.md, "Thresholds per block", "Order").
     """
 
-    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "_threads", "_starts")
+    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "thresholds", "order", "_threads",
+                 "_starts")
     # NumPy operators defer to this class (so `X @ sp` reaches __rmatmul__
     # instead of densifying `sp`); np.asarray(sp) still gives the dense array.
     __array_ufunc__ = None
@@ -39,13 +46,18 @@ class ViterbiSparse:
         lam: float,
         *,
         threads: Optional[int] = None,
+        thresholds: Any = None,
+        order: str = "C",
     ) -> None:
-        self._set(shape, config, block_steps, index, lam, threads)
+        self._set(shape, config, block_steps, index, lam, threads, thresholds, order)
         self.values = _checks.flat(_checks.float_array(values, "values"))
         self._starts = None
         n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
         if len(self.index) != index_len:
             raise ValueError(f"index has {len(self.index)} words; this shape and config need {index_len}")
+        if self.thresholds is not None and len(self.thresholds) != n_blocks:
+            raise ValueError(f"thresholds has {len(self.thresholds)} entries; this shape and config have "
+                             f"{n_blocks} blocks")
         self._starts = self._block_starts()
         nnz = int(self._starts[-1])
         if nnz != len(self.values):
@@ -63,13 +75,15 @@ class ViterbiSparse:
         *,
         threads: Optional[int] = None,
         starts: Optional[np.ndarray] = None,
+        thresholds: Optional[np.ndarray] = None,
+        order: str = "C",
     ) -> "ViterbiSparse":
         """A tensor from results the core made consistent (a search, a file it
         validated): ``values`` is taken as it is (flat, a value dtype, one per
         kept weight) and the index is not expanded again. ``starts``, where
         each block's values start, may come along from the core's gather."""
         sp = cls.__new__(cls)
-        sp._set(shape, config, block_steps, index, lam, threads)
+        sp._set(shape, config, block_steps, index, lam, threads, thresholds, order)
         sp.values = values
         # Where each block's values start (`n_blocks + 1` entries): derived by
         # expanding, kept so that to_dense and products skip that pass. The
@@ -78,7 +92,7 @@ class ViterbiSparse:
         return sp
 
     def _set(self, shape: Tuple[int, ...], config: VDConfig, block_steps: int, index: Any, lam: float,
-             threads: Optional[int]) -> None:
+             threads: Optional[int], thresholds: Any, order: str) -> None:
         """The checks and fields both constructors share (all but the values)."""
         if not isinstance(config, VDConfig):
             raise TypeError(f"config: expected a vitrust.VDConfig, got {type(config).__name__}")
@@ -92,12 +106,38 @@ class ViterbiSparse:
         self.block_steps = _checks.integer(block_steps, "block_steps", 1, _vitrust.MAX_BLOCK_STEPS)
         self.index = _checks.index_array(index)
         self.lam = _checks.real(lam, "lam")
+        self.thresholds = None if thresholds is None else _checks.thresholds_array(thresholds)
+        self.order = _checks.order(order)
         self._threads = _checks.threads(threads)
 
     def _block_starts(self) -> np.ndarray:
         if self._starts is None:
-            self._starts = _vitrust.block_starts(self.config, self.index, self.size, self.block_steps, self._threads)
+            self._starts = _vitrust.block_starts(self.config, self.index, self.size, self.block_steps, self._threads,
+                                                 self.thresholds)
         return self._starts
+
+    def _transposed(self) -> bool:
+        """True when the stream walks the 2-D view column by column (order "F"
+        on a view of more than one row and column; otherwise both orders agree)."""
+        rows, cols = _checks.matrix_view(self.shape)
+        return self.order == "F" and rows > 1 and cols > 1
+
+    def _stream_view(self) -> Tuple[int, int]:
+        """The stream as a C-order matrix: the 2-D view, transposed for order "F"."""
+        rows, cols = _checks.matrix_view(self.shape)
+        return (cols, rows) if self._transposed() else (rows, cols)
+
+    def _from_stream(self, a: np.ndarray) -> np.ndarray:
+        """A 1-D array in stream order as an array of this tensor's shape."""
+        if self._transposed():
+            a = a.reshape(self._stream_view()).T
+        return a.reshape(self.shape)
+
+    def _to_stream(self, a: np.ndarray) -> np.ndarray:
+        """An array of this tensor's shape (or 2-D view) flattened in stream order."""
+        if self._transposed():
+            return np.ascontiguousarray(a.reshape(_checks.matrix_view(self.shape)).T).reshape(-1)
+        return a.reshape(-1)
 
     # -- figures ---------------------------------------------------------------
     @property
@@ -122,8 +162,12 @@ class ViterbiSparse:
 
     @property
     def index_bits(self) -> int:
-        """Exact index cost in bits: the sum over blocks of ``steps * n_in``."""
-        return _vitrust.layout_info(self.config, self.size, self.block_steps)[2]
+        """Exact index cost in bits: the sum over blocks of ``steps * n_in``,
+        plus ``comparator_bits`` per block when blocks have their own thresholds."""
+        n_blocks, _, bits = _vitrust.layout_info(self.config, self.size, self.block_steps)
+        if self.thresholds is not None:
+            bits += n_blocks * self.config.comparator_bits
+        return int(bits)
 
     @property
     def bits_per_weight(self) -> float:
@@ -134,13 +178,15 @@ class ViterbiSparse:
     def mask(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The keep-mask, a bool array of the weights' shape."""
         t = _checks.threads(threads) or self._threads
-        return _vitrust.expand(self.config, self.index, self.size, self.block_steps, t).reshape(self.shape)
+        return self._from_stream(_vitrust.expand(self.config, self.index, self.size, self.block_steps, t,
+                                                 self.thresholds))
 
     def to_dense(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The pruned tensor as a dense array: kept values in place, zeros elsewhere."""
         t = _checks.threads(threads) or self._threads
-        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t, self._block_starts())
-        return dense.reshape(self.shape)
+        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t,
+                                 self._block_starts(), self.thresholds)
+        return self._from_stream(dense)
 
     def __matmul__(self, other: Any) -> Any:
         """``W @ X`` from the index and values, never forming the dense ``W``.
@@ -186,19 +232,25 @@ class ViterbiSparse:
         if x.size == 0:
             raise ValueError("operand: the batch is empty")
         dtype = np.float64 if np.float64 in (x.dtype, self.dtype) else np.float32
-        xs = np.ascontiguousarray(x, dtype=dtype)
+        batch = 1 if x.ndim == 1 else x.shape[0 if left else 1]
+        # Order "F" streams W.T in C order: W @ X is (X.T @ W.T).T and X @ W
+        # is (W.T @ X.T).T, the other product on the stream's matrix.
+        flip = self._transposed()
+        xs = np.ascontiguousarray(x.T if flip else x, dtype=dtype)
         if not np.isfinite(xs).all():
             raise ValueError("operand: values must be finite")
-        batch = 1 if x.ndim == 1 else x.shape[0 if left else 1]
+        core_left = left != flip
+        stream_rows, stream_cols = self._stream_view()
         y = _vitrust.matmul(
-            self.config, self.index, self.block_steps, self.values, self.size, rows, xs.reshape(-1), batch, self._threads,
-            self._block_starts(), left,
+            self.config, self.index, self.block_steps, self.values, self.size, stream_rows, xs.reshape(-1), batch,
+            self._threads, self._block_starts(), core_left, self.thresholds,
         )
         if vector:  # the row's 1 dropped: a scalar, or (batch,)
             return y[0] if x.ndim == 1 else y
         if x.ndim == 1:
             return y
-        return y.reshape(batch, cols) if left else y.reshape(rows, batch)
+        y = y.reshape(batch, stream_cols) if core_left else y.reshape(stream_rows, batch)
+        return np.ascontiguousarray(y.T) if flip else y
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if copy is False:
@@ -230,7 +282,8 @@ class ViterbiSparse:
             f"ViterbiSparse(shape={self.shape}, dtype={self.dtype}, nnz={self.nnz}, "
             f"rate={self.rate:.4f}, index={self.bits_per_weight:.4f} bit/weight, lam={self.lam:.6g}, "
             f"flip_flops={c.flip_flops}, n_in={c.n_in}, n_out={c.n_out}, "
-            f"comparator={c.threshold}/{2 ** c.comparator_bits})"
+            f"comparator={'per block' if self.thresholds is not None else c.threshold}/{2 ** c.comparator_bits}"
+            f"{', order=F' if self.order == 'F' else ''})"
         )
 
     # -- storage and interop -------------------------------------------------------
@@ -256,7 +309,8 @@ class ViterbiSparse:
             raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
         return ViterbiSparse._from_core(
             self.shape, self.config, self.block_steps, self.index.copy(), values, self.lam,
-            threads=self._threads, starts=self._starts,
+            threads=self._threads, starts=self._starts, order=self.order,
+            thresholds=None if self.thresholds is None else self.thresholds.copy(),
         )
 
     def to_scipy(self) -> Any:
@@ -276,8 +330,19 @@ class ViterbiSparse:
         np.cumsum(np.bincount(pos // cols, minlength=rows), out=indptr[1:])
         wide = self.dtype.itemsize < 4
         data = self.values.astype(np.float32) if wide else self.values.copy()
+        if self._transposed():  # values are in stream order; CSR takes them row by row
+            kept = np.flatnonzero(_vitrust.expand(self.config, self.index, self.size, self.block_steps, self._threads,
+                                                  self.thresholds))
+            data = data[np.argsort(self._to_stream(np.arange(self.size))[kept])]
         return csr_array((data, indices, indptr), shape=(rows, cols))
 
     def __reduce__(self) -> Any:
         # Rebuilt through __init__, so an unpickled object is validated again.
-        return (ViterbiSparse, (self.shape, self.config, self.block_steps, self.index, self.values, self.lam))
+        return (_rebuild, (self.shape, self.config, self.block_steps, self.index, self.values, self.lam,
+                           self.thresholds, self.order))
+
+
+def _rebuild(shape: Tuple[int, ...], config: VDConfig, block_steps: int, index: Any, values: Any, lam: float,
+             thresholds: Any = None, order: str = "C") -> ViterbiSparse:
+    """Unpickles a tensor through ``__init__``, so it is validated again."""
+    return ViterbiSparse(shape, config, block_steps, index, values, lam, thresholds=thresholds, order=order)

@@ -12,6 +12,7 @@ MAX_FLIP_FLOPS: int
 MAX_N_IN: int
 MAX_N_OUT: int
 MAX_COMPARATOR_BITS: int
+MAX_BLOCK_THRESHOLD: int
 MAX_TAPS: int
 MAX_DIMS: int
 
@@ -89,10 +90,20 @@ def search_rate(
     max_bytes: int = ...,
 ) -> Tuple[npt.NDArray[np.uint64], int, float, float]: ...
 def expand(
-    config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    n_weights: int,
+    block_steps: int,
+    threads: Optional[int] = None,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> npt.NDArray[np.bool_]: ...
 def block_starts(
-    config: VDConfig, index: npt.NDArray[np.uint64], n_weights: int, block_steps: int, threads: Optional[int] = None
+    config: VDConfig,
+    index: npt.NDArray[np.uint64],
+    n_weights: int,
+    block_steps: int,
+    threads: Optional[int] = None,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> npt.NDArray[np.uint64]: ...
 # Value arrays (`npt.NDArray[Any]`): float16/32/64, or ml_dtypes' bfloat16,
 # float8_e4m3fn and float8_e5m2 (read as their bit patterns, results in the same dtype).
@@ -102,6 +113,7 @@ def gather(
     block_steps: int,
     weights: npt.NDArray[Any],
     threads: Optional[int] = None,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> Tuple[npt.NDArray[Any], npt.NDArray[np.uint64]]: ...
 def scatter(
     config: VDConfig,
@@ -111,6 +123,7 @@ def scatter(
     n_weights: int,
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> npt.NDArray[Any]: ...
 def matmul(
     config: VDConfig,
@@ -124,6 +137,7 @@ def matmul(
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
     left: bool = False,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> npt.NDArray[np.floating]: ...
 def simd_levels() -> List[str]: ...
 def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int, int, int]: ...

@@ -10,6 +10,8 @@ pub(crate) mod values;
 
 use crate::arch::{self, BitSliceIsa, Isa};
 use crate::cancel::{self, Cancel};
+use crate::vd::check_thresholds;
+use crate::vd::keep::FastKeep;
 use crate::{bail, Layout, Result, VdConfig};
 use bitslice::BitSlicer;
 use rayon::prelude::*;
@@ -66,6 +68,9 @@ impl Decoder {
 enum Kernel {
     Steps(StepTables),
     BitSliced(BitSlicer, BitSliceIsa),
+    /// The step loop evaluating the gates (no table): per-block thresholds
+    /// used by too few steps to repay a table of their own.
+    Gates(VdConfig, FastKeep),
 }
 
 impl Kernel {
@@ -77,25 +82,125 @@ impl Kernel {
         }
         Kernel::Steps(StepTables::new(config))
     }
+
+    /// The kernel of a per-block threshold whose blocks have `steps` steps in
+    /// all: a step table only when those steps repay it, so the tables of a
+    /// file's thresholds cost memory in proportion to its index.
+    fn for_steps(config: &VdConfig, decoder: Decoder, steps: usize) -> Self {
+        let sliced = decoder == Decoder::BitSliced && BitSlicer::new(config).is_some();
+        if sliced || steps >= steps::table_entries(config) / 4 {
+            Kernel::new(config, decoder)
+        } else {
+            Kernel::Gates(config.clone(), FastKeep::new(config))
+        }
+    }
+
+    fn decoder(&self) -> Decoder {
+        match self {
+            Kernel::BitSliced(..) => Decoder::BitSliced,
+            Kernel::Steps(_) | Kernel::Gates(..) => Decoder::Steps,
+        }
+    }
+
+    fn decode(&self, words: &[u64], steps: usize, out: &mut [u64]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::BitSliced(slicer, isa) => slicer.run(*isa, words, steps, out),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::BitSliced(..) => unreachable!("bit-slicing needs x86-64"),
+            Kernel::Steps(tables) => tables.decode(words, steps, out),
+            Kernel::Gates(config, fast) => steps::decode_gates(config, fast, words, steps, out),
+        }
+    }
+}
+
+/// The kernels of an expander: one for the config's threshold, or one per
+/// threshold the blocks use.
+enum Kernels {
+    One(Kernel),
+    PerBlock {
+        /// Indexed by threshold; `None` for thresholds no block uses.
+        by_threshold: Vec<Option<Kernel>>,
+        thresholds: Vec<u8>,
+    },
+}
+
+impl Kernels {
+    fn new(config: &VdConfig, layout: &Layout, thresholds: Option<&[u8]>, decoder: Decoder) -> Result<Self> {
+        let Some(thresholds) = thresholds else {
+            return Ok(Kernels::One(Kernel::new(config, decoder)));
+        };
+        check_thresholds(config, layout, thresholds)?;
+        let mut steps = vec![0usize; 256];
+        for (b, &t) in thresholds.iter().enumerate() {
+            steps[usize::from(t)] += layout.steps(b);
+        }
+        let by_threshold = steps
+            .iter()
+            .enumerate()
+            .map(|(t, &n)| {
+                (n > 0)
+                    .then(|| config.with_threshold(t as u32))
+                    .transpose()
+                    .map(|c| c.map(|c| Kernel::for_steps(&c, decoder, n)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Kernels::PerBlock {
+            by_threshold,
+            thresholds: thresholds.to_vec(),
+        })
+    }
+
+    fn of_block(&self, b: usize) -> &Kernel {
+        match self {
+            Kernels::One(k) => k,
+            Kernels::PerBlock {
+                by_threshold,
+                thresholds,
+            } => by_threshold[usize::from(thresholds[b])]
+                .as_ref()
+                .expect("a kernel for every threshold in use"),
+        }
+    }
+
+    fn thresholds(&self) -> Option<&[u8]> {
+        match self {
+            Kernels::One(_) => None,
+            Kernels::PerBlock { thresholds, .. } => Some(thresholds),
+        }
+    }
 }
 
 /// A config's decoder together with the layout it expands.
 pub struct Expander {
     config: VdConfig,
     layout: Layout,
-    kernel: Kernel,
+    kernels: Kernels,
     /// The token current when the expander was built (see [`crate::cancel`]).
     cancel: Cancel,
 }
 
 impl Expander {
     pub fn new(config: &VdConfig, layout: Layout) -> Self {
+        let decoder = Decoder::best(layout.n_out);
         Self {
             config: config.clone(),
             layout,
-            kernel: Kernel::new(config, Decoder::best(layout.n_out)),
+            kernels: Kernels::One(Kernel::new(config, decoder)),
             cancel: cancel::current(),
         }
+    }
+
+    /// An expander whose block `b` compares with `thresholds[b]` (format v2),
+    /// or with the config's threshold when `thresholds` is `None`.
+    pub fn with_thresholds(config: &VdConfig, layout: Layout, thresholds: Option<&[u8]>) -> Result<Self> {
+        let decoder = Decoder::best(layout.n_out);
+        Ok(Self {
+            config: config.clone(),
+            layout,
+            kernels: Kernels::new(config, &layout, thresholds, decoder)?,
+            cancel: cancel::current(),
+        })
     }
 
     /// This expander with `decoder` forced, to compare or time decoders.
@@ -112,15 +217,20 @@ impl Expander {
             "{decoder:?} does not handle {} mask bits per step",
             self.layout.n_out
         );
-        self.kernel = Kernel::new(&self.config, decoder);
+        let thresholds = self.kernels.thresholds().map(<[u8]>::to_vec);
+        self.kernels = Kernels::new(&self.config, &self.layout, thresholds.as_deref(), decoder)
+            .expect("thresholds checked when the expander was built");
         self
     }
 
+    /// The decoder of the config's threshold (or of the first block's).
     pub fn decoder(&self) -> Decoder {
-        match self.kernel {
-            Kernel::Steps(_) => Decoder::Steps,
-            Kernel::BitSliced(..) => Decoder::BitSliced,
-        }
+        self.kernels.of_block(0).decoder()
+    }
+
+    /// Each block's threshold, when blocks have their own.
+    pub fn thresholds(&self) -> Option<&[u8]> {
+        self.kernels.thresholds()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -142,13 +252,7 @@ impl Expander {
         let nw = valid.div_ceil(64);
         let out = &mut out[..nw + 1];
         let steps = self.layout.steps(b);
-        match &self.kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::BitSliced(slicer, isa) => slicer.run(*isa, words, steps, out),
-            #[cfg(not(target_arch = "x86_64"))]
-            Kernel::BitSliced(..) => unreachable!("bit-slicing needs x86-64"),
-            Kernel::Steps(tables) => tables.decode(words, steps, out),
-        }
+        self.kernels.of_block(b).decode(words, steps, out);
         if !valid.is_multiple_of(64) {
             out[nw - 1] &= (1u64 << (valid % 64)) - 1;
         }

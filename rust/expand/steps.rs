@@ -2,7 +2,8 @@
 //! for any CPU and any config.
 
 use crate::arch::{self, Isa, Kernel};
-use crate::vd::step::read_bits;
+use crate::vd::keep::FastKeep;
+use crate::vd::step::{for_each_register, read_bits};
 use crate::VdConfig;
 
 /// Appends runs of bits to a bit-packed buffer. Bits gather in a register and
@@ -129,6 +130,31 @@ impl StepTables {
         }
         sink.finish(out);
     }
+}
+
+/// The step loop without tables: each step's keep bits evaluated from the
+/// gates. For per-block thresholds used by too few steps to repay a table.
+pub(super) fn decode_gates(
+    config: &VdConfig,
+    fast: &FastKeep,
+    words: &[u64],
+    steps: usize,
+    out: &mut [u64],
+) {
+    out.fill(0);
+    let n_out = config.n_out() as usize;
+    let mut sink = BitSink::default();
+    for_each_register(config, words, steps, |_, r| {
+        sink.push(fast.keep_bits(r), n_out, out)
+    });
+    sink.finish(out);
+}
+
+/// Table entries [`StepTables::new`] fills for `config`.
+pub(super) fn table_entries(config: &VdConfig) -> usize {
+    let (k, n_in) = (config.flip_flops(), config.n_in());
+    let quad = config.n_in() == 1 && k <= 12 && config.n_out() <= 16;
+    (1usize << (k + n_in)) + if quad { 1usize << (k + 4) } else { 0 }
 }
 
 /// [`StepTables::decode`]'s arguments, to compile it once per level.

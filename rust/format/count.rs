@@ -10,6 +10,7 @@
 //! one large tensor.
 
 use crate::vd::keep::FastKeep;
+use crate::vd::check_thresholds;
 use crate::vd::step::for_each_register;
 use crate::{Expander, Layout, Result, VdConfig};
 use rayon::prelude::*;
@@ -30,12 +31,46 @@ pub struct KeptCounter {
 }
 
 impl KeptCounter {
-    /// Weights `index` keeps under `config` and `layout`.
-    pub fn count(&mut self, config: &VdConfig, layout: &Layout, index: &[u64]) -> Result<usize> {
+    /// Weights `index` keeps under `config` and `layout`, block `b` comparing
+    /// with `thresholds[b]` when given (format v2).
+    pub fn count(
+        &mut self,
+        config: &VdConfig,
+        layout: &Layout,
+        index: &[u64],
+        thresholds: Option<&[u8]>,
+    ) -> Result<usize> {
         layout.check_index(index.len())?;
+        let Some(thresholds) = thresholds else {
+            let all: Vec<usize> = (0..layout.n_blocks()).collect();
+            return self.count_blocks(config, layout, index, &all);
+        };
+        check_thresholds(config, layout, thresholds)?;
+        let mut by_threshold = vec![Vec::new(); 256];
+        for (b, &t) in thresholds.iter().enumerate() {
+            by_threshold[usize::from(t)].push(b);
+        }
+        let mut kept = 0;
+        for (t, blocks) in by_threshold.iter().enumerate() {
+            if !blocks.is_empty() {
+                let c = config.with_threshold(t as u32)?;
+                kept += self.count_blocks(&c, layout, index, blocks)?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Weights kept by `blocks` of `index`, all under `config`.
+    fn count_blocks(
+        &mut self,
+        config: &VdConfig,
+        layout: &Layout,
+        index: &[u64],
+        blocks: &[usize],
+    ) -> Result<usize> {
         let width = config.flip_flops() + config.n_in();
-        let steps = layout.index_bits() / u64::from(config.n_in());
-        if steps >= 1 << width {
+        let steps: u64 = blocks.iter().map(|&b| layout.steps(b) as u64).sum();
+        if steps >= 1 << width && blocks.len() == layout.n_blocks() {
             return Ok(Expander::new(config, *layout).counts(index)?.iter().sum());
         }
         let t = self
@@ -55,9 +90,9 @@ impl KeptCounter {
             t.counts = Some(counts);
         }
         let (fast, counts) = (&t.fast, t.counts.as_deref());
-        Ok((0..layout.n_blocks())
-            .into_par_iter()
-            .map(|b| block(config, layout, index, b, fast, counts))
+        Ok(blocks
+            .par_iter()
+            .map(|&b| block(config, layout, index, b, fast, counts))
             .sum())
     }
 }
@@ -98,6 +133,11 @@ fn block(
 }
 
 /// Weights the index keeps (one tensor; [`KeptCounter`] shares work across many).
-pub fn kept_count(config: &VdConfig, layout: &Layout, index: &[u64]) -> Result<usize> {
-    KeptCounter::default().count(config, layout, index)
+pub fn kept_count(
+    config: &VdConfig,
+    layout: &Layout,
+    index: &[u64],
+    thresholds: Option<&[u8]>,
+) -> Result<usize> {
+    KeptCounter::default().count(config, layout, index, thresholds)
 }

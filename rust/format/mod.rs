@@ -156,7 +156,7 @@ impl Sparse<'_> {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
         let kept = counter
-            .count(&self.config, &layout, &self.index)
+            .count(&self.config, &layout, &self.index, None)
             .map_err(ctx)?;
         if kept != self.nnz() {
             bail!(

@@ -134,7 +134,7 @@ fn direct_count_matches_the_expander() {
             .unwrap()
             .iter()
             .sum();
-        assert_eq!(kept_count(&config, &layout, &index).unwrap(), want);
+        assert_eq!(kept_count(&config, &layout, &index, None).unwrap(), want);
     }
 }
 
@@ -155,7 +155,7 @@ fn many_small_tensors_of_a_wide_config_share_one_table() {
                 .unwrap()
                 .iter()
                 .sum();
-            let got = counter.count(&config, &layout, &index).unwrap();
+            let got = counter.count(&config, &layout, &index, None).unwrap();
             assert_eq!(got, want, "n_in = {n_in}, tensor {i}");
             assert_eq!(
                 counter.tabulated(&config),

@@ -4,7 +4,7 @@ use super::*;
 
 /// The keep-mask (1-D bool) of `n_weights` weights.
 #[pyfunction]
-#[pyo3(signature = (config, index, n_weights, block_steps, threads=None))]
+#[pyo3(signature = (config, index, n_weights, block_steps, threads=None, thresholds=None))]
 pub(super) fn expand<'py>(
     py: Python<'py>,
     config: &PyConfig,
@@ -12,12 +12,14 @@ pub(super) fn expand<'py>(
     n_weights: usize,
     block_steps: usize,
     threads: Option<usize>,
+    thresholds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
     let idx = index.as_slice()?;
+    let th = slice_arg(&thresholds)?;
     let mask = detached(py, threads, || {
-        let e = Expander::new(&config.0, layout);
+        let e = Expander::with_thresholds(&config.0, layout, th)?;
         let mut mask = zeros::<bool>(n_weights, "the keep-mask")?;
         e.mask(idx, &mut mask)?;
         Ok(mask)
@@ -27,7 +29,7 @@ pub(super) fn expand<'py>(
 
 /// Where each block's kept values start, with the total last (`n_blocks + 1`).
 #[pyfunction]
-#[pyo3(signature = (config, index, n_weights, block_steps, threads=None))]
+#[pyo3(signature = (config, index, n_weights, block_steps, threads=None, thresholds=None))]
 pub(super) fn block_starts<'py>(
     py: Python<'py>,
     config: &PyConfig,
@@ -35,11 +37,25 @@ pub(super) fn block_starts<'py>(
     n_weights: usize,
     block_steps: usize,
     threads: Option<usize>,
+    thresholds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
-    let starts = detached(py, threads, || Expander::new(&config.0, layout).starts(idx))?;
+    let th = slice_arg(&thresholds)?;
+    let starts = detached(py, threads, || {
+        Expander::with_thresholds(&config.0, layout, th)?.starts(idx)
+    })?;
     starts_array(py, starts)
+}
+
+/// An optional array argument as a slice.
+pub(super) fn slice_arg<'a, T: numpy::Element>(
+    a: &'a Option<PyReadonlyArray1<'_, T>>,
+) -> PyResult<Option<&'a [T]>> {
+    Ok(match a {
+        Some(a) => Some(a.as_slice()?),
+        None => None,
+    })
 }
 
 /// `v` converted element by element into a fallibly allocated vector.
@@ -67,7 +83,7 @@ pub(super) fn starts_arg(
 
 /// The kept weights, in C order and their own dtype, and their block starts.
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, weights, threads=None))]
+#[pyo3(signature = (config, index, block_steps, weights, threads=None, thresholds=None))]
 pub(super) fn gather<'py>(
     py: Python<'py>,
     config: &PyConfig,
@@ -75,14 +91,16 @@ pub(super) fn gather<'py>(
     block_steps: usize,
     weights: &Bound<'py, PyAny>,
     threads: Option<usize>,
+    thresholds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>)> {
     let arr = Floats::extract(weights, "weights")?;
     let idx = index.as_slice()?;
+    let th = slice_arg(&thresholds)?;
     let layout = Layout::new(&config.0, arr.weights()?.len(), block_steps).map_err(value_error)?;
     macro_rules! run {
         ($w:expr, $t:ty) => {{
             let (values, starts) = detached(py, threads, || {
-                Expander::new(&config.0, layout).gather::<$t>(idx, $w)
+                Expander::with_thresholds(&config.0, layout, th)?.gather::<$t>(idx, $w)
             })?;
             (
                 values.into_pyarray(py).into_any(),
@@ -96,7 +114,7 @@ pub(super) fn gather<'py>(
 
 /// A dense 1-D array: `values` on the mask, zero elsewhere.
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None, thresholds=None))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scatter<'py>(
     py: Python<'py>,
@@ -107,15 +125,17 @@ pub(super) fn scatter<'py>(
     n_weights: usize,
     threads: Option<usize>,
     starts: Option<PyReadonlyArray1<'py, u64>>,
+    thresholds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let arr = Floats::extract(values, "values")?;
     let idx = index.as_slice()?;
+    let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
             let dense = detached(py, threads, || {
-                let e = Expander::new(&config.0, layout);
+                let e = Expander::with_thresholds(&config.0, layout, th)?;
                 let mut dense = zeros::<$t>(n_weights, "the dense array")?;
                 e.scatter(idx, $v, starts.as_deref(), &mut dense)?;
                 Ok(dense)
@@ -132,7 +152,7 @@ pub(super) fn scatter<'py>(
 /// `x` (float32 or float64) sets the type computed in, and the values (of any
 /// value dtype but float64 with a float32 `x`) are widened to it as read.
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None, left=false))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None, left=false, thresholds=None))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matmul<'py>(
     py: Python<'py>,
@@ -147,9 +167,11 @@ pub(super) fn matmul<'py>(
     threads: Option<usize>,
     starts: Option<PyReadonlyArray1<'py, u64>>,
     left: bool,
+    thresholds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
+    let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let out_rows = if left { n_weights / rows.max(1) } else { rows };
     let out_len =
@@ -163,7 +185,7 @@ pub(super) fn matmul<'py>(
         ($v:expr, $x:expr, $t:ty) => {{
             let s = starts.as_deref();
             let y = detached(py, threads, || {
-                let e = Expander::new(&config.0, layout);
+                let e = Expander::with_thresholds(&config.0, layout, th)?;
                 // Sizes first: a bad batch is a ValueError, not a huge allocation.
                 crate::products::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
                 let mut y = zeros::<$t>(out_len, "the product")?;

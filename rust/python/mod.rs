@@ -140,6 +140,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_N_IN", crate::vd::MAX_N_IN)?;
     m.add("MAX_N_OUT", crate::vd::MAX_N_OUT)?;
     m.add("MAX_COMPARATOR_BITS", crate::vd::MAX_COMPARATOR_BITS)?;
+    m.add("MAX_BLOCK_THRESHOLD", crate::vd::MAX_BLOCK_THRESHOLD)?;
     m.add("MAX_TAPS", crate::format::meta::MAX_TAPS)?;
     m.add("MAX_DIMS", crate::format::MAX_DIMS)?;
     format::register(m)?;

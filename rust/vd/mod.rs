@@ -12,6 +12,10 @@
 
 pub(crate) mod keep;
 pub mod step;
+mod thresholds;
+
+pub(crate) use thresholds::block_threshold_range;
+pub use thresholds::{check_thresholds, MAX_BLOCK_THRESHOLD};
 
 use crate::{bail, Result};
 
@@ -98,6 +102,16 @@ impl VdConfig {
     }
     pub fn taps(&self) -> &[u32] {
         &self.taps
+    }
+
+    /// This config with comparator threshold `threshold` (the config of a
+    /// block with its own threshold, docs/format.md, "Thresholds per block").
+    pub fn with_threshold(&self, threshold: u32) -> Result<Self> {
+        check_shape(self.flip_flops, self.n_in, self.n_out, self.comparator_bits, threshold)?;
+        Ok(Self {
+            threshold,
+            ..self.clone()
+        })
     }
 
     /// `2^k`, the number of trellis states.
