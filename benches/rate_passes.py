@@ -32,7 +32,7 @@ def run(name: str, w: np.ndarray) -> float:
     for rate in RATES:
         nc, k = _vitrust.default_comparator(rate)
         config = vitrust.VDConfig(10, 1, 5, nc, k, seed=0)
-        _, nnz, lam, p = _vitrust.search_rate(config, flat, "abs", rate, 1024)
+        _, nnz, lam, p, _ = _vitrust.search_rate(config, flat, "abs", rate, 1024)
         got = 1 - nnz / flat.size
         cells.append(f"{got:.4f}{'*' if abs(got - rate) > 2e-3 else ' '} ({p:4.1f})")
         passes.append(p)

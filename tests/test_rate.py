@@ -81,6 +81,6 @@ def test_gaussian_costs_few_passes():
     w = np.random.default_rng(3).standard_normal((1024, 1024)).astype(np.float32)
     for rate in (0.5, 0.9):
         config = vitrust.prune(w[:64], rate).config
-        _, nnz, lam, passes = _vitrust.search_rate(config, w.ravel(), "abs", rate, 1024)
+        _, nnz, lam, passes, _ = _vitrust.search_rate(config, w.ravel(), "abs", rate, 1024)
         assert abs(1 - nnz / w.size - rate) <= TOL
         assert passes < 3.0, passes

@@ -48,7 +48,7 @@ def test_search_vectors(vectors, via):
         ref_mask = as_bools(v["mask"])
         assert abs((scores - lam)[ref_mask].sum() - v["metric"]) <= tol
         if via == "core":
-            index, nnz, metric = _vitrust.search(cfg, scores, "raw", lam, steps)
+            index, nnz, metric, _ = _vitrust.search(cfg, scores, "raw", lam, steps)
             mask = vitrust.expand(cfg, index, len(scores), steps)
             # The reported metric sums float32 gains: exact up to float32 rounding.
             assert abs(metric - (scores - lam)[mask].sum()) <= 1e-6 * np.abs(scores - lam).sum()

@@ -27,21 +27,35 @@ Effort = Literal["fast", "default", "best"]
 
 
 class Preset(NamedTuple):
-    """One ``effort`` preset: the VD's size and the number of tap seeds tried."""
+    """One ``effort`` preset: the VD's size, the number of tap seeds tried, how
+    blocks choose their thresholds and how the stream order is chosen."""
 
     flip_flops: int
     n_in: int
     tap_seeds: int
+    # Multiples of each block's predicted threshold the search tries (None:
+    # the config's threshold for every block), then the winner's neighbours
+    # while they improve when `refine` (docs/algorithm.md, "Thresholds per block").
+    factors: Optional[Tuple[float, ...]]
+    refine: bool
+    # "C", "auto" (chosen on a sample of blocks) or "both" (searched in full).
+    order: str
 
 
 # n_in = 1 throughout: the vectorised search covers it (n_in > 1 runs the
 # general per-state path, many times slower per weight), and at the same
-# index cost more flip-flops buy more than a second input bit.
+# index cost more flip-flops buy more than a second input bit. Per-block
+# thresholds and the column-major order (format v2) are opt-in for now:
+# benches/thresholds.py measures what they buy on real layers, and choosing
+# thresholds per block makes the kept count jump with `lam` on small tensors,
+# which rate control does not yet absorb (docs/algorithm.md, "Thresholds per block").
 EFFORTS: Dict[str, Preset] = {
-    "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1),
-    "default": Preset(flip_flops=10, n_in=1, tap_seeds=1),
-    "best": Preset(flip_flops=16, n_in=1, tap_seeds=2),
+    "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
+    "default": Preset(flip_flops=10, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
+    "best": Preset(flip_flops=16, n_in=1, tap_seeds=2, factors=None, refine=False, order="C"),
 }
+# What `block_thresholds=True` tries: the predicted threshold scaled by each.
+FACTORS = (0.75, 1.0, 1.33)
 
 
 def resolve(effort: Any, flip_flops: Optional[int], n_in: Optional[int], tap_seeds: Optional[int]) -> Tuple[int, int, int]:
@@ -62,7 +76,7 @@ def resolve(effort: Any, flip_flops: Optional[int], n_in: Optional[int], tap_see
 
 
 def kept_score(config: _vitrust.VDConfig, index: npt.NDArray[np.uint64], block_steps: int, src: np.ndarray, kind: str,
-               threads: Optional[int]) -> float:
+               threads: Optional[int], thresholds: Optional[npt.NDArray[np.uint8]] = None) -> float:
     """Sum of the kept weights' scores."""
-    v = _vitrust.gather(config, index, block_steps, src, threads)[0]
+    v = _vitrust.gather(config, index, block_steps, src, threads, thresholds)[0]
     return float(_scores.values(v, kind).sum())

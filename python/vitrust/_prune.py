@@ -41,6 +41,8 @@ def prune(
     max_memory: Optional[int] = None,
     effort: _presets.Effort = "default",
     tap_seeds: Optional[int] = None,
+    block_thresholds: Optional[bool] = None,
+    order: Optional[str] = None,
 ) -> ViterbiSparse:
     """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
 
@@ -70,6 +72,13 @@ def prune(
     and quality of each preset are in the README ("Quality"); the search and
     rate control are in docs/algorithm.md ("Search objective", "Rate control",
     "Presets").
+
+    ``block_thresholds`` lets each block choose its own comparator threshold
+    (the result's ``thresholds``; ``comparator_bits`` more bits per block), and
+    ``order`` is the stream's walk over the 2-D view ``(shape[0], rest)``:
+    ``"C"`` row by row, ``"F"`` column by column, ``"auto"`` the better of
+    the two on a sample of blocks. Both default to the preset's choice
+    (docs/algorithm.md, "Thresholds per block", "Order").
     """
     w = _checks.float_array(weights, "weights")
     if (rate is None) == (lam is None):
@@ -88,6 +97,8 @@ def prune(
             raise ValueError(f"scores: shape {s.shape} differs from the weights' shape {w.shape}")
         src, kind = _checks.flat(s), "raw"
 
+    preset = _presets.EFFORTS.get(effort) if isinstance(effort, str) else None
+    factors, refine, order = _block_choices(preset, block_thresholds, order)
     if config is None:
         flip_flops, n_in, n_seeds = _presets.resolve(effort, flip_flops, n_in, tap_seeds)
         c = _config(src, kind, rate, lam, ratio, flip_flops, n_in, comparator_bits, threshold, seed)
@@ -101,21 +112,102 @@ def prune(
             raise ValueError("tap_seeds: config fixes the taps; give one or the other")
         configs = [config]
 
-    index, nnz, lam, config = _search_best(configs, src, kind, rate, lam, block_steps, threads, budget)
+    rows, cols = _checks.matrix_view(w.shape)
+    orders = ["C", "F"] if order in ("auto", "both") and rows > 1 and cols > 1 else [order if order != "auto" else "C"]
+    if len(orders) > 1 and order == "auto":
+        orders = [_choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)]
+    found: Optional[Tuple[Found, str, float]] = None
+    for o in orders:
+        stream = _stream(src, rows, cols, o)
+        res = _search_best(configs, stream, kind, rate, lam, block_steps, threads, budget, factors, refine)
+        value = _value(res, stream, kind, rate, block_steps, threads) if len(orders) > 1 else 0.0
+        if found is None or value > found[2]:
+            found = (res, o, value)
+    assert found is not None
+    (index, nnz, lam, config, thresholds), order, _ = found
     if rate is not None and abs(1.0 - nnz / w.size - rate) > RATE_TOLERANCE:
         warnings.warn(RateWarning(
             f"rate {rate:.4f} requested, {1.0 - nnz / w.size:.4f} achieved: no lam in [0, max score] comes "
             f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
         ), stacklevel=2)
-    values, starts = _vitrust.gather(config, index, block_steps, w_flat, threads)
-    return ViterbiSparse._from_core(w.shape, config, block_steps, index, values, lam, threads=threads, starts=starts)
+    values, starts = _vitrust.gather(config, index, block_steps, _stream(w_flat, rows, cols, order), threads, thresholds)
+    return ViterbiSparse._from_core(w.shape, config, block_steps, index, values, lam, threads=threads, starts=starts,
+                                    thresholds=thresholds, order=order)
 
 
-Found = Tuple[npt.NDArray[np.uint64], int, float, VDConfig]
+Found = Tuple[npt.NDArray[np.uint64], int, float, VDConfig, Optional[npt.NDArray[np.uint8]]]
+Factors = Optional[Tuple[float, ...]]
+
+
+def _block_choices(preset: Optional[_presets.Preset], block_thresholds: Optional[bool],
+                   order: Optional[str]) -> Tuple[Factors, bool, str]:
+    """Threshold candidates, refinement and order mode: the caller's where given, else the preset's."""
+    factors = preset.factors if preset else None
+    refine = preset.refine if preset else False
+    if block_thresholds is not None:
+        if not isinstance(block_thresholds, bool):
+            raise TypeError(f"block_thresholds: expected True, False or None, got {block_thresholds!r}")
+        factors = (factors or _presets.FACTORS) if block_thresholds else None
+        refine = refine and block_thresholds
+    if order is None:
+        order = preset.order if preset else "C"
+    elif order not in ("C", "F", "auto"):
+        raise ValueError(f"order = {order!r}: must be 'C', 'F' or 'auto'")
+    return factors, refine, order
+
+
+def _stream(flat: np.ndarray, rows: int, cols: int, order: str) -> np.ndarray:
+    """``flat`` (C order) in stream order: a column-major copy for order "F"."""
+    if order == "F" and rows > 1 and cols > 1:
+        return np.ascontiguousarray(flat.reshape(rows, cols).T).reshape(-1)
+    return flat
+
+
+# Order "auto" compares the orders on this share of the blocks (at least SAMPLE_BLOCKS).
+SAMPLE_SHARE = 8
+SAMPLE_BLOCKS = 8
+
+
+def _choose_order(config: VDConfig, src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float], rows: int,
+                  cols: int, block_steps: int, threads: Optional[int], budget: int, factors: Factors) -> str:
+    """The order whose sampled blocks reach the higher objective ``sum over kept
+    (score - lam)`` at one multiplier: the given ``lam``, or magnitude pruning's
+    threshold for ``rate`` (the orders are compared, not the rate met)."""
+    bw = block_steps * config.n_out
+    n_blocks = -(-src.size // bw)
+    if n_blocks < 2 * SAMPLE_BLOCKS:
+        picks = np.arange(n_blocks)
+    else:
+        picks = np.linspace(0, n_blocks - 1, max(SAMPLE_BLOCKS, n_blocks // SAMPLE_SHARE)).round().astype(np.int64)
+    if lam is None:
+        assert rate is not None
+        sub = _scores.values(src[:: max(1, src.size // (1 << 16))], kind)
+        lam = float(np.quantile(sub, rate))
+    best, best_value = "C", -np.inf
+    for o in ("C", "F"):
+        stream = _stream(src, rows, cols, o)
+        sample = np.concatenate([stream[b * bw : (b + 1) * bw] for b in picks])
+        value = _vitrust.search(config, sample, kind, lam, block_steps, threads, budget, None,
+                                None if factors is None else list(factors))[2]
+        if value > best_value:
+            best, best_value = o, value
+    return best
+
+
+def _value(res: Found, stream: np.ndarray, kind: str, rate: Optional[float], block_steps: int,
+           threads: Optional[int]) -> float:
+    """How good one search's result is, to pick between orders: retained
+    importance at a target rate, the objective at a fixed ``lam``."""
+    index, nnz, lam, config, thresholds = res
+    kept = _presets.kept_score(config, index, block_steps, stream, kind, threads, thresholds)
+    if rate is None:
+        return kept - lam * nnz
+    return _scores.retained(_scores.values(stream, kind), kept, nnz)
 
 
 def _search_best(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float],
-                 block_steps: int, threads: Optional[int], budget: int) -> Found:
+                 block_steps: int, threads: Optional[int], budget: int, factors: Factors = None,
+                 refine: bool = False) -> Found:
     """Search with each config and keep the result retaining the most importance (first on ties).
 
     At a fixed ``lam`` that is the search's own objective, ``sum over kept
@@ -125,19 +217,22 @@ def _search_best(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Opti
     best: Optional[Found] = None
     best_value = -np.inf
     scores = _scores.values(src, kind) if len(configs) > 1 and rate is not None else None
+    fs = None if factors is None else list(factors)
     for config in configs:
         if rate is not None:
-            index, nnz, found_lam, _ = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget)
+            index, nnz, found_lam, _, th = _vitrust.search_rate(config, src, kind, rate, block_steps, threads, budget,
+                                                                fs, refine)
         else:
             assert lam is not None
-            (index, nnz, _), found_lam = _vitrust.search(config, src, kind, lam, block_steps, threads, budget), lam
+            index, nnz, _, th = _vitrust.search(config, src, kind, lam, block_steps, threads, budget, None, fs, refine)
+            found_lam = lam
         if len(configs) > 1:
-            kept = _presets.kept_score(config, index, block_steps, src, kind, threads)
+            kept = _presets.kept_score(config, index, block_steps, src, kind, threads, th)
             value = kept - found_lam * nnz if scores is None else _scores.retained(scores, kept, nnz)
             if value <= best_value:
                 continue
             best_value = value
-        best = (index, nnz, found_lam, config)
+        best = (index, nnz, found_lam, config, th)
     assert best is not None  # the first config always wins against -inf
     return best
 

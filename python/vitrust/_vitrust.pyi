@@ -1,6 +1,6 @@
 """Type stubs for the compiled core ``vitrust._vitrust``."""
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -79,7 +79,9 @@ def search(
     threads: Optional[int] = None,
     max_bytes: int = ...,
     simd: Optional[str] = None,
-) -> Tuple[npt.NDArray[np.uint64], int, float]: ...
+    factors: Optional[Sequence[float]] = None,
+    refine: bool = False,
+) -> Tuple[npt.NDArray[np.uint64], int, float, Optional[npt.NDArray[np.uint8]]]: ...
 def search_rate(
     config: VDConfig,
     weights: npt.NDArray[Any],
@@ -88,7 +90,9 @@ def search_rate(
     block_steps: int,
     threads: Optional[int] = None,
     max_bytes: int = ...,
-) -> Tuple[npt.NDArray[np.uint64], int, float, float]: ...
+    factors: Optional[Sequence[float]] = None,
+    refine: bool = False,
+) -> Tuple[npt.NDArray[np.uint64], int, float, float, Optional[npt.NDArray[np.uint8]]]: ...
 def expand(
     config: VDConfig,
     index: npt.NDArray[np.uint64],

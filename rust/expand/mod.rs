@@ -126,7 +126,12 @@ enum Kernels {
 }
 
 impl Kernels {
-    fn new(config: &VdConfig, layout: &Layout, thresholds: Option<&[u8]>, decoder: Decoder) -> Result<Self> {
+    fn new(
+        config: &VdConfig,
+        layout: &Layout,
+        thresholds: Option<&[u8]>,
+        decoder: Decoder,
+    ) -> Result<Self> {
         let Some(thresholds) = thresholds else {
             return Ok(Kernels::One(Kernel::new(config, decoder)));
         };
@@ -193,7 +198,11 @@ impl Expander {
 
     /// An expander whose block `b` compares with `thresholds[b]` (format v2),
     /// or with the config's threshold when `thresholds` is `None`.
-    pub fn with_thresholds(config: &VdConfig, layout: Layout, thresholds: Option<&[u8]>) -> Result<Self> {
+    pub fn with_thresholds(
+        config: &VdConfig,
+        layout: Layout,
+        thresholds: Option<&[u8]>,
+    ) -> Result<Self> {
         let decoder = Decoder::best(layout.n_out);
         Ok(Self {
             config: config.clone(),
@@ -330,6 +339,58 @@ mod tests {
             assert_eq!(e.decoder(), want, "n_out = {n_out}");
             assert_eq!(e.with_decoder(Decoder::Steps).decoder(), Decoder::Steps);
         }
+    }
+
+    /// Per-block thresholds: every block decodes as a v1 block of its own
+    /// threshold, on every decoder, including the gates-only step loop that
+    /// thresholds used by few steps get at 14 flip-flops.
+    #[test]
+    fn per_block_thresholds_decode_each_block_with_its_own() {
+        use crate::vd::step::reference_bits;
+        for (k, n_in, n_out, nc, steps, n) in [
+            (10, 1, 5, 5, 64, 5_000),
+            (14, 2, 10, 6, 16, 2_000),
+            (6, 3, 9, 3, 7, 900),
+        ] {
+            let cfg = VdConfig::from_seed(k, n_in, n_out, nc, 1, 9).unwrap();
+            let layout = Layout::new(&cfg, n, steps).unwrap();
+            let index: Vec<u64> = (0..layout.index_len() as u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
+                .collect();
+            let top = (1u32 << nc).min(255);
+            let th: Vec<u8> = (0..layout.n_blocks())
+                .map(|b| (1 + (b as u32 * 7) % top) as u8)
+                .collect();
+            for decoder in Decoder::all() {
+                if !decoder.available() || !decoder.supports(n_out as usize) {
+                    continue;
+                }
+                let e = Expander::with_thresholds(&cfg, layout, Some(&th))
+                    .unwrap()
+                    .with_decoder(decoder);
+                let mut bits = vec![0u64; e.bits_words()];
+                for b in 0..layout.n_blocks() {
+                    let c = cfg.with_threshold(u32::from(th[b])).unwrap();
+                    let valid = layout.weights(b).len();
+                    let want = reference_bits(&c, &index[layout.words(b)], layout.steps(b), valid);
+                    let nw = e.block_bits(&index, b, &mut bits);
+                    assert_eq!(&bits[..nw], &want[..nw], "{decoder:?} k = {k}, block {b}");
+                }
+                let kept: usize = e.counts(&index).unwrap().iter().sum();
+                let counted = crate::format::kept_count(&cfg, &layout, &index, Some(&th)).unwrap();
+                assert_eq!(kept, counted, "k = {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds_out_of_range_or_of_the_wrong_count_are_refused() {
+        let cfg = VdConfig::from_seed(8, 1, 5, 3, 2, 1).unwrap();
+        let layout = Layout::new(&cfg, 1_000, 50).unwrap();
+        for th in [vec![0u8; 4], vec![9u8; 4], vec![1u8; 3]] {
+            assert!(Expander::with_thresholds(&cfg, layout, Some(&th)).is_err());
+        }
+        assert!(Expander::with_thresholds(&cfg, layout, Some(&[8u8; 4])).is_ok());
     }
 
     #[test]

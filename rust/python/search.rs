@@ -1,6 +1,7 @@
 //! The search: at a given multiplier, and at the one that prunes a rate.
 
 use super::*;
+use crate::ThresholdSearch;
 
 pub(super) fn score_kind(score: &str) -> PyResult<Score> {
     match score {
@@ -24,9 +25,36 @@ pub(super) fn simd_level(name: Option<&str>) -> PyResult<crate::Level> {
     }
 }
 
-/// Searches every block at multiplier `lam`: `(index, nnz, metric)`.
+/// The search of `config` over `layout`, choosing each block's threshold
+/// among multiples `factors` of its prediction when given.
+fn searcher<'a>(
+    config: &crate::VdConfig,
+    layout: Layout,
+    scores: Scores<'a>,
+    max_bytes: usize,
+    factors: Option<Vec<f64>>,
+    refine: bool,
+) -> crate::Result<Searcher<'a>> {
+    let s = Searcher::new(config, layout, scores, max_bytes)?;
+    match factors {
+        Some(factors) => s.with_thresholds(config, ThresholdSearch { factors, refine }, max_bytes),
+        None => Ok(s),
+    }
+}
+
+/// An index array, and per-block thresholds when the search chose them.
+type IndexArray<'py> = Bound<'py, PyArray1<u64>>;
+type ThresholdArray<'py> = Option<Bound<'py, PyArray1<u8>>>;
+
+/// Per-block thresholds as an array, when the search chose them.
+fn thresholds_of<'py>(py: Python<'py>, t: Option<Vec<u8>>) -> ThresholdArray<'py> {
+    t.map(|t| t.into_pyarray(py))
+}
+
+/// Searches every block at multiplier `lam`: `(index, nnz, metric, thresholds)`,
+/// `thresholds` (one per block) only when `factors` asks blocks to choose them.
 #[pyfunction]
-#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES, simd=None))]
+#[pyo3(signature = (config, weights, score, lam, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES, simd=None, factors=None, refine=false))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search<'py>(
     py: Python<'py>,
@@ -38,7 +66,9 @@ pub(super) fn search<'py>(
     threads: Option<usize>,
     max_bytes: usize,
     simd: Option<&str>,
-) -> PyResult<(Bound<'py, PyArray1<u64>>, usize, f64)> {
+    factors: Option<Vec<f64>>,
+    refine: bool,
+) -> PyResult<(IndexArray<'py>, usize, f64, ThresholdArray<'py>)> {
     let level = simd_level(simd)?;
     if !lam.is_finite() {
         return Err(PyValueError::new_err(format!(
@@ -48,23 +78,36 @@ pub(super) fn search<'py>(
     let arr = Floats::extract(weights, "weights")?;
     let w = arr.weights()?;
     let (kind, cfg) = (score_kind(score)?, &config.0);
-    let (index, nnz, metric) = detached(py, threads, || {
+    let (index, nnz, metric, th) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
-        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?.with_level(level)?;
+        let s = searcher(
+            cfg,
+            layout,
+            Scores::new(w, kind),
+            max_bytes,
+            factors,
+            refine,
+        )?
+        .with_level(level)?;
         let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let res = s.run(lam, &mut index)?;
+        let th = s
+            .chooses_thresholds()
+            .then(|| res.iter().map(|b| b.threshold as u8).collect());
         Ok((
             index,
             res.iter().map(|b| b.kept).sum(),
             res.iter().map(|b| b.metric).sum(),
+            th,
         ))
     })?;
-    Ok((index.into_pyarray(py), nnz, metric))
+    Ok((index.into_pyarray(py), nnz, metric, thresholds_of(py, th)))
 }
 
-/// Searches at the multiplier that prunes `rate`: `(index, nnz, lam, passes)`.
+/// Searches at the multiplier that prunes `rate`: `(index, nnz, lam, passes,
+/// thresholds)`, as [`search`] for `thresholds`.
 #[pyfunction]
-#[pyo3(signature = (config, weights, score, rate, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES))]
+#[pyo3(signature = (config, weights, score, rate, block_steps, threads=None, max_bytes=crate::DEFAULT_MAX_SEARCH_BYTES, factors=None, refine=false))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search_rate<'py>(
     py: Python<'py>,
@@ -75,7 +118,9 @@ pub(super) fn search_rate<'py>(
     block_steps: usize,
     threads: Option<usize>,
     max_bytes: usize,
-) -> PyResult<(Bound<'py, PyArray1<u64>>, usize, f64, f64)> {
+    factors: Option<Vec<f64>>,
+    refine: bool,
+) -> PyResult<(IndexArray<'py>, usize, f64, f64, ThresholdArray<'py>)> {
     if !(0.0..1.0).contains(&rate) {
         return Err(PyValueError::new_err(format!(
             "rate = {rate}: must be in [0, 1)"
@@ -86,10 +131,18 @@ pub(super) fn search_rate<'py>(
     let (kind, cfg) = (score_kind(score)?, &config.0);
     let (index, r) = detached(py, threads, || {
         let layout = Layout::new(cfg, w.len(), block_steps)?;
-        let s = Searcher::new(cfg, layout, Scores::new(w, kind), max_bytes)?;
+        let s = searcher(
+            cfg,
+            layout,
+            Scores::new(w, kind),
+            max_bytes,
+            factors,
+            refine,
+        )?;
         let mut index = zeros::<u64>(layout.index_len(), "the index")?;
         let r = prune_to_rate(&s, rate, &mut index)?;
         Ok((index, r))
     })?;
-    Ok((index.into_pyarray(py), r.kept, r.lam, r.passes))
+    let th = thresholds_of(py, r.thresholds);
+    Ok((index.into_pyarray(py), r.kept, r.lam, r.passes, th))
 }

@@ -5,14 +5,17 @@
 
 pub(crate) mod acs;
 pub(crate) mod rate;
+mod thresholds;
 mod trellis;
 
+pub use thresholds::ThresholdSearch;
 pub use trellis::BlockResult;
 
 use crate::arch::{Isa, Level};
 use crate::cancel::{self, Cancel, Checked};
 use crate::{bail, Layout, Result, Scores, VdConfig};
 use rayon::prelude::*;
+use thresholds::Trellises;
 use trellis::{search_block, Trellis, Workspace};
 
 /// Refuse searches whose working memory (tables plus one workspace per
@@ -22,6 +25,9 @@ pub const DEFAULT_MAX_SEARCH_BYTES: usize = 1 << 30;
 /// The search over a whole tensor: a trellis, a layout and the scores.
 pub struct Searcher<'a> {
     trellis: Trellis,
+    /// Per-block thresholds: how they are chosen and the trellis of each.
+    per_block: Option<(ThresholdSearch, Trellises)>,
+    threshold: u32,
     isa: Isa,
     keeps_all: bool,
     layout: Layout,
@@ -63,6 +69,8 @@ impl<'a> Searcher<'a> {
         let max_score = scores.check()?;
         Ok(Self {
             trellis,
+            per_block: None,
+            threshold: config.threshold(),
             isa: Isa::best(),
             keeps_all: config.keeps_all(),
             layout,
@@ -76,6 +84,38 @@ impl<'a> Searcher<'a> {
         &self.layout
     }
 
+    /// Lets every block choose its own threshold as `how` says (format v2),
+    /// refusing it when the trellises it may build would exceed `max_bytes`
+    /// together with the rest of the search's memory.
+    pub fn with_thresholds(
+        mut self,
+        config: &VdConfig,
+        how: ThresholdSearch,
+        max_bytes: usize,
+    ) -> Result<Self> {
+        if how.factors.is_empty() || how.factors.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
+            bail!(
+                "threshold factors {:?}: need at least one, each finite and positive",
+                how.factors
+            );
+        }
+        let trellises = Trellises::new(config);
+        let threads = rayon::current_num_threads();
+        let tables = self
+            .trellis
+            .table_bytes()
+            .saturating_mul(trellises.count() + 1);
+        let need = tables + threads * self.trellis.workspace_bytes(self.layout.block_steps);
+        if need > max_bytes {
+            bail!(
+                "per-block thresholds at flip_flops = {}, n_in = {}, comparator_bits = {} may need {need} bytes of search tables, above the limit of {max_bytes}; use fewer flip-flops or comparator bits, or a larger max_memory",
+                config.flip_flops(), config.n_in(), config.comparator_bits()
+            );
+        }
+        self.per_block = Some((how, trellises));
+        Ok(self)
+    }
+
     /// Runs the kernels at `level` instead of the best one (for tests and
     /// benchmarks; every level gives the same bits).
     pub fn with_level(mut self, level: Level) -> Result<Self> {
@@ -87,6 +127,16 @@ impl<'a> Searcher<'a> {
         };
         self.isa = isa;
         Ok(self)
+    }
+
+    /// True when every block chooses its own threshold.
+    pub fn chooses_thresholds(&self) -> bool {
+        self.per_block.is_some()
+    }
+
+    /// The config's threshold.
+    pub fn threshold(&self) -> u32 {
+        self.threshold
     }
 
     /// True when every input keeps every weight (`K = 2^nc`).
@@ -103,26 +153,133 @@ impl<'a> Searcher<'a> {
         self.max_score
     }
 
-    fn block(&self, ws: &mut Workspace, lam: f64, b: usize) -> BlockResult {
-        self.piece(ws, lam, self.layout.weights(b).start, self.layout.steps(b))
+    fn block(&self, ws: &mut Workspace, lam: f64, share: f64, b: usize, fixed: Option<&[u8]>) -> BlockResult {
+        let start = self.layout.weights(b).start;
+        let fixed = fixed.map(|t| u32::from(t[b]));
+        self.piece(ws, lam, share, start, self.layout.steps(b), fixed)
     }
 
-    /// Searches `steps` steps of weights from `start` as if they were a block.
-    fn piece(&self, ws: &mut Workspace, lam: f64, start: usize, steps: usize) -> BlockResult {
+    /// The share of all scores above `lam`, which per-block thresholds are
+    /// predicted relative to (not needed otherwise: then 0).
+    fn share_above(&self, lam: f64) -> f64 {
+        if self.per_block.is_none() {
+            return 0.0;
+        }
+        const CHUNK: usize = 1 << 16;
+        let n = self.layout.n_weights;
+        let above: usize = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                self.scores
+                    .count_above(c * CHUNK..(c * CHUNK + CHUNK).min(n), lam)
+            })
+            .sum();
+        above as f64 / n as f64
+    }
+
+    /// Searches `steps` steps of weights from `start` as if they were a block;
+    /// with `fixed`, at that threshold only.
+    fn piece(
+        &self,
+        ws: &mut Workspace,
+        lam: f64,
+        share: f64,
+        start: usize,
+        steps: usize,
+        fixed: Option<u32>,
+    ) -> BlockResult {
         if self.cancel.is_cancelled() {
             return BlockResult {
                 metric: 0.0,
                 kept: 0,
+                threshold: self.threshold,
             };
         }
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
         let valid = self.layout.n_weights.min(start + gains.len()) - start;
-        let res = search_block(&self.trellis, self.isa, ws, steps, valid, &self.cancel);
+        let res = match (&self.per_block, fixed) {
+            (None, _) => BlockResult {
+                threshold: self.threshold,
+                ..search_block(&self.trellis, self.isa, ws, steps, valid, &self.cancel)
+            },
+            (Some((_, trellises)), Some(t)) => {
+                let tr = trellises.get(t).unwrap_or_else(|e| cancel::fail(e));
+                BlockResult {
+                    threshold: t,
+                    ..search_block(tr, self.isa, ws, steps, valid, &self.cancel)
+                }
+            }
+            (Some((how, trellises)), None) => self.choose(how, trellises, share, ws, steps, valid),
+        };
         BlockResult {
             metric: res.metric / self.scores.scale(),
             ..res
         }
+    }
+
+    /// Searches a block (gains in `ws`) at the candidate thresholds, leaving
+    /// the best one's input bits in `ws.words`.
+    fn choose(
+        &self,
+        how: &ThresholdSearch,
+        trellises: &Trellises,
+        tensor_share: f64,
+        ws: &mut Workspace,
+        steps: usize,
+        valid: usize,
+    ) -> BlockResult {
+        let above = ws.gains[..valid].iter().filter(|&&g| g > 0.0).count();
+        // The config's threshold suits the tensor's share; a block denser or
+        // sparser than the tensor gets it scaled in proportion.
+        let share = above as f64 / valid.max(1) as f64;
+        let relative = if tensor_share > 0.0 {
+            share / tensor_share
+        } else {
+            1.0
+        };
+        let mut tried: Vec<u32> = Vec::with_capacity(how.factors.len() + 4);
+        let mut best: Option<BlockResult> = None;
+        let words = ws.words.len();
+        let mut run = |t: u32, ws: &mut Workspace, best: &mut Option<BlockResult>| {
+            if tried.contains(&t) {
+                return false;
+            }
+            tried.push(t);
+            let tr = trellises.get(t).unwrap_or_else(|e| cancel::fail(e));
+            let res = BlockResult {
+                threshold: t,
+                ..search_block(tr, self.isa, ws, steps, valid, &self.cancel)
+            };
+            if best.is_none_or(|b| res.metric > b.metric) {
+                *best = Some(res);
+                ws.best_words[..words].copy_from_slice(&ws.words);
+                return true;
+            }
+            false
+        };
+        for &f in &how.factors {
+            run(
+                trellises.predict(self.threshold, relative * f),
+                ws,
+                &mut best,
+            );
+        }
+        if how.refine {
+            for dir in [-1i64, 1] {
+                loop {
+                    let at = i64::from(best.expect("one candidate at least").threshold) + dir;
+                    if at < i64::from(trellises.range.0) || at > i64::from(trellises.range.1) {
+                        break;
+                    }
+                    if !run(at as u32, ws, &mut best) {
+                        break;
+                    }
+                }
+            }
+        }
+        std::mem::swap(&mut ws.words, &mut ws.best_words);
+        best.expect("one candidate at least")
     }
 
     /// A workspace for the parallel loops, which cannot return an error: a
@@ -134,12 +291,13 @@ impl<'a> Searcher<'a> {
     /// Kept weights when `(start, steps)` pieces (at most a block long) are
     /// searched at `lam`, each from state 0; nothing is written.
     pub fn count(&self, lam: f64, pieces: &[(usize, usize)]) -> usize {
+        let share = self.share_above(lam);
         pieces
             .par_iter()
             .map_init(
                 || self.workspace(),
                 |ws, &(start, steps)| {
-                    self.piece(ws, lam, start, steps.min(self.layout.block_steps))
+                    self.piece(ws, lam, share, start, steps.min(self.layout.block_steps), None)
                         .kept
                 },
             )
@@ -155,6 +313,13 @@ impl<'a> Searcher<'a> {
 
     /// [`run`](Self::run) on an index already checked against the layout.
     pub(crate) fn pass(&self, lam: f64, index: &mut [u64]) -> Vec<BlockResult> {
+        self.pass_with(lam, index, None)
+    }
+
+    /// [`pass`](Self::pass), each block at threshold `fixed[b]` when given
+    /// (a searcher that chooses thresholds per block only).
+    pub(crate) fn pass_with(&self, lam: f64, index: &mut [u64], fixed: Option<&[u8]>) -> Vec<BlockResult> {
+        let share = self.share_above(lam);
         let blocks = self.layout.n_blocks();
         let mut results = crate::alloc::with_capacity(blocks, "the per-block search results")
             .unwrap_or_else(|e| cancel::fail(e));
@@ -164,7 +329,7 @@ impl<'a> Searcher<'a> {
             .map_init(
                 || self.workspace(),
                 |ws, (b, out)| {
-                    let res = self.block(ws, lam, b);
+                    let res = self.block(ws, lam, share, b, fixed);
                     out.copy_from_slice(&ws.words[..out.len()]);
                     res
                 },

@@ -34,12 +34,14 @@ const MIN_WIDTH: f64 = 1.0 / (1u64 << 20) as f64;
 const LAM_FLOOR: f64 = 1.0 / (1u64 << 60) as f64;
 
 /// The outcome of [`prune_to_rate`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RateResult {
     pub lam: f64,
     pub kept: usize,
     /// Search work spent, in full passes over the tensor.
     pub passes: f64,
+    /// Each block's threshold, when the searcher chooses them per block.
+    pub thresholds: Option<Vec<u8>>,
 }
 
 /// Evenly spaced `(start weight, steps)` pieces of a block's length covering
@@ -200,6 +202,11 @@ struct FullPasses<'s, 'a> {
     target: f64,
     scratch: Vec<u64>,
     best_index: Vec<u64>,
+    /// The best pass's per-block thresholds.
+    best_thresholds: Vec<u8>,
+    /// Per-block thresholds every pass keeps, once choosing them anew in each
+    /// pass has not met the target (see [`prune_to_rate`]).
+    fixed: Option<Vec<u8>>,
     /// `(lam, kept share - target)` of each pass, in order.
     points: Vec<(f64, f64)>,
     /// `(lam, kept share - target, kept)` of the pass closest to the target.
@@ -214,17 +221,17 @@ impl FullPasses<'_, '_> {
             return e;
         }
         self.passes += 1.0;
-        let kept: usize = self
-            .searcher
-            .pass(lam, &mut self.scratch)
-            .iter()
-            .map(|b| b.kept)
-            .sum();
+        let fixed = self.fixed.as_deref();
+        let results = self.searcher.pass_with(lam, &mut self.scratch, fixed);
+        let kept: usize = results.iter().map(|b| b.kept).sum();
         let e = kept as f64 / self.searcher.layout().n_weights as f64 - self.target;
         self.points.push((lam, e));
         if self.best.is_none_or(|b| e.abs() < b.1.abs()) {
             self.best = Some((lam, e, kept));
             std::mem::swap(&mut self.scratch, &mut self.best_index);
+            self.best_thresholds.clear();
+            self.best_thresholds
+                .extend(results.iter().map(|b| b.threshold as u8));
         }
         e
     }
@@ -333,6 +340,9 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
             lam: 0.0,
             kept: layout.n_weights,
             passes: 0.0,
+            thresholds: s
+                .chooses_thresholds()
+                .then(|| vec![s.threshold() as u8; layout.n_blocks()]),
         });
     }
     let n = layout.n_weights as f64;
@@ -347,6 +357,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         target: d,
         scratch: crate::alloc::zeros(index.len(), "a trial index")?,
         best_index: crate::alloc::zeros(index.len(), "the best index")?,
+        best_thresholds: Vec::new(),
+        fixed: None,
         points: Vec::new(),
         best: None,
         passes: 0.0,
@@ -387,12 +399,24 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         let evals = MAX_PASSES.saturating_sub(points.len());
         bisect(|lam| full.excess(lam), &points, top(s), tol, evals);
     }
+    if s.chooses_thresholds() && full.missed_by() > tol {
+        // Blocks switching thresholds as `lam` moves make the kept count jump
+        // (on small tensors, by more than the tolerance); with the closest
+        // pass's thresholds fixed it moves as smoothly as with one threshold.
+        let (lam, _, _) = full.best.expect("at least one full pass");
+        full.fixed = Some(full.best_thresholds.clone());
+        full.points.clear();
+        full.excess(lam);
+        let points = full.points.clone();
+        bisect(|lam| full.excess(lam), &points, top(s), tol, MAX_PASSES / 2);
+    }
     let (lam, _, kept) = full.best.expect("at least one full pass");
     index.copy_from_slice(&full.best_index);
     Ok(RateResult {
         lam,
         kept,
         passes: full.passes,
+        thresholds: s.chooses_thresholds().then_some(full.best_thresholds),
     })
 }
 

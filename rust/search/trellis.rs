@@ -76,7 +76,7 @@ impl Trellis {
         let s = self.n_states();
         let floats = 2 * s + (s << self.n_in) + 256 + block_steps * self.n_out;
         let words = block_steps * self.n_in as usize * self.plane_words()
-            + (block_steps * self.n_in as usize).div_ceil(64);
+            + 2 * (block_steps * self.n_in as usize).div_ceil(64);
         floats * 4 + words * 8
     }
 }
@@ -90,6 +90,8 @@ pub(crate) struct Workspace {
     decisions: Vec<u64>,
     pub(super) gains: Vec<f32>,
     pub(super) words: Vec<u64>,
+    /// The best candidate's words while a block tries several thresholds.
+    pub(super) best_words: Vec<u64>,
 }
 
 impl Workspace {
@@ -104,6 +106,7 @@ impl Workspace {
             decisions: zeros(block_steps * tr.n_in as usize * tr.plane_words(), what)?,
             gains: zeros(block_steps * tr.n_out, what)?,
             words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
+            best_words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
         })
     }
 }
@@ -179,6 +182,8 @@ pub struct BlockResult {
     pub metric: f64,
     /// Kept weights (past-the-end positions excluded).
     pub kept: usize,
+    /// The comparator threshold the block was searched with.
+    pub threshold: u32,
 }
 
 /// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
@@ -260,6 +265,7 @@ fn search_block_at(
                 return BlockResult {
                     metric: 0.0,
                     kept: 0,
+                    threshold: 0,
                 };
             }
         }
@@ -298,5 +304,9 @@ fn search_block_at(
         ns = r >> n_in;
     }
     debug_assert_eq!(ns, 0, "traceback must end in the start state");
-    BlockResult { metric, kept }
+    BlockResult {
+        metric,
+        kept,
+        threshold: 0,
+    }
 }

@@ -113,7 +113,7 @@ def global_search(layers: List[Tuple["torch.Tensor", Optional["torch.Tensor"]]],
     def full(lam: float) -> int:
         out, total = [], 0
         for x, c, prior in zip(s, configs, priors):
-            index, kept, _ = _vitrust.search(c, x, "raw", lam, bs, threads, budget)
+            index, kept, _, _ = _vitrust.search(c, x, "raw", lam, bs, threads, budget)
             if prior is not None:  # the final mask is ANDed with the earlier one
                 kept = int(np.count_nonzero(_vitrust.expand(c, index, x.size, bs, threads) & prior))
             out.append(index)

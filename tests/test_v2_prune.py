@@ -1,0 +1,89 @@
+"""prune with per-block thresholds and the column-major order (format v2), checked
+against the NumPy reference, the dense form and the v1 search block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vitrust
+from reference import expand_v2
+from vitrust import _vitrust
+
+RNG = np.random.default_rng(13)
+# Rows of very different scale: what per-block thresholds are for.
+W = (RNG.standard_normal((300, 200)) * np.exp(RNG.uniform(-2, 2, (300, 1)))).astype(np.float32)
+
+
+def _stream(a: np.ndarray, order: str) -> np.ndarray:
+    return (a.T if order == "F" else a).reshape(-1)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_block_thresholds_and_order_round_trip(order):
+    sp = vitrust.prune(W, 0.9, block_thresholds=True, order=order)
+    assert sp.order == order and sp.thresholds is not None and sp.thresholds.dtype == np.uint8
+    n_blocks = -(-W.size // (sp.block_steps * sp.config.n_out))
+    assert len(sp.thresholds) == n_blocks
+    assert len(np.unique(sp.thresholds)) > 1  # rows of different scale want different thresholds
+    mask = expand_v2(sp.config, sp.index, W.shape, sp.block_steps, sp.thresholds, order)
+    np.testing.assert_array_equal(sp.mask(), mask)
+    # Values are the kept weights in stream order.
+    np.testing.assert_array_equal(sp.values, _stream(W, order)[_stream(mask, order)])
+    np.testing.assert_array_equal(sp.to_dense(), np.where(mask, W, 0))
+    assert abs(sp.rate - 0.9) <= 2e-3
+    dense = np.where(mask, W, 0).astype(np.float64)
+    x = RNG.standard_normal((200, 4))
+    y = RNG.standard_normal((3, 300))
+    np.testing.assert_allclose(sp @ x, dense @ x, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(y @ sp, y @ dense, rtol=1e-9, atol=1e-9)
+    steps = -(-W.size // sp.config.n_out)
+    assert sp.index_bits == steps * sp.config.n_in + n_blocks * sp.config.comparator_bits
+
+
+def test_block_thresholds_do_not_depend_on_threads():
+    a = vitrust.prune(W, 0.8, block_thresholds=True, order="F", threads=1)
+    b = vitrust.prune(W, 0.8, block_thresholds=True, order="F", threads=2)
+    np.testing.assert_array_equal(a.index, b.index)
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert a.lam == b.lam
+
+
+def test_each_block_keeps_the_best_candidate():
+    """Two candidates per block give, block by block, the better of the two
+    single-candidate searches: the same bits and the larger objective."""
+    config = vitrust.VDConfig(8, 1, 5, 5, 6, seed=3)
+    w = W.reshape(-1)[: 40 * 512].copy()
+    lam, bs = 0.6, 40
+    one = [_vitrust.search(config, w, "abs", lam, bs, None, 1 << 30, None, [f]) for f in (0.7, 1.4)]
+    both = _vitrust.search(config, w, "abs", lam, bs, None, 1 << 30, None, [0.7, 1.4])
+    n_blocks = len(both[3])
+    wpb = 1  # 40 steps of one input bit: one word per block
+    for b in range(n_blocks):
+        # Each block alone, searched v1-style at the threshold each candidate chose.
+        piece = w[b * bs * 5 : (b + 1) * bs * 5]
+        metrics = []
+        for idx, _, _, th in one:
+            c = vitrust.VDConfig(8, 1, 5, 5, int(th[b]), taps=config.taps)
+            ref = _vitrust.search(c, piece, "abs", lam, bs)
+            np.testing.assert_array_equal(ref[0], idx[b * wpb : (b + 1) * wpb])
+            metrics.append(ref[2])
+        pick = int(np.argmax(metrics))  # the first on ties, as the search does
+        assert both[3][b] == one[pick][3][b]
+        np.testing.assert_array_equal(both[0][b * wpb : (b + 1) * wpb], one[pick][0][b * wpb : (b + 1) * wpb])
+
+
+def test_auto_order_is_one_of_the_explicit_ones():
+    sp = vitrust.prune(W, 0.9, order="auto")
+    explicit = vitrust.prune(W, 0.9, order=sp.order)
+    np.testing.assert_array_equal(sp.index, explicit.index)
+    assert sp.thresholds is None
+
+
+def test_bad_choices_are_refused():
+    with pytest.raises(ValueError, match="order"):
+        vitrust.prune(W, 0.9, order="K")
+    with pytest.raises(TypeError, match="block_thresholds"):
+        vitrust.prune(W, 0.9, block_thresholds="yes")
+    with pytest.raises(ValueError, match="factors"):
+        _vitrust.search(vitrust.VDConfig(8, 1, 5, 5, 6), W.reshape(-1), "abs", 0.5, 64, None, 1 << 30, None, [])
