@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 import vitrust
-from vitrust import _checks, _vitrust
+from vitrust import _checks, _prune, _vitrust
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_models  # noqa: E402
@@ -55,8 +55,11 @@ def run(w: np.ndarray, rate: float, proc: str, order: str) -> Tuple[float, float
     sp0 = vitrust.prune(w, rate)  # the config prune would choose
     config = sp0.config
     rows, cols = _checks.matrix_view(w.shape)
-    flat = w.reshape(rows, cols).T.reshape(-1).copy() if order == "F" else w.reshape(-1)
     t0 = time.perf_counter()
+    if order == "auto":  # as prune(order="auto") chooses: on a sample of blocks
+        order = _prune._choose_order(config, w.reshape(-1), "abs", rate, None, rows, cols, sp0.block_steps, None,
+                                     _vitrust.DEFAULT_MAX_SEARCH_BYTES, None if factors is None else tuple(factors))
+    flat = w.reshape(rows, cols).T.reshape(-1).copy() if order == "F" else w.reshape(-1)
     index, nnz, lam, _, th = _vitrust.search_rate(config, flat, "abs", rate, sp0.block_steps, None,
                                                   _vitrust.DEFAULT_MAX_SEARCH_BYTES, factors, refine)
     dt = time.perf_counter() - t0
@@ -71,8 +74,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=[], choices=list(real_models.MODELS))
     ap.add_argument("--cache", type=Path, default=real_models.DEFAULT_CACHE)
     ap.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7, 0.9, 0.95])
-    ap.add_argument("--procedures", nargs="+", default=list(PROCEDURES))
-    ap.add_argument("--orders", nargs="+", default=["C", "F"])
+    ap.add_argument("--procedures", nargs="+", default=["v1", "3x", "3x+refine"])
+    ap.add_argument("--orders", nargs="+", default=["C", "F", "auto"])
     args = ap.parse_args()
     cols = [(p, o) for p in args.procedures for o in args.orders]
     eff: Dict[Tuple[str, str, float], List[float]] = {}

@@ -87,3 +87,21 @@ def test_bad_choices_are_refused():
         vitrust.prune(W, 0.9, block_thresholds="yes")
     with pytest.raises(ValueError, match="factors"):
         _vitrust.search(vitrust.VDConfig(8, 1, 5, 5, 6), W.reshape(-1), "abs", 0.5, 64, None, 1 << 30, None, [])
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.7, 0.9])
+def test_rate_is_met_on_structured_tensors(rate):
+    """Mostly-zero and block-sparse tensors of 10^4+ weights: thresholds switching
+    with lam make the kept count jump; rate control still lands within 0.2 points."""
+    rng = np.random.default_rng(int(rate * 10))
+    mostly_zero = np.where(rng.random((120, 100)) < 0.3, rng.standard_normal((120, 100)), 0.0).astype(np.float32)
+    blocks = np.kron(rng.random((12, 10)) < 0.4, np.ones((10, 10))) * rng.standard_normal((120, 100))
+    for w in (mostly_zero, blocks.astype(np.float32)):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sp = vitrust.prune(w, rate, block_thresholds=True)
+        assert abs(sp.rate - rate) <= 2e-3
+        np.testing.assert_array_equal(sp.mask(), expand_v2(sp.config, sp.index, w.shape, sp.block_steps,
+                                                           sp.thresholds, "C"))

@@ -170,25 +170,27 @@ SAMPLE_BLOCKS = 8
 
 def _choose_order(config: VDConfig, src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float], rows: int,
                   cols: int, block_steps: int, threads: Optional[int], budget: int, factors: Factors) -> str:
-    """The order whose sampled blocks reach the higher objective ``sum over kept
-    (score - lam)`` at one multiplier: the given ``lam``, or magnitude pruning's
-    threshold for ``rate`` (the orders are compared, not the rate met)."""
+    """The order whose sampled blocks do better: retained importance at the
+    target rate (rate control run on the sample), or the objective ``sum over
+    kept (score - lam)`` at a given ``lam``. C wins ties."""
     bw = block_steps * config.n_out
     n_blocks = -(-src.size // bw)
     if n_blocks < 2 * SAMPLE_BLOCKS:
         picks = np.arange(n_blocks)
     else:
         picks = np.linspace(0, n_blocks - 1, max(SAMPLE_BLOCKS, n_blocks // SAMPLE_SHARE)).round().astype(np.int64)
-    if lam is None:
-        assert rate is not None
-        sub = _scores.values(src[:: max(1, src.size // (1 << 16))], kind)
-        lam = float(np.quantile(sub, rate))
+    fs = None if factors is None else list(factors)
     best, best_value = "C", -np.inf
     for o in ("C", "F"):
         stream = _stream(src, rows, cols, o)
         sample = np.concatenate([stream[b * bw : (b + 1) * bw] for b in picks])
-        value = _vitrust.search(config, sample, kind, lam, block_steps, threads, budget, None,
-                                None if factors is None else list(factors))[2]
+        if rate is None:
+            assert lam is not None
+            value = _vitrust.search(config, sample, kind, lam, block_steps, threads, budget, None, fs)[2]
+        else:
+            index, nnz, _, _, th = _vitrust.search_rate(config, sample, kind, rate, block_steps, threads, budget, fs)
+            kept = _presets.kept_score(config, index, block_steps, sample, kind, threads, th)
+            value = _scores.retained(_scores.values(sample, kind), kept, nnz)
         if value > best_value:
             best, best_value = o, value
     return best
