@@ -114,7 +114,9 @@ def prune(
 
     rows, cols = _checks.matrix_view(w.shape)
     orders = ["C", "F"] if order in ("auto", "both") and rows > 1 and cols > 1 else [order if order != "auto" else "C"]
-    if len(orders) > 1 and order == "auto":
+    n_blocks = -(-w.size // (block_steps * configs[0].n_out))
+    if len(orders) > 1 and order == "auto" and n_blocks >= 2 * SAMPLE_BLOCKS:
+        # (Fewer blocks than a sample would hold: both orders in full cost no more.)
         orders = [_choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)]
     found: Optional[Tuple[Found, str, float]] = None
     for o in orders:
