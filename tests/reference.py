@@ -44,17 +44,7 @@ def unpack(words: np.ndarray, nbits: int, start_bit: int = 0) -> np.ndarray:
 
 def expand(config, index: np.ndarray, n_weights: int, block_steps: int) -> np.ndarray:
     """The whole tensor's mask, block by block as docs/format.md ("Blocks") lays them out."""
-    c = config
-    bw = block_steps * c.n_out
-    wpb = math.ceil(block_steps * c.n_in / 64)
-    out = []
-    for b in range(math.ceil(n_weights / bw)):
-        n = min(bw, n_weights - b * bw)
-        steps = math.ceil(n / c.n_out)
-        bits = unpack(index, steps * c.n_in, b * wpb * 64)
-        m = expand_block(c.flip_flops, c.n_in, c.n_out, c.comparator_bits, c.threshold, c.taps, bits)
-        out.append(m[:n])
-    return np.concatenate(out)
+    return expand_v2(config, index, (n_weights,), block_steps, None, "C")
 
 
 def brute_force_optimum(config, scores: np.ndarray, lam: float, steps: int) -> float:

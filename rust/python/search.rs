@@ -25,19 +25,21 @@ pub(super) fn simd_level(name: Option<&str>) -> PyResult<crate::Level> {
     }
 }
 
-/// The search of `config` over `layout`, choosing each block's threshold
-/// among multiples `factors` of its prediction when given.
+/// The search of `config` over weights `w` cut into blocks of `block_steps`,
+/// each block choosing its threshold among multiples `factors` of its
+/// prediction when given.
 fn searcher<'a>(
     config: &crate::VdConfig,
-    layout: Layout,
-    scores: Scores<'a>,
+    w: Weights<'a>,
+    kind: Score,
+    block_steps: usize,
     max_bytes: usize,
-    factors: Option<Vec<f64>>,
-    refine: bool,
+    thresholds: Option<ThresholdSearch>,
 ) -> crate::Result<Searcher<'a>> {
-    let s = Searcher::new(config, layout, scores, max_bytes)?;
-    match factors {
-        Some(factors) => s.with_thresholds(config, ThresholdSearch { factors, refine }, max_bytes),
+    let layout = Layout::new(config, w.len(), block_steps)?;
+    let s = Searcher::new(config, layout, Scores::new(w, kind), max_bytes)?;
+    match thresholds {
+        Some(how) => s.with_thresholds(config, how, max_bytes),
         None => Ok(s),
     }
 }
@@ -79,17 +81,9 @@ pub(super) fn search<'py>(
     let w = arr.weights()?;
     let (kind, cfg) = (score_kind(score)?, &config.0);
     let (index, nnz, metric, th) = detached(py, threads, || {
-        let layout = Layout::new(cfg, w.len(), block_steps)?;
-        let s = searcher(
-            cfg,
-            layout,
-            Scores::new(w, kind),
-            max_bytes,
-            factors,
-            refine,
-        )?
-        .with_level(level)?;
-        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
+        let how = factors.map(|factors| ThresholdSearch { factors, refine });
+        let s = searcher(cfg, w, kind, block_steps, max_bytes, how)?.with_level(level)?;
+        let mut index = zeros::<u64>(s.layout().index_len(), "the index")?;
         let res = s.run(lam, &mut index)?;
         let th = s
             .chooses_thresholds()
@@ -130,16 +124,9 @@ pub(super) fn search_rate<'py>(
     let w = arr.weights()?;
     let (kind, cfg) = (score_kind(score)?, &config.0);
     let (index, r) = detached(py, threads, || {
-        let layout = Layout::new(cfg, w.len(), block_steps)?;
-        let s = searcher(
-            cfg,
-            layout,
-            Scores::new(w, kind),
-            max_bytes,
-            factors,
-            refine,
-        )?;
-        let mut index = zeros::<u64>(layout.index_len(), "the index")?;
+        let how = factors.map(|factors| ThresholdSearch { factors, refine });
+        let s = searcher(cfg, w, kind, block_steps, max_bytes, how)?;
+        let mut index = zeros::<u64>(s.layout().index_len(), "the index")?;
         let r = prune_to_rate(&s, rate, &mut index)?;
         Ok((index, r))
     })?;

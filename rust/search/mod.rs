@@ -153,7 +153,14 @@ impl<'a> Searcher<'a> {
         self.max_score
     }
 
-    fn block(&self, ws: &mut Workspace, lam: f64, share: f64, b: usize, fixed: Option<&[u8]>) -> BlockResult {
+    fn block(
+        &self,
+        ws: &mut Workspace,
+        lam: f64,
+        share: f64,
+        b: usize,
+        fixed: Option<&[u8]>,
+    ) -> BlockResult {
         let start = self.layout.weights(b).start;
         let fixed = fixed.map(|t| u32::from(t[b]));
         self.piece(ws, lam, share, start, self.layout.steps(b), fixed)
@@ -297,8 +304,15 @@ impl<'a> Searcher<'a> {
             .map_init(
                 || self.workspace(),
                 |ws, &(start, steps)| {
-                    self.piece(ws, lam, share, start, steps.min(self.layout.block_steps), None)
-                        .kept
+                    self.piece(
+                        ws,
+                        lam,
+                        share,
+                        start,
+                        steps.min(self.layout.block_steps),
+                        None,
+                    )
+                    .kept
                 },
             )
             .sum::<usize>()
@@ -318,7 +332,12 @@ impl<'a> Searcher<'a> {
 
     /// [`pass`](Self::pass), each block at threshold `fixed[b]` when given
     /// (a searcher that chooses thresholds per block only).
-    pub(crate) fn pass_with(&self, lam: f64, index: &mut [u64], fixed: Option<&[u8]>) -> Vec<BlockResult> {
+    pub(crate) fn pass_with(
+        &self,
+        lam: f64,
+        index: &mut [u64],
+        fixed: Option<&[u8]>,
+    ) -> Vec<BlockResult> {
         let share = self.share_above(lam);
         let blocks = self.layout.n_blocks();
         let mut results = crate::alloc::with_capacity(blocks, "the per-block search results")
