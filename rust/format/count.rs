@@ -9,8 +9,8 @@
 //! small tensors sharing one wide config thus cost about as much per byte as
 //! one large tensor.
 
-use crate::vd::keep::FastKeep;
 use crate::vd::check_thresholds;
+use crate::vd::keep::FastKeep;
 use crate::vd::step::for_each_register;
 use crate::{Expander, Layout, Result, VdConfig};
 use rayon::prelude::*;

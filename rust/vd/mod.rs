@@ -107,7 +107,13 @@ impl VdConfig {
     /// This config with comparator threshold `threshold` (the config of a
     /// block with its own threshold, docs/format.md, "Thresholds per block").
     pub fn with_threshold(&self, threshold: u32) -> Result<Self> {
-        check_shape(self.flip_flops, self.n_in, self.n_out, self.comparator_bits, threshold)?;
+        check_shape(
+            self.flip_flops,
+            self.n_in,
+            self.n_out,
+            self.comparator_bits,
+            threshold,
+        )?;
         Ok(Self {
             threshold,
             ..self.clone()
