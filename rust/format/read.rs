@@ -11,7 +11,7 @@ use super::{
     is_reserved, sibling_base, DType, Item, KeptCounter, Plain, Sparse, FORMAT_VERSION_1,
     INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
 };
-use crate::{bail_format, Error, Result};
+use crate::{bail_format, Error, ErrorKind, Result};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -196,7 +196,11 @@ pub fn sparse_item<'a>(
             m.nnz
         );
     }
-    s.check_with(name, counter)?;
+    // Whatever the stored tensor fails is the file's fault: a format error.
+    s.check_with(name, counter).map_err(|e| match e.kind {
+        ErrorKind::Invalid => Error::format(e.msg),
+        _ => e,
+    })?;
     Ok(s)
 }
 
