@@ -476,3 +476,5 @@ pub fn save(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;
