@@ -345,3 +345,14 @@ def test_torch_export_and_load_carry_thresholds_and_order(tmp_path, order, thres
     np.testing.assert_array_equal(fresh[0].weight.detach().numpy(), dense)
     np.testing.assert_array_equal(fresh[0].weight_mask.numpy() != 0, mask)
     np.testing.assert_array_equal(fresh[0].bias.detach().numpy(), model[0].bias.detach().numpy())
+
+
+def test_cli_unpack_expands_v2_tensors(tmp_path, v2, capsys):
+    from vitrust._cli import main
+
+    path, out = tmp_path / "m.safetensors", tmp_path / "dense.safetensors"
+    vitrust.save_file(v2, path)
+    assert main(["unpack", str(path), "-o", str(out)]) == 0
+    raw = st_load(str(out))  # an independent reader
+    np.testing.assert_array_equal(raw["a"], _expected(v2["a"])[1])
+    np.testing.assert_array_equal(raw["bias"], v2["bias"])

@@ -49,7 +49,7 @@ impl SparseSpan {
     }
 }
 
-/// One logical tensor of the file: plain, or pruned (stored as two siblings).
+/// One logical tensor of the file: plain, or pruned (stored as two or three siblings).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
     Plain(Span),
