@@ -1,6 +1,7 @@
 """Fuzz the file loader for a while: valid vitrust files, damaged at random
 (bit flips, truncation, overwritten or appended bytes, a bad length prefix,
-edited header and metadata fields), must each load as exactly the original
+edited header and metadata fields; files of format versions 1 and 2, the
+latter with per-block thresholds and order F), must each load as exactly the original
 data or raise ValueError. Any other exception, a crash, a hang (a case slower
 than --case-timeout seconds) or a damaged file loading as different data
 fails. Forged edits (vitrust's metadata check recomputed to match, which no
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fuzzing import consistent, mutate, same, sample_tensors  # noqa: E402
+from fuzzing import consistent, mutate, same, sample_tensors, sample_tensors_v2  # noqa: E402
 
 import vitrust  # noqa: E402
 
@@ -45,9 +46,9 @@ def main() -> int:
     slowest = 0.0
     with tempfile.TemporaryDirectory() as d:
         originals = []
-        for s in range(4):  # a few different valid files
+        for s in range(6):  # a few different valid files, of format versions 1 and 2
             p = Path(d) / f"orig{s}.safetensors"
-            vitrust.save_file(sample_tensors(s), p)
+            vitrust.save_file(sample_tensors(s) if s % 2 == 0 else sample_tensors_v2(s), p)
             originals.append((p.read_bytes(), vitrust.load_file(p)))
         path = Path(d) / "case.safetensors"
         start = time.perf_counter()

@@ -61,6 +61,40 @@ def sample_tensors(seed: int = 0) -> Dict[str, Any]:
     }
 
 
+def random_v2(shape: Tuple[int, ...], config: "vitrust.VDConfig", block_steps: int, rng: np.random.Generator,
+              order: str = "F", thresholds: bool = True, dtype: Any = np.float32) -> "vitrust.ViterbiSparse":
+    """A format 2 tensor built directly: random index words, random per-block
+    thresholds (or none) and random values, one per weight the index keeps."""
+    n = int(np.prod(shape))
+    n_blocks, words, _ = vitrust._vitrust.layout_info(config, n, block_steps)
+    kept = 0
+    while kept == 0:  # a tensor keeps at least one weight
+        index = rng.integers(0, 2**64, words, dtype=np.uint64)
+        th = None
+        if thresholds:
+            top = min(2**config.comparator_bits, vitrust._vitrust.MAX_BLOCK_THRESHOLD)
+            th = rng.integers(1, top + 1, n_blocks).astype(np.uint8)
+        kept = int(vitrust._vitrust.block_starts(config, index, n, block_steps, None, th)[-1])
+    values = rng.standard_normal(kept).astype(dtype)
+    return vitrust.ViterbiSparse(shape, config, block_steps, index, values, 0.25, thresholds=th, order=order)
+
+
+def sample_tensors_v2(seed: int = 0) -> Dict[str, Any]:
+    """A format 2 file's tensors: one with thresholds and order F, one with
+    thresholds only, one with order F only, a version 1 tensor and a plain one."""
+    rng = np.random.default_rng(seed)
+    c = vitrust.VDConfig(6, 1, 5, 3, 4, seed=seed)
+    c2 = vitrust.VDConfig(4, 2, 6, 2, 3, seed=seed + 1)
+    w = rng.standard_normal((12, 50)).astype(np.float32)
+    return {
+        "a": random_v2((12, 50), c, 16, rng),
+        "b": random_v2((7, 3, 5), c2, 4, rng, order="C", dtype=np.float16),
+        "c": random_v2((9, 11), c, 8, rng, thresholds=False),
+        "w": vitrust.prune(w, 0.8, flip_flops=6, block_steps=16),
+        "bias": rng.standard_normal(7),
+    }
+
+
 def same(a: Any, b: Any) -> bool:
     """Bit-for-bit equality of two loaded dicts."""
     if sorted(a) != sorted(b):
@@ -74,6 +108,8 @@ def same(a: Any, b: Any) -> bool:
                 x.shape == y.shape and x.config == y.config and x.block_steps == y.block_steps
                 and x.lam == y.lam and x.dtype == y.dtype
                 and np.array_equal(x.index, y.index) and x.values.tobytes() == y.values.tobytes()
+                and x.order == y.order and (x.thresholds is None) == (y.thresholds is None)
+                and (x.thresholds is None or np.array_equal(x.thresholds, y.thresholds))
             )
         else:
             ok = x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
@@ -194,7 +230,8 @@ def consistent(loaded: Dict[str, Any]) -> bool:
     """Every pruned tensor passes the constructor's full validation again."""
     for x in loaded.values():
         if isinstance(x, vitrust.ViterbiSparse):
-            y = vitrust.ViterbiSparse(x.shape, x.config, x.block_steps, x.index, x.values, x.lam)
+            y = vitrust.ViterbiSparse(x.shape, x.config, x.block_steps, x.index, x.values, x.lam,
+                                      thresholds=x.thresholds, order=x.order)
             if y.to_dense().shape != x.shape:
                 return False
     return True

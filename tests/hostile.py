@@ -3,7 +3,8 @@
 
 Each builder writes a file of about ``size`` bytes whose metadata is made
 to cost as much as possible to load: a huge unknown field, a huge tap list,
-a huge shape in the container header, or very many tiny pruned tensors."""
+a huge shape in the container header, very many tiny pruned tensors, or
+(format 2) very many blocks with thresholds of their own."""
 
 from __future__ import annotations
 
@@ -76,6 +77,24 @@ def wide_config(path: str, size: int, steps: int = 60_000) -> None:
     vitrust.save_file(tensors, path)
 
 
+def many_thresholds(path: str, size: int) -> None:
+    """A valid format 2 file: one tensor of the widest VD (flip_flops 16,
+    n_in 4, comparator_bits 8; a keep table has 2^20 entries) cut into many
+    short blocks whose thresholds run through all of 1..=255, so each
+    threshold's blocks are far too few to repay a table of their own."""
+    rng = np.random.default_rng(3)
+    cfg = vitrust.VDConfig(flip_flops=16, n_in=4, n_out=1, comparator_bits=8, threshold=1, seed=1)
+    block_steps = 64  # 4 index words and about 32 float16 values a block
+    n_blocks = max(255, size // 96)
+    n = n_blocks * block_steps
+    index = rng.integers(0, 2**63, n_blocks * 4, dtype=np.uint64)
+    thresholds = (np.arange(n_blocks) % 255 + 1).astype(np.uint8)
+    kept = int(vitrust._vitrust.block_starts(cfg, index, n, block_steps, None, thresholds)[-1])
+    sp = vitrust.ViterbiSparse((n,), cfg, block_steps, index, np.ones(kept, np.float16), 0.0,
+                               thresholds=thresholds)
+    vitrust.save_file({"w": sp}, path)
+
+
 def normal(path: str, size: int) -> None:
     """An ordinary pruned checkpoint: float32 matrices at rate 0.9, default config."""
     rng = np.random.default_rng(2)
@@ -90,7 +109,10 @@ CASES: Dict[str, Callable[[str, int], None]] = {
     "long taps": long_taps,
     "long shape": long_shape,
     "many tensors": many_tensors,
+    "many thresholds": many_thresholds,
 }
+# The cases that are valid files (the others are refused).
+VALID = {"many tensors", "many thresholds"}
 
 
 def _write(path: str, buf: bytes) -> None:

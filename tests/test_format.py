@@ -106,7 +106,9 @@ def test_an_independent_reader_opens_the_file(saved, tensors):
         meta = f.metadata()
     assert meta["note"] == "hello"
     b = json.loads(meta["vitrust"])
-    assert b["version"] == vitrust._vitrust.FORMAT_VERSION == 1
+    # Nothing here needs version 2, so the file stays version 1 for v1 readers.
+    assert b["version"] == vitrust._vitrust.FORMAT_VERSION_1 == 1
+    assert vitrust._vitrust.FORMAT_VERSION == 2
     rec = b["sparse"]["w"]
     w = tensors["w"]
     assert rec["shape"] == list(w.shape) and rec["dtype"] == "F32" and rec["nnz"] == w.nnz
@@ -143,7 +145,7 @@ def test_failed_save_keeps_the_old_file(saved, tensors):
         vitrust.save_file({"x": np.zeros(3)}, saved, metadata={"n": 1})
     bad = vitrust.ViterbiSparse.__new__(vitrust.ViterbiSparse)
     w = tensors["w"]
-    for slot in ("shape", "config", "block_steps", "index", "lam", "_threads"):
+    for slot in ("shape", "config", "block_steps", "index", "lam", "thresholds", "order", "_threads"):
         setattr(bad, slot, getattr(w, slot))
     bad.values = w.values[:-1]  # one value short of what the index keeps
     with pytest.raises(ValueError, match="values"):
@@ -184,7 +186,9 @@ def test_truncation_and_data_damage_are_refused(saved):
 
 
 HOSTILE = [
-    (lambda b: b.update(version=2), "unsupported vitrust format version 2"),
+    (lambda b: b.update(version=3), "unsupported vitrust format version 3"),
+    (lambda b: b.update(version=0), "unsupported vitrust format version 0"),
+    (lambda b: b["sparse"]["w"].update(order="F"), "version 1 file has no \"order\""),
     (lambda b: b["sparse"]["w"]["config"].update(flip_flops=17), "flip_flops = 17"),
     (lambda b: b["sparse"]["w"]["config"].update(n_in=3, flip_flops=2), "n_in = 3"),
     (lambda b: b["sparse"]["w"]["config"].update(taps=[0] * 5000), "tap masks"),

@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vitrust
-from fuzzing import consistent, mutate, same, sample_tensors
+from fuzzing import consistent, mutate, same, sample_tensors, sample_tensors_v2
 
 
-@pytest.fixture(scope="module")
-def original(tmp_path_factory):
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def original(request, tmp_path_factory):
+    # A version 1 file, and a version 2 one (per-block thresholds, order F).
     path = tmp_path_factory.mktemp("fuzz") / "orig.safetensors"
-    vitrust.save_file(sample_tensors(), path)
+    vitrust.save_file(sample_tensors() if request.param == "v1" else sample_tensors_v2(), path)
     return path.read_bytes(), vitrust.load_file(path)
 
 

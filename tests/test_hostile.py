@@ -23,7 +23,7 @@ def test_loading_costs_at_most_about_twice_the_file(tmp_path, case):
     hostile.CASES[case](path, SIZE)
     size = os.path.getsize(path)
     outcome, peak, seconds = hostile.measure(path)
-    assert outcome == ("loaded" if case == "many tensors" else "refused")
+    assert outcome == ("loaded" if case in hostile.VALID else "refused")
     assert peak < 3 * size, f"{case}: peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
     # Linear work: about 0.3 s here (a tree of the unknown field took 7 s).
     assert seconds < 3, f"{case}: {seconds:.1f} s"

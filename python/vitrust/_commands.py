@@ -197,6 +197,7 @@ def info(path: str) -> None:
     head = ["tensor", "shape", "dtype", "rate", "vitrust", "csr32", "rel-4", "bitmask", "bytes"]
     rows: List[List[str]] = [head]
     pruned = dense_bytes = stored = n = 0
+    notes: List[str] = []
     for shard in source.shards:
         f = _vitrust.SafeOpen(shard)
         for name in f.keys():
@@ -205,7 +206,9 @@ def info(path: str) -> None:
             stored += nbytes
             if kind == "sparse":
                 sp = _shard.sparse_from(f.get(name), name, None)
-                st = sp.storage()
+                st = sp.storage()  # the vitrust column counts per-block thresholds' bits
+                if sp.thresholds is not None or sp.order != "C":
+                    notes.append(f"{name}: {_stream(sp)}")
                 cols = [_bpw(st, fmt) for fmt in ("viterbi",) + COMPARED]
                 pruned += 1
                 dense_bytes += sp.size * sp.values.itemsize
@@ -223,11 +226,27 @@ def info(path: str) -> None:
     print(" " * (len(lines[0]) - 38) + "--- index bits per weight ---")
     for line in lines:
         print(line)
+    for note in notes:
+        print(note)
     print(f"total: {pruned} pruned, {n - pruned} dense; {_mib(stored)} stored, "
           f"{_mib(dense_bytes)} as dense ({stored / max(dense_bytes, 1):.1%})")
     if pruned:
-        print("note: a pruned tensor is stored as NAME.vitrust.index and NAME.vitrust.values;\n"
-              "other readers see those two: expanding it needs vitrust (`vitrust unpack`)")
+        print("note: pruned tensors are stored as NAME.vitrust.index, .values (.thresholds);\n"
+              "other readers see those: expanding it needs vitrust (`vitrust unpack`)")
+
+
+def _stream(sp: Any) -> str:
+    """A format 2 tensor's order and comparator, for ``info``: the per-block
+    thresholds cost ``comparator_bits`` each, counted in the vitrust column."""
+    c = sp.config
+    if sp.thresholds is None:
+        comparator = f"threshold {c.threshold}/{2 ** c.comparator_bits}"
+    else:
+        t = sp.thresholds
+        span = f"{int(t.min())}..{int(t.max())}" if t.size else "none"
+        comparator = (f"per-block thresholds {span}/{2 ** c.comparator_bits} "
+                      f"({c.comparator_bits} bits a block)")
+    return f"order {sp.order}, {comparator}"
 
 
 def _bpw(table_: Dict[str, Dict[str, float]], fmt: str) -> str:

@@ -1,8 +1,10 @@
 """``save_file`` and ``load_file``: vitrust's safetensors files.
 
 A pruned tensor ``name`` is stored as the sibling tensors ``name.vitrust.index``
-(U64) and ``name.vitrust.values`` (its dtype); plain arrays pass through, so any
-safetensors reader opens the file. Writing, parsing and every check happen in
+(U64), ``name.vitrust.values`` (its dtype) and, when its blocks have their own
+thresholds, ``name.vitrust.thresholds`` (U8); plain arrays pass through, so any
+safetensors reader opens the file. A file is format version 2 when a tensor
+has per-block thresholds or order ``"F"``, version 1 otherwise. Writing, parsing and every check happen in
 the compiled core (the Rust ``safetensors`` crate underneath). The layout
 and its versions are in docs/format.md ("File format", "Versions").
 """
@@ -62,8 +64,9 @@ def _from_bytes(name: str, dtype_name: str, data: np.ndarray) -> np.ndarray:
 def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
     """Write ``tensors`` (names to ``ViterbiSparse`` or arrays) to a safetensors file.
 
-    Pruned tensors are stored as index and values with their config, shape, λ
-    and a CRC-32 per stored tensor in the metadata; arrays pass through.
+    Pruned tensors are stored as index and values (and per-block thresholds
+    when they have them) with their config, shape, λ, order and a CRC-32 per
+    stored tensor in the metadata; arrays pass through.
     ``metadata`` is your own string metadata (the key ``"vitrust"`` is
     reserved). The write is atomic: a temporary file in the same directory is
     renamed over ``path`` only when complete, so a failed save leaves an
@@ -82,7 +85,8 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
         if isinstance(t, ViterbiSparse):
             dt = _dtype_name(t.values, f"tensor {name!r} values")
             sparse.append(
-                (name, dt, list(t.shape), _le_bytes(t.values), t.config, t.block_steps, t.lam, t.index)
+                (name, dt, list(t.shape), _le_bytes(t.values), t.config, t.block_steps, t.lam, t.index,
+                 t.thresholds, t.order)
             )
         else:
             a = t if isinstance(t, np.ndarray) else np.asarray(t)
@@ -112,7 +116,8 @@ def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any
     out: Dict[str, Any] = {}
     for name, dt, shape, data in plain:
         out[name] = _from_bytes(name, dt, data).reshape(shape)
-    for name, dt, shape, values, config, block_steps, lam, index in sparse:
+    for name, dt, shape, values, config, block_steps, lam, index, thresholds, order in sparse:
         values = _from_bytes(name, dt, values)
-        out[name] = ViterbiSparse._from_core(tuple(shape), config, block_steps, index, values, lam, threads=t)
+        out[name] = ViterbiSparse._from_core(tuple(shape), config, block_steps, index, values, lam, threads=t,
+                                             thresholds=thresholds, order=order)
     return dict(sorted(out.items()))

@@ -120,9 +120,10 @@ def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) 
 
 def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> ViterbiSparse:
     """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
-    dt, shape, values, config, block_steps, lam, index = item
+    dt, shape, values, config, block_steps, lam, index, thresholds, order = item
     vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
-    return ViterbiSparse._from_core(tuple(shape), config, block_steps, index, vals, lam, threads=threads)
+    return ViterbiSparse._from_core(tuple(shape), config, block_steps, index, vals, lam, threads=threads,
+                                    thresholds=thresholds, order=order)
 
 
 class Sources:
@@ -171,11 +172,11 @@ def _write(w: _vitrust.ShardWriter, f: _vitrust.SafeOpen, t: TensorPlan, sp: Opt
     if sp is not None:
         vals = sp.values
         w.add_sparse(t.name, _format._dtype_name(vals, t.name), list(sp.shape), _format._le_bytes(vals),
-                     sp.config, sp.block_steps, sp.lam, sp.index)
+                     sp.config, sp.block_steps, sp.lam, sp.index, sp.thresholds, sp.order)
     elif t.kind == "sparse" or part is not None:
         g = f if part is None else _vitrust.SafeOpen(part)
-        dt, shape, values, config, block_steps, lam, index = g.get(t.name)
-        w.add_sparse(t.name, dt, list(shape), values, config, block_steps, lam, index)
+        dt, shape, values, config, block_steps, lam, index, thresholds, order = g.get(t.name)
+        w.add_sparse(t.name, dt, list(shape), values, config, block_steps, lam, index, thresholds, order)
     else:
         w.add_plain(t.name, t.dtype, list(t.shape), f.get(t.name))
     f.release(t.name)

@@ -110,18 +110,34 @@ class StorageTable(Dict[str, Dict[str, float]]):
         return f"StorageTable({dict(self)!r})"
 
 
+def _named_cost(flat: np.ndarray, rows: int, name: str) -> Tuple[int, int]:
+    """``(bits, padding)`` of a flat C-order mask under a storage-table format name."""
+    if name.startswith("relative-"):
+        return _vitrust.index_cost(flat, rows, "relative", bits=int(name[len("relative-"):]))
+    return _vitrust.index_cost(flat, rows, name)
+
+
 def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
     """The storage table of a ``ViterbiSparse`` (see ``StorageTable``).
 
     The models are computed from the index block by block, without building
-    the mask: memory stays small whatever the tensor's size.
+    the mask: memory stays small whatever the tensor's size (for order
+    ``"F"``, whose stream is not the models' C order, from the mask). The
+    ``viterbi`` row counts per-block thresholds at ``comparator_bits`` each.
     """
     n, nnz, item = sp.size, sp.nnz, sp.values.dtype.itemsize
+    thresholds_bytes = 0 if sp.thresholds is None else int(sp.thresholds.nbytes)
     n_rows, cols = _checks.matrix_view(sp.shape)
     names = ["csr32"] + (["csr16"] if cols <= 1 << 16 else []) + ["csr-min"]
     names += [f"relative-{b}" for b in relative_bits] + ["entropy"]
-    costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, n_rows, names,
-                                                 sp._threads)))
+    if sp._transposed():
+        # Order "F": the models index the mask in C order, which is not the
+        # stream's; they are computed from the mask itself.
+        flat = np.ascontiguousarray(sp.mask()).reshape(-1)
+        costs = {name: _named_cost(flat, n_rows, name) for name in names}
+    else:
+        costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, n_rows, names,
+                                                     sp._threads, sp.thresholds)))
 
     def row(bits: int, total: int, padding: int = 0) -> Dict[str, float]:
         return {"index_bits": bits, "bits_per_weight": bits / n, "padding": padding, "total_bytes": total}
@@ -131,7 +147,9 @@ def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
 
     rows = [
         ("dense", row(0, n * item)),
-        ("viterbi", row(sp.index_bits, sp.index.nbytes + nnz * item)),
+        # index_bits counts comparator_bits per block for per-block thresholds
+        # (stored as one byte each), as the core's cost::viterbi_bits does.
+        ("viterbi", row(sp.index_bits, sp.index.nbytes + thresholds_bytes + nnz * item)),
         ("bitmask", model(n)),
     ]
     rows += [(name, model(*costs[name])) for name in names]

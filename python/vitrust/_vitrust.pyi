@@ -148,13 +148,26 @@ def layout_info(config: VDConfig, n_weights: int, block_steps: int) -> Tuple[int
 def generate_taps(flip_flops: int, n_in: int, n_out: int, comparator_bits: int, seed: int) -> List[int]: ...
 def default_comparator(rate: float) -> Tuple[int, int]: ...
 
-FORMAT_VERSION: int
+FORMAT_VERSION: int  # the newest version read (and written when a file needs it)
+FORMAT_VERSION_1: int
 
 def save_file(
     path: str,
     plain: List[Tuple[str, str, List[int], npt.NDArray[np.uint8]]],
+    # (name, dtype, shape, value bytes, config, block_steps, lam, index, thresholds or None, order)
     sparse: List[
-        Tuple[str, str, List[int], npt.NDArray[np.uint8], VDConfig, int, float, npt.NDArray[np.uint64]]
+        Tuple[
+            str,
+            str,
+            List[int],
+            npt.NDArray[np.uint8],
+            VDConfig,
+            int,
+            float,
+            npt.NDArray[np.uint64],
+            Optional[npt.NDArray[np.uint8]],
+            str,
+        ]
     ],
     metadata: Dict[str, str],
     threads: Optional[int] = None,
@@ -163,7 +176,20 @@ def load_file(
     path: str, threads: Optional[int] = None
 ) -> Tuple[
     List[Tuple[str, str, List[int], npt.NDArray[Any]]],
-    List[Tuple[str, str, List[int], npt.NDArray[Any], VDConfig, int, float, npt.NDArray[np.uint64]]],
+    List[
+        Tuple[
+            str,
+            str,
+            List[int],
+            npt.NDArray[Any],
+            VDConfig,
+            int,
+            float,
+            npt.NDArray[np.uint64],
+            Optional[npt.NDArray[np.uint8]],
+            str,
+        ]
+    ],
 ]: ...
 def read_metadata(path: str) -> Dict[str, str]: ...
 def index_cost(
@@ -182,6 +208,7 @@ def index_costs(
     rows: int,
     formats: List[str],
     threads: Optional[int] = None,
+    thresholds: Optional[npt.NDArray[np.uint8]] = None,
 ) -> List[Tuple[int, int]]: ...
 def default_threads() -> int: ...
 
@@ -214,6 +241,8 @@ class ShardWriter:
         block_steps: int,
         lam: float,
         index: npt.NDArray[np.uint64],
+        thresholds: Optional[npt.NDArray[np.uint8]] = None,
+        order: str = "C",
     ) -> None: ...
     def finish(self) -> Tuple[int, List[str]]: ...
     def abort(self) -> None: ...

@@ -5,7 +5,7 @@
 //! A tensor is viewed as `(rows, cols)` (more than two dimensions: `shape[0]`
 //! rows); the mask is its flattened C-order stream.
 
-use crate::{bail, Expander, Result};
+use crate::{bail, Expander, Layout, Result, VdConfig};
 use rayon::prelude::*;
 
 /// One index format and its parameters.
@@ -34,6 +34,20 @@ pub struct Cost {
     pub bits: u64,
     /// Padding entries (relative indexing only): each also stores a zero value.
     pub padding: u64,
+}
+
+/// The bits a stored VD index of `layout` costs: `steps * n_in` per block,
+/// plus `comparator_bits` per block when the blocks have their own
+/// thresholds (format version 2; stored as a byte each, but `comparator_bits`
+/// of them carry information). Python's `ViterbiSparse.index_bits` is the
+/// same sum.
+pub fn viterbi_bits(config: &VdConfig, layout: &Layout, per_block_thresholds: bool) -> u64 {
+    let thresholds = if per_block_thresholds {
+        layout.n_blocks() as u64 * u64::from(config.comparator_bits())
+    } else {
+        0
+    };
+    layout.index_bits() + thresholds
 }
 
 /// The number of bits that hold every value in `0..=max` (at least one).
@@ -310,6 +324,16 @@ mod tests {
                 assert_eq!(c, index_cost(&mask, rows, *f).unwrap(), "{f:?} n = {n}");
             }
         }
+    }
+
+    #[test]
+    fn per_block_thresholds_cost_comparator_bits_per_block() {
+        let c = VdConfig::from_seed(4, 2, 10, 3, 2, 1).unwrap();
+        // 1234 weights in blocks of 40 steps of 10: three whole blocks and
+        // one of 4 steps, 2 input bits a step (docs/format.md's example).
+        let l = Layout::new(&c, 1234, 40).unwrap();
+        assert_eq!(viterbi_bits(&c, &l, false), 248);
+        assert_eq!(viterbi_bits(&c, &l, true), 248 + 4 * 3);
     }
 
     #[test]

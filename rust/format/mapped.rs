@@ -5,7 +5,10 @@
 //! names the file.
 
 use super::header;
-use super::{is_reserved, load, DType, Item, Sparse, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX};
+use super::{
+    is_reserved, load, DType, Item, Order, Sparse, INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX,
+    VALUES_SUFFIX,
+};
 use crate::{bail_format, Error, Result, VdConfig};
 use memmap2::Mmap;
 use std::borrow::Cow;
@@ -22,7 +25,7 @@ pub struct Span {
     pub range: Range<usize>,
 }
 
-/// A pruned tensor's parameters and where its two siblings lie.
+/// A pruned tensor's parameters and where its siblings lie.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseSpan {
     pub shape: Vec<usize>,
@@ -32,9 +35,21 @@ pub struct SparseSpan {
     pub lam: f64,
     pub index: Span,
     pub values: Span,
+    /// The per-block thresholds (version 2), if the tensor has them.
+    pub thresholds: Option<Span>,
+    pub order: Order,
 }
 
-/// One logical tensor of the file: plain, or pruned (stored as two siblings).
+impl SparseSpan {
+    /// The byte ranges of the stored siblings.
+    pub fn spans(&self) -> impl Iterator<Item = &Span> {
+        [&self.index, &self.values]
+            .into_iter()
+            .chain(&self.thresholds)
+    }
+}
+
+/// One logical tensor of the file: plain, or pruned (stored as two or three siblings).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
     Plain(Span),
@@ -46,7 +61,7 @@ impl Entry {
     pub fn stored_bytes(&self) -> usize {
         match self {
             Entry::Plain(s) => s.range.len(),
-            Entry::Sparse(s) => s.index.range.len() + s.values.range.len(),
+            Entry::Sparse(s) => s.spans().map(|s| s.range.len()).sum(),
         }
     }
 }
@@ -156,6 +171,8 @@ impl MappedFile {
             index: Cow::Owned(index),
             dtype: s.dtype,
             values: Cow::Borrowed(self.bytes(&s.values)),
+            thresholds: s.thresholds.as_ref().map(|t| Cow::Borrowed(self.bytes(t))),
+            order: s.order,
         })
     }
 
@@ -203,6 +220,11 @@ fn vitrust_entries(
             Item::Sparse(s) => Entry::Sparse(SparseSpan {
                 index: take(&format!("{name}{INDEX_SUFFIX}"))?,
                 values: take(&format!("{name}{VALUES_SUFFIX}"))?,
+                thresholds: match s.thresholds {
+                    Some(_) => Some(take(&format!("{name}{THRESHOLDS_SUFFIX}"))?),
+                    None => None,
+                },
+                order: s.order,
                 shape: s.shape,
                 dtype: s.dtype,
                 config: s.config,

@@ -9,7 +9,8 @@
 //! hostile metadata costs at most about its own size in memory.
 
 use super::header::{Dt, Shape};
-use super::{numel, DType, FORMAT_VERSION, MAX_DIMS};
+use super::version::{Version, VersionOnly};
+use super::{numel, DType, Order, FORMAT_VERSION, FORMAT_VERSION_1, MAX_DIMS};
 use crate::{Error, Result, VdConfig};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -33,6 +34,22 @@ pub struct SparseMeta {
     /// As written (an integer stays an integer), for the canonical form.
     pub lam: Number,
     pub config: VdConfig,
+    /// As written (`None` when absent, which means `C`), for the canonical form.
+    pub order: Option<Order>,
+}
+
+impl SparseMeta {
+    pub fn order(&self) -> Order {
+        self.order.unwrap_or_default()
+    }
+}
+
+/// The parsed metadata: the pruned tensors' records sorted by name, the
+/// stored check and the file's version.
+pub struct Parsed {
+    pub sparse: Vec<(String, SparseMeta)>,
+    pub check: u32,
+    pub version: u64,
 }
 
 /// A stored tensor's record.
@@ -52,24 +69,25 @@ fn format_error(e: serde_json::Error) -> Error {
 
 /// Parses the metadata JSON read from `r`. The version is checked first (a
 /// newer file is reported as such, not as unknown fields); each `tensors`
-/// entry goes to `on_tensor`. Returns the pruned tensors' records sorted by
-/// name and the stored check.
+/// entry goes to `on_tensor`. A version 1 file may not use what only
+/// version 2 holds (an `"order"` field here; the caller checks the
+/// thresholds siblings).
 pub fn parse<R: Read>(
     mut r: impl FnMut() -> R,
     on_tensor: &mut dyn FnMut(String, TensorMeta) -> Result<()>,
-) -> Result<(Vec<(String, SparseMeta)>, u32)> {
+) -> Result<Parsed> {
     let mut de = serde_json::Deserializer::from_reader(r());
     let version = VersionOnly::deserialize(&mut de).map_err(format_error)?.0;
     de.end().map_err(format_error)?;
-    match version {
-        Some(Version::Num(v)) if v == FORMAT_VERSION => {}
+    let version = match version {
+        Some(Version::Num(v)) if (FORMAT_VERSION_1..=FORMAT_VERSION).contains(&v) => v,
         Some(v) => {
             return Err(Error::format(format!(
-                "unsupported vitrust format version {v} (this build reads version {FORMAT_VERSION})"
+                "unsupported vitrust format version {v} (this build reads versions {FORMAT_VERSION_1} to {FORMAT_VERSION})"
             )))
         }
         None => return Err(Error::format("vitrust metadata: missing field \"version\"")),
-    }
+    };
     let failed = Cell::new(None);
     let seed = BodySeed {
         on_tensor,
@@ -89,99 +107,18 @@ pub fn parse<R: Read>(
             w[0].0
         )));
     }
-    Ok((sparse, check))
-}
-
-enum Version {
-    Num(u64),
-    Other(String),
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Version::Num(v) => write!(f, "{v}"),
-            Version::Other(s) => f.write_str(s),
+    if version == FORMAT_VERSION_1 {
+        if let Some((name, _)) = sparse.iter().find(|(_, m)| m.order.is_some()) {
+            return Err(Error::format(format!(
+                "pruned tensor {name:?}: a version 1 file has no \"order\" field (the file is damaged)"
+            )));
         }
     }
-}
-
-/// The metadata with only `version` read (any JSON value; the rest skipped).
-struct VersionOnly(Option<Version>);
-
-impl<'de> Deserialize<'de> for VersionOnly {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = VersionOnly;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<VersionOnly, A::Error> {
-                let mut version = None;
-                while let Some(k) = map.next_key::<String>()? {
-                    if k == "version" {
-                        version = Some(map.next_value::<AnyVersion>()?.0);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(VersionOnly(version))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-struct AnyVersion(Version);
-
-impl<'de> Deserialize<'de> for AnyVersion {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyVersion;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a version")
-            }
-            fn visit_u64<E>(self, v: u64) -> std::result::Result<AnyVersion, E> {
-                Ok(AnyVersion(Version::Num(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> std::result::Result<AnyVersion, E> {
-                Ok(AnyVersion(Version::Other(v.to_string())))
-            }
-            fn visit_f64<E>(self, v: f64) -> std::result::Result<AnyVersion, E> {
-                Ok(AnyVersion(Version::Other(v.to_string())))
-            }
-            fn visit_str<E>(self, v: &str) -> std::result::Result<AnyVersion, E> {
-                let short: String = v.chars().take(20).collect();
-                Ok(AnyVersion(Version::Other(format!("{short:?}"))))
-            }
-            fn visit_bool<E>(self, v: bool) -> std::result::Result<AnyVersion, E> {
-                Ok(AnyVersion(Version::Other(v.to_string())))
-            }
-            fn visit_unit<E>(self) -> std::result::Result<AnyVersion, E> {
-                Ok(AnyVersion(Version::Other("null".into())))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut s: A,
-            ) -> std::result::Result<AnyVersion, A::Error> {
-                while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(AnyVersion(Version::Other("(a list)".into())))
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<AnyVersion, A::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(AnyVersion(Version::Other("(an object)".into())))
-            }
-        }
-        d.deserialize_any(V)
-    }
+    Ok(Parsed {
+        sparse,
+        check,
+        version,
+    })
 }
 
 struct BodySeed<'f, 'c> {
@@ -332,6 +269,8 @@ struct RawSparse {
     #[serde(deserialize_with = "lam")]
     lam: Number,
     config: RawConfig,
+    #[serde(default, deserialize_with = "order")]
+    order: Option<Order>,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +282,15 @@ struct RawConfig {
     comparator_bits: u64,
     threshold: u64,
     taps: Taps,
+}
+
+fn order<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Order>, D::Error> {
+    let s: std::borrow::Cow<'de, str> =
+        Deserialize::deserialize(d).map_err(|e| de::Error::custom(format_args!("order: {e}")))?;
+    Order::from_name(&s).map(Some).ok_or_else(|| {
+        let short: String = s.chars().take(20).collect();
+        de::Error::custom(format_args!("order = {short:?}: must be \"C\" or \"F\""))
+    })
 }
 
 fn lam<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Number, D::Error> {
@@ -426,6 +374,7 @@ impl RawSparse {
             block_steps: size(self.block_steps, "block_steps")?,
             lam: self.lam,
             config,
+            order: self.order,
         })
     }
 }
@@ -440,7 +389,15 @@ pub struct SparseRecord<'a> {
     pub dtype: &'static str,
     pub lam: &'a Number,
     pub nnz: usize,
+    /// Written only when given (`"F"` when writing; as read when checking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<&'static str>,
     pub shape: &'a [usize],
+}
+
+/// The `"order"` field a writer gives a tensor: only for `F`.
+pub fn order_field(order: Order) -> Option<&'static str> {
+    (order != Order::C).then(|| order.name())
 }
 
 /// Fields in sorted order: serialised as they are, they are canonical.
@@ -490,6 +447,7 @@ impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>> Serialize for Entri
 /// iterators must yield names in sorted order.
 pub fn write_body<'a, 'b>(
     w: impl std::io::Write,
+    version: u64,
     check: Option<u32>,
     sparse: impl Iterator<Item = (&'a str, SparseRecord<'a>)>,
     tensors: impl Iterator<Item = (&'b str, TensorRecord<'b>)>,
@@ -501,12 +459,13 @@ pub fn write_body<'a, 'b>(
     }
     m.serialize_entry("sparse", &Entries(Cell::new(Some(sparse))))?;
     m.serialize_entry("tensors", &Entries(Cell::new(Some(tensors))))?;
-    m.serialize_entry("version", &FORMAT_VERSION)?;
+    m.serialize_entry("version", &version)?;
     SerializeMap::end(m)
 }
 
 /// CRC-32 of the canonical form, computed as it is written (no copy).
 pub fn body_check<'a, 'b>(
+    version: u64,
     sparse: impl Iterator<Item = (&'a str, SparseRecord<'a>)>,
     tensors: impl Iterator<Item = (&'b str, TensorRecord<'b>)>,
 ) -> u32 {
@@ -521,18 +480,23 @@ pub fn body_check<'a, 'b>(
         }
     }
     let mut crc = Crc(crc32fast::Hasher::new());
-    write_body(&mut crc, None, sparse, tensors).expect("writing to a hasher cannot fail");
+    write_body(&mut crc, version, None, sparse, tensors).expect("writing to a hasher cannot fail");
     crc.0.finalize()
 }
 
 /// The metadata JSON with its check.
-pub fn body_json<'a, 'b, S, T>(sparse: impl Fn() -> S, tensors: impl Fn() -> T) -> String
+pub fn body_json<'a, 'b, S, T>(
+    version: u64,
+    sparse: impl Fn() -> S,
+    tensors: impl Fn() -> T,
+) -> String
 where
     S: Iterator<Item = (&'a str, SparseRecord<'a>)>,
     T: Iterator<Item = (&'b str, TensorRecord<'b>)>,
 {
-    let check = body_check(sparse(), tensors());
+    let check = body_check(version, sparse(), tensors());
     let mut out = Vec::new();
-    write_body(&mut out, Some(check), sparse(), tensors()).expect("writing to memory cannot fail");
+    write_body(&mut out, version, Some(check), sparse(), tensors())
+        .expect("writing to memory cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }

@@ -1,13 +1,14 @@
 //! The vitrust file (docs/format.md, "File format"): a safetensors file
 //! (written and parsed by the `safetensors` crate) in which a pruned tensor `name` is stored as sibling
-//! tensors `name.vitrust.index` (U64) and `name.vitrust.values` (its dtype),
+//! tensors `name.vitrust.index` (U64), `name.vitrust.values` (its dtype) and,
+//! when its blocks have their own thresholds, `name.vitrust.thresholds` (U8),
 //! and plain tensors pass through, so any safetensors reader opens it.
 //!
 //! The string metadata holds, under the key `"vitrust"`, one JSON object:
 //!
 //! ```text
-//! {"version": 1,
-//!  "sparse":  {name: {"shape", "dtype", "nnz", "block_steps", "lam",
+//! {"version": 1 or 2,
+//!  "sparse":  {name: {"shape", "dtype", "nnz", "block_steps", "lam", ["order",]
 //!                     "config": {"flip_flops", "n_in", "n_out",
 //!                                "comparator_bits", "threshold", "taps"}}},
 //!  "tensors": {stored name: {"dtype", "shape", "crc32"}},
@@ -18,6 +19,10 @@
 //! dtype and shape as well as the bytes, and the metadata by its own CRC,
 //! means a damaged file is refused rather than loaded as different data.
 //! Loading ([`load`]) validates everything before it returns anything.
+//!
+//! A file is version 2 when any of its pruned tensors has per-block
+//! thresholds or order `"F"`, and version 1 otherwise, so that files which
+//! need nothing new stay readable by version 1 readers.
 
 pub mod atomic;
 pub mod cost;
@@ -31,6 +36,7 @@ mod os;
 mod read;
 mod stream;
 mod unescape;
+mod version;
 
 pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
@@ -44,12 +50,20 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The format version this build writes and reads (docs/format.md, "Versions").
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest format version this build reads and writes (docs/format.md,
+/// "Versions"): it reads versions 1 ..= `FORMAT_VERSION`, and writes the
+/// oldest version that holds the file's tensors ([`file_version`]).
+pub const FORMAT_VERSION: u64 = 2;
+/// The version of a file that uses neither per-block thresholds nor order `"F"`.
+pub const FORMAT_VERSION_1: u64 = 1;
 /// The metadata key holding vitrust's JSON.
 pub const META_KEY: &str = "vitrust";
 pub const INDEX_SUFFIX: &str = ".vitrust.index";
 pub const VALUES_SUFFIX: &str = ".vitrust.values";
+/// The sibling holding a pruned tensor's per-block thresholds (version 2).
+pub const THRESHOLDS_SUFFIX: &str = ".vitrust.thresholds";
+/// Every sibling suffix, for messages and for the reserved names.
+pub const SUFFIXES: [&str; 3] = [INDEX_SUFFIX, VALUES_SUFFIX, THRESHOLDS_SUFFIX];
 /// More dimensions than numpy allows are refused.
 pub const MAX_DIMS: usize = 64;
 
@@ -59,6 +73,33 @@ pub struct Plain<'a> {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub data: Cow<'a, [u8]>,
+}
+
+/// The walk of a pruned tensor's stream over its 2-D view `(shape[0], rest)`
+/// (docs/format.md, "Order"): row by row (`C`, version 1's only order) or
+/// column by column (`F`). Values are stored in stream order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Order {
+    #[default]
+    C,
+    F,
+}
+
+impl Order {
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::C => "C",
+            Order::F => "F",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "C" => Some(Order::C),
+            "F" => Some(Order::F),
+            _ => None,
+        }
+    }
 }
 
 /// A pruned tensor: everything a `ViterbiSparse` holds.
@@ -72,6 +113,11 @@ pub struct Sparse<'a> {
     /// The kept values' type; `values` holds their little-endian bytes.
     pub dtype: DType,
     pub values: Cow<'a, [u8]>,
+    /// One comparator threshold per block (version 2), or `None` when the
+    /// config's threshold serves every block.
+    pub thresholds: Option<Cow<'a, [u8]>>,
+    /// The stream's order (version 2 when `F`).
+    pub order: Order,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,13 +141,29 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
 }
 
 fn is_reserved(name: &str) -> bool {
-    name.ends_with(INDEX_SUFFIX) || name.ends_with(VALUES_SUFFIX)
+    SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// The pruned tensor a sibling's name belongs to (`w.vitrust.index` -> `w`).
+fn sibling_base(name: &str) -> Option<&str> {
+    SUFFIXES.iter().find_map(|s| name.strip_suffix(s))
+}
+
+/// The version a file of `items` is written as: 2 if any pruned tensor has
+/// per-block thresholds or order `F`, else 1 (a version 1 reader keeps
+/// reading files that need nothing new).
+pub fn file_version<'a, 'b: 'a>(items: impl IntoIterator<Item = &'a Sparse<'b>>) -> u64 {
+    if items.into_iter().any(Sparse::needs_v2) {
+        FORMAT_VERSION
+    } else {
+        FORMAT_VERSION_1
+    }
 }
 
 impl Plain<'_> {
     fn check(&self, name: &str) -> Result<()> {
         if is_reserved(name) {
-            bail!("tensor {name:?}: names ending in {INDEX_SUFFIX:?} or {VALUES_SUFFIX:?} are reserved");
+            bail!("tensor {name:?}: names ending in {INDEX_SUFFIX:?}, {VALUES_SUFFIX:?} or {THRESHOLDS_SUFFIX:?} are reserved");
         }
         let want = numel(&self.shape)?
             .checked_mul(self.dtype.size())
@@ -132,6 +194,21 @@ impl Sparse<'_> {
         self.values.len() / self.dtype.size()
     }
 
+    /// True when the tensor uses what only version 2 holds.
+    pub fn needs_v2(&self) -> bool {
+        self.thresholds.is_some() || self.order != Order::C
+    }
+
+    /// Index bits, the per-block thresholds' bits included (see
+    /// [`cost::viterbi_bits`]).
+    pub fn index_bits(&self) -> Result<u64> {
+        Ok(cost::viterbi_bits(
+            &self.config,
+            &self.layout()?,
+            self.thresholds.is_some(),
+        ))
+    }
+
     /// Full consistency: dtype, finite λ, index length against the layout, and
     /// the values' count against the kept count the index expands to.
     pub fn check(&self, name: &str) -> Result<()> {
@@ -156,7 +233,12 @@ impl Sparse<'_> {
             bail!("pruned tensor {name:?}: values are not a whole number of elements");
         }
         let kept = counter
-            .count(&self.config, &layout, &self.index, None)
+            .count(
+                &self.config,
+                &layout,
+                &self.index,
+                self.thresholds.as_deref(),
+            )
             .map_err(ctx)?;
         if kept != self.nnz() {
             bail!(
@@ -221,12 +303,16 @@ fn config_json(c: &VdConfig) -> Value {
     })
 }
 
-/// A pruned tensor's record in the `"sparse"` field.
+/// A pruned tensor's record in the `"sparse"` field (`"order"` only when `F`).
 fn sparse_record(s: &Sparse<'_>) -> Value {
-    json!({
+    let mut r = json!({
         "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
         "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
-    })
+    });
+    if s.order != Order::C {
+        r["order"] = json!(s.order.name());
+    }
+    r
 }
 
 /// CRC-32 of the canonical (re-serialised) JSON of `body`.
@@ -270,6 +356,14 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 };
                 stored.push((format!("{name}{INDEX_SUFFIX}"), index));
                 stored.push((format!("{name}{VALUES_SUFFIX}"), values));
+                if let Some(t) = &s.thresholds {
+                    let thresholds = Stored {
+                        dtype: DType::U8,
+                        shape: vec![t.len()],
+                        data: Cow::Borrowed(t.as_ref()),
+                    };
+                    stored.push((format!("{name}{THRESHOLDS_SUFFIX}"), thresholds));
+                }
             }
         }
     }
@@ -290,6 +384,7 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 dtype: s.dtype.name(),
                 lam,
                 nnz: s.nnz(),
+                order: meta::order_field(s.order),
                 shape: &s.shape,
             };
             (*name, r)
@@ -305,7 +400,8 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
             (*name, r)
         })
     };
-    let body = meta::body_json(records, entries);
+    let version = file_version(sparse.iter().map(|(_, s, _)| *s));
+    let body = meta::body_json(version, records, entries);
     Ok((stored, body))
 }
 
@@ -380,3 +476,5 @@ pub fn save(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;

@@ -8,9 +8,10 @@
 use super::header::{self, Container, Entry};
 use super::meta::{self, ConfigRecord, SparseMeta, SparseRecord, TensorMeta, TensorRecord};
 use super::{
-    is_reserved, DType, Item, KeptCounter, Plain, Sparse, INDEX_SUFFIX, META_KEY, VALUES_SUFFIX,
+    is_reserved, sibling_base, DType, Item, KeptCounter, Plain, Sparse, FORMAT_VERSION_1,
+    INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
 };
-use crate::{bail_format, Error, Result};
+use crate::{bail_format, Error, ErrorKind, Result};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -138,29 +139,41 @@ pub fn verify(e: &Entry<'_>, data: &[u8], t: &TensorMeta) -> Result<()> {
     check_bool(e, data)
 }
 
-/// A pruned tensor from its record and its two (already verified) siblings,
-/// fully checked (`counter` shares keep tables between tensors).
+/// A pruned tensor from its record and its (already verified) siblings,
+/// fully checked (`counter` shares keep tables between tensors). The
+/// thresholds sibling is optional, and refused in a file of `version` 1.
 pub fn sparse_item<'a>(
     c: &Container<'a>,
     name: &str,
     m: SparseMeta,
+    version: u64,
     counter: &mut KeptCounter,
 ) -> Result<Sparse<'a>> {
     let ctx = format!("pruned tensor {name:?}");
-    let sibling = |suffix: &str, want: DType| -> Result<&'a [u8]> {
+    let sibling = |suffix: &str, want: DType, needed: bool| -> Result<Option<&'a [u8]>> {
         let full = format!("{name}{suffix}");
-        let e = c
-            .get(&full)
-            .ok_or_else(|| Error::format(format!("{ctx}: tensor {full} is missing")))?;
+        let Some(e) = c.get(&full) else {
+            if needed {
+                bail_format!("{ctx}: tensor {full} is missing");
+            }
+            return Ok(None);
+        };
         if e.shape.dims().len() != 1 || e.dtype != want {
             bail_format!("{ctx}: {full} must be a 1-D {} tensor", want.name());
         }
-        Ok(c.bytes(e))
+        Ok(Some(c.bytes(e)))
     };
     let (index, values) = (
-        sibling(INDEX_SUFFIX, DType::U64)?,
-        sibling(VALUES_SUFFIX, m.dtype)?,
+        sibling(INDEX_SUFFIX, DType::U64, true)?.expect("needed"),
+        sibling(VALUES_SUFFIX, m.dtype, true)?.expect("needed"),
     );
+    let thresholds = sibling(THRESHOLDS_SUFFIX, DType::U8, false)?;
+    if thresholds.is_some() && version == FORMAT_VERSION_1 {
+        bail_format!(
+            "{ctx}: a version 1 file has no {name}{THRESHOLDS_SUFFIX} tensor (the file is damaged)"
+        );
+    }
+    let order = m.order();
     let lam = m
         .lam
         .as_f64()
@@ -173,6 +186,8 @@ pub fn sparse_item<'a>(
         index: words(index),
         dtype: m.dtype,
         values: Cow::Borrowed(values),
+        thresholds: thresholds.map(Cow::Borrowed),
+        order,
     };
     if m.nnz != s.nnz() {
         bail_format!(
@@ -181,7 +196,11 @@ pub fn sparse_item<'a>(
             m.nnz
         );
     }
-    s.check_with(name, counter)?;
+    // Whatever the stored tensor fails is the file's fault: a format error.
+    s.check_with(name, counter).map_err(|e| match e.kind {
+        ErrorKind::Invalid => Error::format(e.msg),
+        _ => e,
+    })?;
     Ok(s)
 }
 
@@ -215,7 +234,11 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
         Ok(())
     };
     let reader = || std::io::BufReader::with_capacity(1 << 16, meta::Unescape::new(raw.get()));
-    let (records, check) = meta::parse(reader, &mut on_tensor)?;
+    let meta::Parsed {
+        sparse: records,
+        check,
+        version,
+    } = meta::parse(reader, &mut on_tensor)?;
     if let Some(i) = crcs.iter().position(Option::is_none) {
         bail_format!(
             "tensor {:?} is not recorded in the vitrust metadata",
@@ -231,7 +254,7 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
         };
         (e.name.as_ref(), t)
     });
-    if meta::body_check(sparse, tensors) != check {
+    if meta::body_check(version, sparse, tensors) != check {
         bail_format!("vitrust metadata checksum mismatch: the header was altered or damaged");
     }
     // Every sibling tensor must belong to a record.
@@ -241,11 +264,7 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
             .is_ok()
     };
     for e in c.entries.iter().filter(|e| is_reserved(&e.name)) {
-        let base = e
-            .name
-            .strip_suffix(INDEX_SUFFIX)
-            .or_else(|| e.name.strip_suffix(VALUES_SUFFIX))
-            .unwrap_or(&e.name);
+        let base = sibling_base(&e.name).unwrap_or(&e.name);
         if !has_record(base) {
             bail_format!(
                 "tensor {:?} belongs to no pruned tensor in the metadata",
@@ -265,7 +284,7 @@ pub fn load(buf: &[u8]) -> Result<Vec<(String, Item<'_>)>> {
     }
     let mut counter = KeptCounter::default();
     for (name, m) in records {
-        let s = sparse_item(&c, &name, m, &mut counter)?;
+        let s = sparse_item(&c, &name, m, version, &mut counter)?;
         out.push((name, Item::Sparse(s)));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -280,6 +299,7 @@ fn record(m: &SparseMeta) -> SparseRecord<'_> {
         dtype: m.dtype.name(),
         lam: &m.lam,
         nnz: m.nnz,
+        order: m.order.map(super::Order::name),
         shape: &m.shape,
     }
 }

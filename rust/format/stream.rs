@@ -10,7 +10,7 @@
 use super::atomic::TempFile;
 use super::{
     body_check, config_json, numel, sparse_record, DType, Plain, Sparse, FORMAT_VERSION,
-    INDEX_SUFFIX, META_KEY, VALUES_SUFFIX,
+    FORMAT_VERSION_1, INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
 };
 use crate::{bail, Error, Result, VdConfig};
 use serde_json::{json, Map, Value};
@@ -49,6 +49,8 @@ pub struct ShardWriter {
     records: Vec<Record>,
     sparse: Map<String, Value>,
     metadata: HashMap<String, String>,
+    /// The file's version so far: 2 once a tensor needs it.
+    version: u64,
 }
 
 /// Bytes per write when converting index words: bounded, whatever the tensor.
@@ -77,6 +79,7 @@ impl ShardWriter {
             records: Vec::new(),
             sparse: Map::new(),
             metadata,
+            version: FORMAT_VERSION_1,
         })
     }
 
@@ -149,7 +152,8 @@ impl ShardWriter {
         r.map_err(|e| e.context(self.path.display()))
     }
 
-    /// Adds a pruned tensor as its index and values siblings.
+    /// Adds a pruned tensor as its index and values siblings, and its
+    /// thresholds if it has them.
     pub fn add_sparse(&mut self, name: &str, s: &Sparse<'_>) -> Result<()> {
         let r = (|| -> Result<()> {
             s.check(name)?;
@@ -173,6 +177,17 @@ impl ShardWriter {
                 vec![s.nnz()],
                 values,
             )?;
+            if let Some(t) = &s.thresholds {
+                self.put(
+                    format!("{name}{THRESHOLDS_SUFFIX}"),
+                    DType::U8,
+                    vec![t.len()],
+                    std::iter::once(t.as_ref()),
+                )?;
+            }
+            if s.needs_v2() {
+                self.version = FORMAT_VERSION;
+            }
             self.sparse.insert(name.to_string(), sparse_record(s));
             Ok(())
         })();
@@ -199,7 +214,7 @@ impl ShardWriter {
     }
 
     fn finish_inner(&mut self) -> Result<()> {
-        let header = header_json(&self.records, &self.sparse, &self.metadata);
+        let header = header_json(self.version, &self.records, &self.sparse, &self.metadata);
         let out = self
             .out
             .take()
@@ -258,6 +273,7 @@ fn reserve(path: &Path, room: usize) -> Result<(TempFile, File)> {
 /// The safetensors header: every stored tensor's place and, under
 /// `__metadata__`, the caller's metadata and vitrust's JSON.
 fn header_json(
+    version: u64,
     records: &[Record],
     sparse: &Map<String, Value>,
     metadata: &HashMap<String, String>,
@@ -275,7 +291,7 @@ fn header_json(
             json!({"dtype": r.dtype.name(), "shape": shape, "data_offsets": [r.offsets.0, r.offsets.1]}),
         );
     }
-    let mut body = json!({"version": FORMAT_VERSION, "sparse": sparse, "tensors": tensors});
+    let mut body = json!({"version": version, "sparse": sparse, "tensors": tensors});
     let check = body_check(&body);
     body["check"] = json!(check);
     let mut meta: Map<String, Value> = metadata
@@ -288,7 +304,8 @@ fn header_json(
 }
 
 /// The longest header `plan` can produce: the same JSON with every number at
-/// its widest (offsets, checksums, counts, λ, taps).
+/// its widest (offsets, checksums, counts, λ, taps), every pruned tensor
+/// with a thresholds sibling and an order field.
 fn header_bound(plan: &[Planned], metadata: &HashMap<String, String>) -> Result<usize> {
     let (mut records, mut sparse) = (Vec::new(), Map::new());
     let widest = |name: String, dtype: DType, shape: Vec<usize>| Record {
@@ -314,6 +331,11 @@ fn header_bound(plan: &[Planned], metadata: &HashMap<String, String>) -> Result<
             p.dtype,
             vec![n],
         ));
+        records.push(widest(
+            format!("{}{THRESHOLDS_SUFFIX}", p.name),
+            DType::U8,
+            vec![n],
+        ));
         let config = config_json(&VdConfig::from_seed(1, 1, 1, 1, 1, 0)?);
         let mut config = config.as_object().cloned().unwrap_or_default();
         for key in [
@@ -328,12 +350,12 @@ fn header_bound(plan: &[Planned], metadata: &HashMap<String, String>) -> Result<
         config.insert("taps".to_string(), json!(vec![u32::MAX; p.taps]));
         let record = json!({
             "shape": p.shape, "dtype": p.dtype.name(), "nnz": n, "block_steps": usize::MAX,
-            "lam": -2.2250738585072014e-308f64, "config": config,
+            "lam": -2.2250738585072014e-308f64, "config": config, "order": "F",
         });
         sparse.insert(p.name.clone(), record);
     }
     // The check's digits are not at their widest in the bound: room for them.
-    Ok(header_json(&records, &sparse, metadata).len() + 16)
+    Ok(header_json(FORMAT_VERSION, &records, &sparse, metadata).len() + 16)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(super) fn pinned_sparse(
         index: Cow::Owned(index),
         dtype,
         values: Cow::Owned((0..kept as u32).flat_map(value).collect()),
+        thresholds: None,
+        order: Order::C,
     }
 }
 

@@ -79,7 +79,8 @@ impl SafeOpen {
     }
 
     /// A plain tensor's bytes as a read-only uint8 view; a pruned tensor as
-    /// `(dtype, shape, value bytes view, config, block_steps, lam, index)`.
+    /// `(dtype, shape, value bytes view, config, block_steps, lam, index,
+    /// thresholds or None, order)`.
     fn get<'py>(slf: &Bound<'py, Self>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         match slf.get().entry(name)?.clone() {
@@ -95,6 +96,8 @@ impl SafeOpen {
                     s.block_steps,
                     s.lam,
                     index.into_pyarray(py),
+                    s.thresholds.as_ref().map(|t| view(slf, t)).transpose()?,
+                    s.order.name(),
                 );
                 Ok(PyTuple::new(py, [t.into_pyobject(py)?])?.get_item(0)?)
             }
@@ -117,7 +120,7 @@ impl SafeOpen {
     fn each_span(&self, name: &str, f: impl Fn(&MappedFile, &Range<usize>)) -> PyResult<()> {
         let spans = match self.entry(name)? {
             Entry::Plain(s) => vec![s],
-            Entry::Sparse(s) => vec![&s.index, &s.values],
+            Entry::Sparse(s) => s.spans().collect(),
         };
         spans.into_iter().for_each(|s| f(&self.0, &s.range));
         Ok(())
@@ -181,6 +184,7 @@ impl ShardWriter {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (name, dtype_name, shape, values, config, block_steps, lam, index, thresholds=None, order="C"))]
     fn add_sparse(
         &mut self,
         py: Python<'_>,
@@ -192,7 +196,10 @@ impl ShardWriter {
         block_steps: usize,
         lam: f64,
         index: PyReadonlyArray1<'_, u64>,
+        thresholds: Option<PyReadonlyArray1<'_, u8>>,
+        order: &str,
     ) -> PyResult<()> {
+        let order = super::format::order(order)?;
         let s = Sparse {
             shape,
             config: config.0.clone(),
@@ -201,6 +208,11 @@ impl ShardWriter {
             index: Cow::Borrowed(index.as_slice()?),
             dtype: dtype(dtype_name)?,
             values: Cow::Borrowed(values.as_slice()?),
+            thresholds: match &thresholds {
+                Some(t) => Some(Cow::Borrowed(t.as_slice()?)),
+                None => None,
+            },
+            order,
         };
         let w = self.open()?;
         detached(py, None, || w.add_sparse(name, &s))

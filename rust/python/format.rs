@@ -6,7 +6,7 @@ use super::{detached, value_error, PyConfig};
 use crate::alloc::{zeros, Zeroable};
 use crate::cancel;
 use crate::format::cost::{index_cost as cost, CostFormat};
-use crate::format::{self, DType, Item, Plain, Sparse};
+use crate::format::{self, DType, Item, Order, Plain, Sparse};
 use crate::{Error, ErrorKind, Expander, Layout};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};
@@ -26,6 +26,8 @@ type SparseIn<'py> = (
     usize,
     f64,
     PyReadonlyArray1<'py, u64>,
+    Option<PyReadonlyArray1<'py, u8>>,
+    String,
 );
 
 fn dtype(name: &str) -> PyResult<DType> {
@@ -33,9 +35,15 @@ fn dtype(name: &str) -> PyResult<DType> {
         .ok_or_else(|| PyValueError::new_err(format!("unsupported dtype {name:?}")))
 }
 
+/// A stream order from its name (`"C"` or `"F"`).
+pub(super) fn order(name: &str) -> PyResult<Order> {
+    Order::from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("order {name:?}: must be \"C\" or \"F\"")))
+}
+
 /// Writes plain tensors `(name, dtype, shape, bytes)` and pruned tensors
-/// `(name, dtype, shape, value bytes, config, block_steps, lam, index)`
-/// atomically to `path`.
+/// `(name, dtype, shape, value bytes, config, block_steps, lam, index,
+/// thresholds or None, order)` atomically to `path`.
 #[pyfunction]
 #[pyo3(signature = (path, plain, sparse, metadata, threads=None))]
 pub fn save_file(
@@ -58,7 +66,7 @@ pub fn save_file(
             }),
         ));
     }
-    for (name, dt, shape, values, config, block_steps, lam, index) in &sparse {
+    for (name, dt, shape, values, config, block_steps, lam, index, thresholds, ord) in &sparse {
         let s = Sparse {
             shape: shape.clone(),
             config: config.get().0.clone(),
@@ -67,6 +75,11 @@ pub fn save_file(
             index: Cow::Borrowed(index.as_slice()?),
             dtype: dtype(dt)?,
             values: Cow::Borrowed(values.as_slice()?),
+            thresholds: match thresholds {
+                Some(t) => Some(Cow::Borrowed(t.as_slice()?)),
+                None => None,
+            },
+            order: order(ord)?,
         };
         items.push((name.clone(), Item::Sparse(s)));
     }
@@ -148,18 +161,23 @@ fn to_numpy(py: Python<'_>, t: Typed) -> Bound<'_, PyAny> {
 /// Loaded plain and pruned tensors, as tuples.
 type Lists<'py> = (Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>);
 
+/// A loaded pruned tensor, its arrays decoded.
+struct LoadedSparse {
+    name: String,
+    shape: Vec<usize>,
+    config: crate::VdConfig,
+    block_steps: usize,
+    lam: f64,
+    index: Vec<u64>,
+    dtype: DType,
+    values: Typed,
+    thresholds: Option<Vec<u8>>,
+    order: Order,
+}
+
 enum Loaded {
     Plain(String, DType, Vec<usize>, Typed),
-    Sparse(
-        String,
-        Vec<usize>,
-        crate::VdConfig,
-        usize,
-        f64,
-        Vec<u64>,
-        DType,
-        Typed,
-    ),
+    Sparse(Box<LoadedSparse>),
 }
 
 fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
@@ -176,26 +194,25 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
                 let data = decode(p.dtype, &p.data)?;
                 Ok(Loaded::Plain(name, p.dtype, p.shape, data))
             }
-            Item::Sparse(s) => {
-                let values = decode(s.dtype, &s.values)?;
-                let index = s.index.into_owned();
-                Ok(Loaded::Sparse(
-                    name,
-                    s.shape,
-                    s.config,
-                    s.block_steps,
-                    s.lam,
-                    index,
-                    s.dtype,
-                    values,
-                ))
-            }
+            Item::Sparse(s) => Ok(Loaded::Sparse(Box::new(LoadedSparse {
+                values: decode(s.dtype, &s.values)?,
+                index: s.index.into_owned(),
+                thresholds: s.thresholds.map(Cow::into_owned),
+                name,
+                shape: s.shape,
+                config: s.config,
+                block_steps: s.block_steps,
+                lam: s.lam,
+                dtype: s.dtype,
+                order: s.order,
+            }))),
         })
         .collect()
 }
 
 /// Loads and validates `path`: `(plain, sparse)` lists mirroring
-/// [`save_file`]'s arguments, with 1-D arrays of each tensor's type.
+/// [`save_file`]'s arguments, with 1-D arrays of each tensor's type (the
+/// thresholds `None` for a tensor without them).
 #[pyfunction]
 #[pyo3(signature = (path, threads=None))]
 pub fn load_file<'py>(
@@ -211,17 +228,20 @@ pub fn load_file<'py>(
                 let t = (name, dt.name(), shape, to_numpy(py, data));
                 plain.push(t.into_pyobject(py)?.into_any());
             }
-            Loaded::Sparse(name, shape, config, block_steps, lam, index, dt, values) => {
-                let (config, index) = (PyConfig(config), index.into_pyarray(py));
+            Loaded::Sparse(s) => {
+                let s = *s;
+                let (config, index) = (PyConfig(s.config), s.index.into_pyarray(py));
                 let t = (
-                    name,
-                    dt.name(),
-                    shape,
-                    to_numpy(py, values),
+                    s.name,
+                    s.dtype.name(),
+                    s.shape,
+                    to_numpy(py, s.values),
                     config,
-                    block_steps,
-                    lam,
+                    s.block_steps,
+                    s.lam,
                     index,
+                    s.thresholds.map(|t| t.into_pyarray(py)),
+                    s.order.name(),
                 );
                 sparse.push(t.into_pyobject(py)?.into_any());
             }
@@ -262,10 +282,11 @@ fn cost_format(
 }
 
 /// `(index bits, padding entries)` per format (`"csr32"`, `"relative-4"`, ...)
-/// of the mask `index` expands to, viewed as `rows` rows, computed block by
-/// block without building the mask.
+/// of the mask `index` expands to (block `b` comparing with `thresholds[b]`
+/// when given), its stream viewed as `rows` rows, computed block by block
+/// without building the mask.
 #[pyfunction]
-#[pyo3(signature = (config, index, n_weights, block_steps, rows, formats, threads=None))]
+#[pyo3(signature = (config, index, n_weights, block_steps, rows, formats, threads=None, thresholds=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn index_costs(
     py: Python<'_>,
@@ -276,6 +297,7 @@ pub fn index_costs(
     rows: usize,
     formats: Vec<String>,
     threads: Option<usize>,
+    thresholds: Option<PyReadonlyArray1<'_, u8>>,
 ) -> PyResult<Vec<(u64, u64)>> {
     let fmts = formats
         .iter()
@@ -288,7 +310,11 @@ pub fn index_costs(
         .collect::<PyResult<Vec<_>>>()?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     let idx = index.as_slice()?;
-    let e = Expander::new(&config.0, layout);
+    let th = match &thresholds {
+        Some(t) => Some(t.as_slice()?),
+        None => None,
+    };
+    let e = Expander::with_thresholds(&config.0, layout, th).map_err(value_error)?;
     let costs = detached(py, threads, || {
         crate::format::cost::index_costs(&e, idx, rows, &fmts)
     })?;
@@ -321,5 +347,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index_cost, m)?)?;
     m.add_function(wrap_pyfunction!(index_costs, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    m.add("FORMAT_VERSION_1", format::FORMAT_VERSION_1)?;
     Ok(())
 }

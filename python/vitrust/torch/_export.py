@@ -26,8 +26,11 @@ def sparse_of(m: "torch.nn.Module", name: str, dense: np.ndarray) -> Optional[Vi
     vd_mask = sp.mask()
     if np.count_nonzero(dense[~vd_mask]):
         return None  # weights outside the VD mask: not ours to compress
-    values = dense[vd_mask]  # boolean indexing: a fresh C-order 1-D array
-    return ViterbiSparse._from_core(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, starts=sp._starts)
+    # Values in the stream's order (C, or column by column for order "F"):
+    # boolean indexing gives a fresh 1-D array.
+    values = sp._to_stream(dense)[sp._to_stream(vd_mask)]
+    return ViterbiSparse._from_core(sp.shape, sp.config, sp.block_steps, sp.index, values, sp.lam, starts=sp._starts,
+                                    thresholds=sp.thresholds, order=sp.order)
 
 
 def _pair(sd: Mapping[str, Any], key: str) -> Optional[str]:
