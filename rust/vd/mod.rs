@@ -14,10 +14,7 @@ pub(crate) mod keep;
 pub mod step;
 mod thresholds;
 
-// For the search and the Python binding: unused in some feature sets.
-#[allow(unused_imports)]
 pub(crate) use thresholds::block_threshold_range;
-#[allow(unused_imports)]
 pub use thresholds::{check_thresholds, MAX_BLOCK_THRESHOLD};
 
 use crate::{bail, Result};
