@@ -1,0 +1,63 @@
+"""Dense conversion through NumPy and the torch loader's index checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+import vitrust
+
+RNG = np.random.default_rng(8)
+
+
+def test_array_protocol_dtype_and_copy():
+    w = RNG.standard_normal((16, 40)).astype(np.float32)
+    sp = vitrust.prune(w, 0.5)
+    want = np.where(sp.mask().reshape(w.shape), w, 0)
+    a = np.asarray(sp)
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, want)
+    h = np.asarray(sp, dtype=np.float16)
+    assert h.dtype == np.float16
+    np.testing.assert_array_equal(h, want.astype(np.float16))
+    np.testing.assert_array_equal(np.array(sp, copy=True), want)
+    with pytest.raises(ValueError, match="^a ViterbiSparse cannot be viewed as a dense array without a copy$"):
+        sp.__array__(copy=False)
+    np.testing.assert_array_equal(sp.__array__(np.float64, copy=True), want.astype(np.float64))
+
+
+@pytest.fixture
+def read_index():
+    pytest.importorskip("torch")
+    from vitrust.torch._load import _read_index
+
+    return _read_index
+
+
+@pytest.mark.parametrize("doc", [[1, 2], {"weight_map": 5}, {"weight_map": {"a": 5}}, {"weight_map": {"a": ["x"]}},
+                                 {"nothing": {}}, "text"])
+def test_index_without_a_weight_map_of_strings(tmp_path, read_index, doc):
+    p = tmp_path / "model.safetensors.index.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"no weight_map mapping tensor names to shard files$"):
+        read_index(p)
+
+
+@pytest.mark.parametrize("shard", ["..", "sub/x.safetensors", "/abs.safetensors", "."])
+def test_index_shards_must_be_file_names(tmp_path, read_index, shard):
+    p = tmp_path / "model.safetensors.index.json"
+    p.write_text(json.dumps({"weight_map": {"a": shard}}))
+    with pytest.raises(ValueError, match="is not a file name in the index's directory"):
+        read_index(p)
+
+
+def test_index_groups_names_by_shard_in_order(tmp_path, read_index):
+    p = tmp_path / "model.safetensors.index.json"
+    p.write_text(json.dumps({"weight_map": {"b.weight": "2.safetensors", "a.weight": "1.safetensors",
+                                            "c.weight": "2.safetensors"}}), encoding="utf-8")
+    got = read_index(p)
+    assert [f for f, _ in got] == [tmp_path / "2.safetensors", tmp_path / "1.safetensors"]
+    assert got[0][1] == {"b.weight", "c.weight"} and got[1][1] == {"a.weight"}
+    p.write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match="not a readable index JSON"):
+        read_index(p)
