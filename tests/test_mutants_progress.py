@@ -142,3 +142,18 @@ def test_terminal_redraws_in_place():
     for f in frames[:-1]:
         assert len(f) == 70
     assert frames[-1].split("\n")[0] == frames[-1].split("\n")[0].ljust(70)
+
+
+def test_tensor_in_progress_within_the_first_second():
+    p = quiet(2, 100)
+    p.items, p.weights = 1, 10
+    p._current = ("s", 1, 100.5)  # 10 weights in 0.5 s: 20/s; 0.02 s of a one-weight tensor: 0.4 of it
+    # 10.4 done over 0.52 s: 20/s, 89.6 left: 4 s
+    assert p.line(now=100.52) == "[#...............]  10% 1/2 10/100 20/s ETA 4s s"
+
+
+def test_tensor_in_progress_after_a_single_weight():
+    p = quiet(2, 10)
+    p.items, p.weights = 1, 1
+    p._current = ("t", 1, 101.0)  # one weight in 1 s; half a second into a one-weight tensor
+    assert p.line(now=101.5) == "[##..............]  15% 1/2 1/10 1/s ETA 8s t"
