@@ -61,3 +61,21 @@ def test_index_groups_names_by_shard_in_order(tmp_path, read_index):
     p.write_bytes(b"\xff\xfe{")
     with pytest.raises(ValueError, match="not a readable index JSON"):
         read_index(p)
+
+
+def test_shard_names():
+    from vitrust._layout import shard_names
+
+    assert shard_names("model", 1) == ["model.safetensors"]
+    assert shard_names("model", 2) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert shard_names("m", 3)[2] == "m-00003-of-00003.safetensors"
+
+
+@pytest.mark.parametrize("sizes, limit, groups", [
+    ([5, 5, 5], 10, [0, 0, 1]), ([10, 1], 10, [0, 1]), ([3, 3], 3, [0, 1]), ([12], 10, [0]), ([12, 1], 10, [0, 1]),
+    ([5, 5], 10, [0, 0]), ([5, 5, 9, 1], 10, [0, 0, 1, 1]), ([0, 3], 3, [0, 0]), ([], 10, []),
+])
+def test_split_sizes_greedy_groups(sizes, limit, groups):
+    from vitrust._layout import split_sizes
+
+    assert split_sizes(sizes, limit) == groups
