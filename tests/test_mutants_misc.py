@@ -79,3 +79,45 @@ def test_split_sizes_greedy_groups(sizes, limit, groups):
     from vitrust._layout import split_sizes
 
     assert split_sizes(sizes, limit) == groups
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_share_above_counts_every_chunk_strictly(monkeypatch, chunk):
+    from vitrust import _prune
+
+    monkeypatch.setattr(_prune, "_CHUNK", chunk)
+    x = RNG.standard_normal(50).astype(np.float32)
+    x[0] = 3.0  # the first element counts
+    x[1] = 0.5  # a tie does not
+    for lam in (0.5, 1.0, 2.5):
+        assert _prune._share_above(x, "abs", lam) == np.count_nonzero(np.abs(x) > lam) / x.size
+    assert _prune._share_above(x, "square", 0.25) == np.count_nonzero(x.astype(np.float64) ** 2 > 0.25) / x.size
+
+
+def test_json_summary_of_a_dry_run(tmp_path, capsys):
+    from safetensors.numpy import save_file as st_save
+
+    from vitrust._cli import main
+
+    src = tmp_path / "m.safetensors"
+    tensors = {"a.weight": RNG.standard_normal((40, 40)).astype(np.float32),
+               "b.weight": RNG.standard_normal((50, 30)).astype(np.float32),
+               "c.bias": RNG.standard_normal(40).astype(np.float32)}
+    st_save(tensors, str(src))
+    out = tmp_path / "o.safetensors"
+    assert main(["prune", str(src), "-o", str(out), "--rate", "0.5", "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["input"] == str(src) and doc["output"] == str(out)
+    assert doc["dry_run"] is True and doc["rate_target"] == 0.5
+    assert doc["pruned"] == 2 and doc["passed_through"] == 1
+    assert doc["weights"] == 40 * 40 + 50 * 30
+    assert doc["bytes_in"] == src.stat().st_size
+    assert [(t["name"], t["shape"], t["dtype"]) for t in doc["tensors"]] == [("a.weight", [40, 40], "F32"),
+                                                                             ("b.weight", [50, 30], "F32")]
+    for t in doc["tensors"]:
+        assert t["bytes_before"] == np.prod(t["shape"]) * 4
+    assert set(doc) >= {"rate", "lam", "passes", "files", "bytes_out", "seconds", "search_seconds",
+                        "weights_per_second"}
+    assert doc["lam"] is None
+    assert doc["weights_per_second"] is None or doc["weights_per_second"] == pytest.approx(
+        doc["weights"] / doc["seconds"])
