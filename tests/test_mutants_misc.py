@@ -121,3 +121,85 @@ def test_json_summary_of_a_dry_run(tmp_path, capsys):
     assert doc["lam"] is None
     assert doc["weights_per_second"] is None or doc["weights_per_second"] == pytest.approx(
         doc["weights"] / doc["seconds"])
+
+
+def test_array_protocol_called_with_a_dtype():
+    w = RNG.standard_normal((8, 30)).astype(np.float32)
+    sp = vitrust.prune(w, 0.5)
+    want = np.where(sp.mask().reshape(w.shape), w, 0)
+    for dt in (np.float16, np.float64):
+        a = sp.__array__(dt)
+        assert a.dtype == dt
+        np.testing.assert_array_equal(a, want.astype(dt))
+
+
+def test_repr_names_the_comparator():
+    sp = vitrust.prune(RNG.standard_normal((8, 30)).astype(np.float32), 0.5)
+    c = sp.config
+    assert f"comparator={c.threshold}/{2 ** c.comparator_bits})" in repr(sp)
+
+
+def test_constructor_names_bad_values():
+    sp = vitrust.prune(RNG.standard_normal((8, 30)).astype(np.float32), 0.5)
+    with pytest.raises(TypeError, match="^values: "):
+        vitrust.ViterbiSparse(sp.shape, sp.config, sp.block_steps, sp.index, np.array(["a"] * sp.nnz), sp.lam)
+
+
+def test_astype_overflow_is_refused_without_a_numpy_warning():
+    import warnings
+
+    w = np.full((4, 40), 1e6, dtype=np.float32) * RNG.uniform(1, 2, (4, 40)).astype(np.float32)
+    sp = vitrust.prune(w, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflows float16"):
+            sp.astype(np.float16)
+
+
+def test_to_scipy_index_types_and_missing_scipy(monkeypatch):
+    import sys
+
+    pytest.importorskip("scipy")
+    sp = vitrust.prune(RNG.standard_normal((8, 30)).astype(np.float32), 0.5)
+    m = sp.to_scipy()
+    assert m.indices.dtype == np.int32 and m.indptr.dtype == np.int32
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)
+    with pytest.raises(ImportError, match=r"^ViterbiSparse\.to_scipy\(\) needs scipy: pip install scipy$"):
+        sp.to_scipy()
+
+
+def test_dask_path_with_a_single_file(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file as st_save
+
+    from test_mutants_client import InlineClient
+
+    monkeypatch.setattr(pytest.importorskip("distributed"), "as_completed", lambda fs: iter(list(fs)))
+    src = tmp_path / "one.safetensors"
+    st_save({"a.weight": RNG.standard_normal((40, 40)).astype(np.float32)}, str(src))
+    local = vitrust.prune_checkpoint(src, tmp_path / "l.safetensors", 0.5, min_size=10)
+    res = vitrust.prune_checkpoint(src, tmp_path / "c.safetensors", 0.5, min_size=10, client=InlineClient())
+    assert (tmp_path / "l.safetensors").read_bytes() == (tmp_path / "c.safetensors").read_bytes()
+    assert [t.nnz for t in res.tensors] == [t.nnz for t in local.tensors]
+
+
+def test_info_header_and_json_tensor_fields(tmp_path, capsys):
+    from safetensors.numpy import save_file as st_save
+
+    from vitrust._cli import main
+
+    src = tmp_path / "m.safetensors"
+    st_save({"a.weight": RNG.standard_normal((40, 40)).astype(np.float32)}, str(src))
+    out = tmp_path / "o.safetensors"
+    assert main(["prune", str(src), "-o", str(out), "--rate", "0.5", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (t,) = doc["tensors"]
+    loaded = vitrust.load_file(out)["a.weight"]
+    assert set(t) == {"name", "shape", "dtype", "rate", "nnz", "bits_per_weight", "bytes_before", "bytes_after"}
+    assert t["nnz"] == loaded.nnz and t["bits_per_weight"] == pytest.approx(loaded.bits_per_weight)
+    assert t["rate"] == pytest.approx(1 - loaded.nnz / 1600)
+    assert 0 < t["bytes_after"] < t["bytes_before"] == 1600 * 4
+    assert doc["seconds"] > 0 and doc["weights_per_second"] == pytest.approx(1600 / doc["seconds"])
+    assert main(["info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["---", "index", "bits", "per", "weight", "---"]
+    assert lines[2].split() == ["tensor", "shape", "dtype", "rate", "vitrust", "csr32", "rel-4", "bitmask", "bytes"]

@@ -17,7 +17,7 @@ def test_count_units(n, text):
 
 @pytest.mark.parametrize("s, text", [
     (None, "--"), (0, "0s"), (0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"), (60, "1m00s"), (61, "1m01s"),
-    (3599, "59m59s"), (3600, "1h00m"), (3661, "1h01m"), (7325, "2h02m"),
+    (3599, "59m59s"), (3600, "1h00m"), (3661, "1h01m"), (3720, "1h02m"), (7325, "2h02m"),
 ])
 def test_duration_text(s, text):
     assert _duration(s) == text
@@ -157,3 +157,20 @@ def test_tensor_in_progress_after_a_single_weight():
     p.items, p.weights = 1, 1
     p._current = ("t", 1, 101.0)  # one weight in 1 s; half a second into a one-weight tensor
     assert p.line(now=101.5) == "[##..............]  15% 1/2 1/10 1/s ETA 8s t"
+
+
+class Flushes(io.StringIO):
+    flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+        super().flush()
+
+
+def test_note_and_plain_lines_are_flushed():
+    out = Flushes()
+    p = Progress(1, 1, stream=out)
+    p.note("n")
+    assert out.flushes == 1
+    p.advance("a", 1)
+    assert out.flushes == 2

@@ -80,9 +80,9 @@ def test_index_cost_argument_checks():
         index_cost(m, "relative", bits=4, zeta=1, a=2)
     with pytest.raises(TypeError, match=re.escape("index_cost('bitmask'): unexpected parameter(s) ratio")):
         index_cost(m, "bitmask", ratio=5)
-    with pytest.raises(TypeError, match=re.escape("index_cost('viterbi') needs ratio=")):
+    with pytest.raises(TypeError, match=r"^index_cost\('viterbi'\) needs ratio= \(weights per index bit, e\.g\. 5\)$"):
         index_cost(m, "viterbi")
-    with pytest.raises(TypeError, match=re.escape("index_cost('relative') needs bits=")):
+    with pytest.raises(TypeError, match=r"^index_cost\('relative'\) needs bits= \(bits per gap entry, e\.g\. 4\)$"):
         index_cost(m, "relative")
     with pytest.raises(ValueError, match=r"^ratio = "):
         index_cost(m, "viterbi", ratio=_checks.MAX_N_OUT + 1)
@@ -90,8 +90,18 @@ def test_index_cost_argument_checks():
         index_cost(m, "viterbi", ratio=1, n_in=_checks.MAX_N_IN + 1)
     with pytest.raises(ValueError, match=r"^block_steps = "):
         index_cost(m, "viterbi", ratio=5, block_steps=0)
-    with pytest.raises(ValueError, match=r"^ratio \* n_in = "):
+    with pytest.raises(ValueError, match=rf"^ratio \* n_in = {2 * _checks.MAX_N_OUT}: must be at most "):
         index_cost(m, "viterbi", ratio=_checks.MAX_N_OUT, n_in=2)
+    assert index_cost(m, "viterbi", ratio=_checks.MAX_N_OUT) == math.ceil(m.size / _checks.MAX_N_OUT)
+    with pytest.raises(ValueError, match=r"^block_steps = "):
+        index_cost(m, "viterbi", ratio=5, block_steps=vitrust._vitrust.MAX_BLOCK_STEPS + 1)
+
+    class OnlyMask:
+        def mask(self):
+            return np.ones(4, dtype=bool)
+
+    with pytest.raises(TypeError, match="bool array"):
+        index_cost(OnlyMask(), "bitmask")
     with pytest.raises(ValueError, match=r"^bits = "):
         index_cost(m, "relative", bits=33)
     with pytest.raises(TypeError, match="bool array"):
@@ -104,6 +114,8 @@ def test_index_cost_definitions():
     m = RNG.random((6, 4, 5)) < 0.3
     n, nnz, rows = m.size, int(m.sum()), 6
     assert index_cost(m, "viterbi", ratio=5) == math.ceil(n / 5)
+    m125 = RNG.random((5, 25)) < 0.5
+    assert index_cost(m125, "viterbi", ratio=5) == 25
     assert index_cost(m, "viterbi", ratio=3, n_in=2) == math.ceil(n / 6) * 2
     assert index_cost(m, "viterbi", ratio=7, block_steps=3) == math.ceil(n / 7)
     assert index_cost(m, "bitmask") == n
