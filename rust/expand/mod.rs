@@ -75,24 +75,31 @@ enum Kernel {
 
 impl Kernel {
     fn new(config: &VdConfig, decoder: Decoder) -> Self {
-        if decoder == Decoder::BitSliced {
-            if let (Some(slicer), Some(isa)) = (BitSlicer::new(config), BitSliceIsa::new()) {
-                return Kernel::BitSliced(slicer, isa);
-            }
+        Self::sliced(config, decoder).unwrap_or_else(|| Kernel::Steps(StepTables::new(config)))
+    }
+
+    /// The bit-sliced kernel, when it is asked for and the config and CPU allow it.
+    fn sliced(config: &VdConfig, decoder: Decoder) -> Option<Self> {
+        if decoder != Decoder::BitSliced {
+            return None;
         }
-        Kernel::Steps(StepTables::new(config))
+        Some(Kernel::BitSliced(
+            BitSlicer::new(config)?,
+            BitSliceIsa::new()?,
+        ))
     }
 
     /// The kernel of a per-block threshold whose blocks have `steps` steps in
     /// all: a step table only when those steps repay it, so the tables of a
     /// file's thresholds cost memory in proportion to its index.
     fn for_steps(config: &VdConfig, decoder: Decoder, steps: usize) -> Self {
-        let sliced = decoder == Decoder::BitSliced && BitSlicer::new(config).is_some();
-        if sliced || steps >= steps::table_entries(config) / 4 {
-            Kernel::new(config, decoder)
-        } else {
-            Kernel::Gates(config.clone(), FastKeep::new(config))
-        }
+        Self::sliced(config, decoder).unwrap_or_else(|| {
+            if steps >= steps::table_entries(config) / 4 {
+                Kernel::Steps(StepTables::new(config))
+            } else {
+                Kernel::Gates(config.clone(), FastKeep::new(config))
+            }
+        })
     }
 
     fn decoder(&self) -> Decoder {

@@ -40,7 +40,8 @@ pub struct RateResult {
     pub kept: usize,
     /// Search work spent, in full passes over the tensor.
     pub passes: f64,
-    /// Each block's threshold, when the searcher chooses them per block.
+    /// Each block's threshold, when the searcher chooses them per block
+    /// (`None` when the config keeps every weight: its threshold serves all).
     pub thresholds: Option<Vec<u8>>,
 }
 
@@ -340,9 +341,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
             lam: 0.0,
             kept: layout.n_weights,
             passes: 0.0,
-            thresholds: s
-                .chooses_thresholds()
-                .then(|| vec![s.threshold() as u8; layout.n_blocks()]),
+            // The config's threshold (`2^nc`, past a byte at nc = 8) serves every block.
+            thresholds: None,
         });
     }
     let n = layout.n_weights as f64;
