@@ -58,7 +58,7 @@ macro_rules! float8 {
 
             /// Bit patterns read as this type (no copy).
             pub fn from_bits_slice(bits: &[u8]) -> &[Self] {
-                crate::alloc::bytes_as(bits)
+                crate::sys::bytes_as(bits)
             }
         }
     };

@@ -8,12 +8,10 @@
 //! `python` feature.
 
 // Unsafe code lives in `arch` (SIMD) and, each allowed where it is declared
-// with the reason, in `alloc` (zeroed allocation, byte views), `format::os`
-// (system calls std does not wrap) and the binding's zero-copy array views.
+// with the reason, in `sys` (allocation, byte views and system calls, each
+// behind a safe function) and the binding's zero-copy array views.
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code)] // zeroed allocation and byte views
-mod alloc;
 #[allow(unsafe_code)] // SIMD intrinsics behind capability tokens
 mod arch;
 pub mod cancel;
@@ -26,6 +24,8 @@ pub mod pool;
 mod products;
 mod scores;
 mod search;
+#[allow(unsafe_code)] // allocation, byte views and system calls behind safe functions
+mod sys;
 mod vd;
 
 #[cfg(feature = "python")]

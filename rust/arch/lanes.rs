@@ -2,7 +2,7 @@
 //! values onto the mask, with AVX-512 where the token proves it.
 
 use super::Isa;
-use crate::alloc::Zeroable;
+use crate::sys::Zeroable;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 

@@ -9,8 +9,8 @@
 //! falls back to fresh starts.
 
 use super::Expander;
-use crate::alloc::Zeroable;
 use crate::arch::{lanes, Isa};
+use crate::sys::Zeroable;
 use crate::{bail, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,7 @@ impl Expander {
     pub fn starts(&self, index: &[u64]) -> Result<Vec<usize>> {
         self.check(index, self.layout().n_weights)?;
         let n_blocks = self.layout().n_blocks();
-        let mut counts = crate::alloc::zeros::<usize>(n_blocks + 1, "the block starts")?;
+        let mut counts = crate::sys::zeros::<usize>(n_blocks + 1, "the block starts")?;
         self.blocks(index, &mut counts[1..], 1, |_, bits, out| {
             out[0] = popcount(bits)
         });
@@ -73,14 +73,14 @@ impl Expander {
     }
 
     /// The kept weights in C order, and their block starts.
-    pub fn gather<T: crate::alloc::Zeroable + Send + Sync>(
+    pub fn gather<T: crate::sys::Zeroable + Send + Sync>(
         &self,
         index: &[u64],
         weights: &[T],
     ) -> Result<(Vec<T>, Vec<usize>)> {
         self.check(index, weights.len())?;
         let starts = self.starts(index)?;
-        let mut values = crate::alloc::zeros(starts[starts.len() - 1], "the kept values")?;
+        let mut values = crate::sys::zeros(starts[starts.len() - 1], "the kept values")?;
         let bw = self.layout().block_weights();
         split_at_starts(&mut values, &starts)?
             .into_par_iter()
@@ -163,7 +163,7 @@ pub(crate) fn split_at_starts<'a, T>(
     mut s: &'a mut [T],
     starts: &[usize],
 ) -> Result<Vec<&'a mut [T]>> {
-    let mut pieces = crate::alloc::with_capacity(starts.len() - 1, "the blocks' values")?;
+    let mut pieces = crate::sys::with_capacity(starts.len() - 1, "the blocks' values")?;
     for w in starts.windows(2) {
         let (head, tail) = std::mem::take(&mut s).split_at_mut(w[1] - w[0]);
         s = tail;

@@ -13,9 +13,9 @@
 //! A new file gets `0666 & !umask` (as any program's new file); a replaced
 //! file keeps its permission bits (not setuid, setgid or sticky).
 
-use super::os::alive;
+use crate::sys::os::alive;
 #[cfg(target_os = "linux")]
-use super::os::linux;
+use crate::sys::os::linux;
 use crate::{Error, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -338,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        let umask = super::super::os::umask();
+        let umask = crate::sys::os::umask();
         write_atomic(&path, |w| w.write_all(b"a")).unwrap();
         assert_eq!(mode(&path), 0o666 & !umask);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4750)).unwrap();

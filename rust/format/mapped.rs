@@ -92,7 +92,7 @@ impl MappedFile {
                 meta.len()
             );
         }
-        let map = super::os::map(&file).map_err(io)?;
+        let map = crate::sys::os::map(&file).map_err(io)?;
         // vitrust's own container parser: bounded, unlike the crate's (see `header`).
         let c = header::parse(&map)?;
         let start = map.len() - c.data.len();
@@ -157,7 +157,7 @@ impl MappedFile {
     /// A pruned tensor, its values borrowed from the mapping.
     pub fn sparse(&self, s: &SparseSpan) -> Result<Sparse<'_>> {
         let bytes = self.bytes(&s.index);
-        let mut index = crate::alloc::with_capacity(bytes.len() / 8, "the index words")?;
+        let mut index = crate::sys::with_capacity(bytes.len() / 8, "the index words")?;
         index.extend(
             bytes
                 .chunks_exact(8)
@@ -195,7 +195,7 @@ impl MappedFile {
 }
 
 fn release(map: &Mmap, range: &Range<usize>) {
-    super::os::drop_pages(map, range);
+    crate::sys::os::drop_pages(map, range);
 }
 
 fn release_all(map: &Mmap) {

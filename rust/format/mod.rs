@@ -31,8 +31,6 @@ mod dtype;
 pub mod header;
 mod mapped;
 pub mod meta;
-#[allow(unsafe_code)] // system calls std does not wrap, each behind a safe function
-mod os;
 mod read;
 mod stream;
 mod unescape;
@@ -278,8 +276,8 @@ impl safetensors::View for Stored<'_> {
 }
 
 fn u64_bytes(words: &[u64]) -> Result<Vec<u8>> {
-    let n = crate::alloc::bytes_of::<u64>(words.len(), "an index's bytes")?;
-    let mut out = crate::alloc::with_capacity(n, "an index's bytes")?;
+    let n = crate::sys::bytes_of::<u64>(words.len(), "an index's bytes")?;
+    let mut out = crate::sys::with_capacity(n, "an index's bytes")?;
     words
         .iter()
         .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));

@@ -34,7 +34,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     }
     let what = format!("the contents of {}", path.display());
     let len = usize::try_from(meta.len()).map_err(|_| Error::memory(&what, meta.len().into()))?;
-    let mut buf = crate::alloc::with_capacity(len, &what)?;
+    let mut buf = crate::sys::with_capacity(len, &what)?;
     loop {
         crate::cancel::check()?;
         let room = (buf.capacity() - buf.len()) as u64;
@@ -58,7 +58,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
         if n == 0 {
             return Ok(buf);
         }
-        crate::alloc::reserve(&mut buf, n + READ_CHUNK as usize, &what)?;
+        crate::sys::reserve(&mut buf, n + READ_CHUNK as usize, &what)?;
         buf.extend_from_slice(&probe[..n]);
     }
 }
@@ -95,7 +95,7 @@ pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// The little-endian `u64` words of `bytes`, borrowed where aligned.
 fn words(bytes: &[u8]) -> Cow<'_, [u64]> {
-    if let Some(mid) = crate::alloc::aligned_words(bytes) {
+    if let Some(mid) = crate::sys::aligned_words(bytes) {
         return Cow::Borrowed(mid);
     }
     Cow::Owned(

@@ -16,7 +16,7 @@ const TASK_WEIGHTS: usize = 1 << 16;
 
 /// A float type the product runs in.
 pub trait Real:
-    crate::alloc::Zeroable
+    crate::sys::Zeroable
     + Send
     + Sync
     + Default

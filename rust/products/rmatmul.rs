@@ -48,7 +48,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
 ) -> Result<()> {
     let cols = shapes(e, index, rows, batch, x.len(), out.len(), true)?;
     // X's columns as contiguous rows, so each entry adds one contiguous run.
-    let mut xt = crate::alloc::zeros::<R>(x.len(), "the transposed operand")?;
+    let mut xt = crate::sys::zeros::<R>(x.len(), "the transposed operand")?;
     xt.par_chunks_mut(batch).enumerate().for_each(|(r, xr)| {
         xr.iter_mut()
             .enumerate()
@@ -62,9 +62,9 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
     let tiled = batch
         .checked_next_multiple_of(TILE)
         .ok_or_else(|| Error::invalid(format!("batch = {batch} is too large")))?;
-    let each = crate::alloc::product(cols, tiled, "partial result (cols x batch)")?;
-    let total = crate::alloc::product(g, each, "partial results (groups x cols x batch)")?;
-    let mut partial = crate::alloc::zeros::<R>(total, "the partial results")?;
+    let each = crate::sys::product(cols, tiled, "partial result (cols x batch)")?;
+    let total = crate::sys::product(g, each, "partial results (groups x cols x batch)")?;
+    let mut partial = crate::sys::zeros::<R>(total, "the partial results")?;
     e.with_starts(index, starts, values.len(), |starts| {
         let stale = AtomicBool::new(false);
         partial

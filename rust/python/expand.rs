@@ -60,7 +60,7 @@ pub(super) fn slice_arg<'a, T: numpy::Element>(
 
 /// `v` converted element by element into a fallibly allocated vector.
 pub(super) fn convert<A: Copy, B>(v: &[A], what: &str, f: impl Fn(A) -> B) -> PyResult<Vec<B>> {
-    let mut out = crate::alloc::with_capacity(v.len(), what).map_err(value_error)?;
+    let mut out = crate::sys::with_capacity(v.len(), what).map_err(value_error)?;
     out.extend(v.iter().map(|&a| f(a)));
     Ok(out)
 }
@@ -174,9 +174,8 @@ pub(super) fn matmul<'py>(
     let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let out_rows = if left { n_weights / rows.max(1) } else { rows };
-    let out_len =
-        crate::alloc::product(batch, out_rows, "output elements (batch x rows or columns)")
-            .map_err(value_error)?;
+    let out_len = crate::sys::product(batch, out_rows, "output elements (batch x rows or columns)")
+        .map_err(value_error)?;
     let (v, xs) = (
         Floats::extract(values, "values")?,
         Floats::extract(x, "operand")?,

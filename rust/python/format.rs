@@ -3,10 +3,10 @@
 //! and validation, core errors as Python exceptions (`FormatError` for files).
 
 use super::{detached, value_error, PyConfig};
-use crate::alloc::{zeros, Zeroable};
 use crate::cancel;
 use crate::format::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Order, Plain, Sparse};
+use crate::sys::{zeros, Zeroable};
 use crate::{Error, ErrorKind, Expander, Layout};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};

@@ -3,9 +3,9 @@
 //! No algorithm lives here; one module per area (config, search, expand and
 //! products, the file format, checkpoints).
 
-use crate::alloc::zeros;
 use crate::cancel::{self, Cancel};
 use crate::pool::with_pool;
+use crate::sys::zeros;
 use crate::{
     prune_to_rate, Error, ErrorKind, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
 };

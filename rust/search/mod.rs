@@ -65,7 +65,7 @@ impl<'a> Searcher<'a> {
         }
         // The workspaces are allocated inside the parallel loops, where a
         // failure cannot be returned: make sure the memory can be had first.
-        crate::alloc::with_capacity::<u8>(need, "the search's working memory")?;
+        crate::sys::with_capacity::<u8>(need, "the search's working memory")?;
         let max_score = scores.check()?;
         Ok(Self {
             trellis,
@@ -340,7 +340,7 @@ impl<'a> Searcher<'a> {
     ) -> Vec<BlockResult> {
         let share = self.share_above(lam);
         let blocks = self.layout.n_blocks();
-        let mut results = crate::alloc::with_capacity(blocks, "the per-block search results")
+        let mut results = crate::sys::with_capacity(blocks, "the per-block search results")
             .unwrap_or_else(|e| cancel::fail(e));
         index
             .par_chunks_mut(self.layout.words_per_block())

@@ -355,8 +355,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     let mut full = FullPasses {
         searcher: s,
         target: d,
-        scratch: crate::alloc::zeros(index.len(), "a trial index")?,
-        best_index: crate::alloc::zeros(index.len(), "the best index")?,
+        scratch: crate::sys::zeros(index.len(), "a trial index")?,
+        best_index: crate::sys::zeros(index.len(), "the best index")?,
         best_thresholds: Vec::new(),
         fixed: None,
         points: Vec::new(),

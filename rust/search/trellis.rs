@@ -8,9 +8,9 @@
 //! traceback from the best final state replays the decisions into the input bits.
 
 use super::acs::{self, subset_sums};
-use crate::alloc::zeros;
 use crate::arch::{self, Isa, Kernel};
 use crate::cancel::Cancel;
+use crate::sys::zeros;
 use crate::{Result, VdConfig};
 
 /// The parts of a config the search needs, tabulated once.
