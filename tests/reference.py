@@ -89,3 +89,18 @@ def expand_v2(config, index: np.ndarray, shape, block_steps: int, thresholds, or
     # Stream position p is flat C index p ("C") or (p mod R) * C + p div R ("F").
     out[p if order == "C" else (p % rows) * cols + p // rows] = s
     return out.reshape(shape)
+
+
+def stream_order(a: np.ndarray, order: str) -> np.ndarray:
+    """``a`` flattened in stream order: its 2-D view ``(shape[0], rest)`` row
+    by row ("C") or column by column ("F")."""
+    a = np.asarray(a)
+    if a.ndim < 2:
+        return a.reshape(-1)
+    view = a.reshape(a.shape[0], -1)
+    return (view if order == "C" else view.T).reshape(-1)
+
+
+def kept_values(w: np.ndarray, sp) -> np.ndarray:
+    """The weights ``sp`` keeps, in its stream order (``sp.values``' order)."""
+    return stream_order(w, sp.order)[stream_order(sp.mask(), sp.order)]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import vitrust
+from reference import stream_order
 
 W = np.random.default_rng(0).standard_normal((20, 30)).astype(np.float32)
 CFG = vitrust.VDConfig(4, 1, 5, 1, 1)
@@ -111,9 +112,10 @@ def test_big_endian_arrays_are_converted_everywhere(tmp_path, dtype):
     assert np.array_equal(sp.values, ref.values)
     scored = vitrust.prune(w, 0.6, scores=_big(np.abs(w)))
     assert np.array_equal(scored.index, vitrust.prune(w, 0.6, scores=np.abs(w)).index)
-    rebuilt = vitrust.ViterbiSparse(ref.shape, ref.config, ref.block_steps, _big(ref.index), _big(ref.values), ref.lam)
+    rebuilt = vitrust.ViterbiSparse(ref.shape, ref.config, ref.block_steps, _big(ref.index), _big(ref.values), ref.lam,
+                                    order=ref.order)
     assert rebuilt.values.dtype.isnative and np.array_equal(rebuilt.to_dense(), ref.to_dense())
-    assert np.array_equal(vitrust.expand(ref.config, _big(ref.index), ref.size, ref.block_steps), ref.mask().ravel())
+    assert np.array_equal(vitrust.expand(ref.config, _big(ref.index), ref.size, ref.block_steps), stream_order(ref.mask(), ref.order))
     x = np.random.default_rng(1).standard_normal((30, 3)).astype(dtype)
     np.testing.assert_array_equal(ref @ _big(x), ref @ x)
     x64 = x.astype(np.float64)

@@ -101,7 +101,7 @@ def test_index_bits_count_the_thresholds(tmp_path):
 
 
 def test_a_mixed_file_is_version_2_and_its_v1_tensor_stays_v1(tmp_path, v2):
-    w = vitrust.prune(np.random.default_rng(0).standard_normal((8, 40)).astype(np.float32), 0.7, block_steps=8)
+    w = vitrust.prune(np.random.default_rng(0).standard_normal((8, 40)).astype(np.float32), 0.7, block_steps=8, order="C")
     path = tmp_path / "m.safetensors"
     vitrust.save_file({**v2, "w": w}, path)
     assert _version(path) == 2

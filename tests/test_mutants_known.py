@@ -6,6 +6,7 @@ import pytest
 
 import vitrust
 from vitrust import _scores
+from reference import kept_values, stream_order
 
 RNG = np.random.default_rng(11)
 W = RNG.standard_normal((48, 96)).astype(np.float32)
@@ -15,7 +16,7 @@ def test_values_come_from_the_weights_when_scores_are_given():
     scores = RNG.uniform(0.0, 1.0, W.shape)
     sp = vitrust.prune(W, 0.6, scores=scores)
     mask = sp.mask().reshape(-1)
-    np.testing.assert_array_equal(sp.values, W.reshape(-1)[mask])
+    np.testing.assert_array_equal(sp.values, kept_values(W, sp))
     np.testing.assert_array_equal(sp.to_dense(), np.where(mask.reshape(W.shape), W, 0))
     # the mask follows the scores, not |w|: the kept scores beat the pruned ones on average
     s = scores.reshape(-1)
@@ -47,8 +48,9 @@ def test_default_block_steps_is_the_documented_1024():
     np.testing.assert_array_equal(sp.index, ref.index)
     other = vitrust.prune(W, 0.5, block_steps=7)
     assert other.block_steps == 7
-    np.testing.assert_array_equal(vitrust.expand(sp.config, sp.index, W.size), sp.mask().reshape(-1))
-    np.testing.assert_array_equal(vitrust.expand(other.config, other.index, W.size, 7), other.mask().reshape(-1))
+    np.testing.assert_array_equal(vitrust.expand(sp.config, sp.index, W.size), stream_order(sp.mask(), sp.order))
+    np.testing.assert_array_equal(vitrust.expand(other.config, other.index, W.size, 7),
+                                  stream_order(other.mask(), other.order))
     with pytest.raises(ValueError, match="blocks of 1024 steps"):
         vitrust.expand(other.config, other.index, W.size)
 

@@ -11,6 +11,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as st_load
 
 import vitrust
+from reference import kept_values, stream_order
 
 FIXTURE = Path(__file__).parent / "data" / "real_layers.safetensors"
 LAYERS = st_load(str(FIXTURE))
@@ -72,9 +73,9 @@ def test_to_dense_matches_mask(name):
     assert mask.shape == w.shape and int(mask.sum()) == sp.nnz
     # Independent reference: the kept weights in place, zeros elsewhere.
     np.testing.assert_array_equal(sp.to_dense(), np.where(mask, w, np.float32(0)))
-    np.testing.assert_array_equal(sp.values, w[mask])
-    mask_from_index = vitrust.expand(sp.config, sp.index, w.size, sp.block_steps).reshape(w.shape)
-    np.testing.assert_array_equal(mask_from_index, mask)
+    np.testing.assert_array_equal(sp.values, kept_values(w, sp))
+    mask_from_index = vitrust.expand(sp.config, sp.index, w.size, sp.block_steps)
+    np.testing.assert_array_equal(mask_from_index, stream_order(mask, sp.order))
 
 
 @pytest.mark.parametrize("rate", RATES)

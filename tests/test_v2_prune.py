@@ -104,4 +104,16 @@ def test_rate_is_met_on_structured_tensors(rate):
             sp = vitrust.prune(w, rate, block_thresholds=True)
         assert abs(sp.rate - rate) <= 2e-3
         np.testing.assert_array_equal(sp.mask(), expand_v2(sp.config, sp.index, w.shape, sp.block_steps,
-                                                           sp.thresholds, "C"))
+                                                           sp.thresholds, sp.order))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_mask_and_dense_are_c_contiguous_in_either_order(order):
+    """Writers and the buffer protocol take C-contiguous arrays; an order-F
+    tensor's outputs must not be transposed views of its stream."""
+    w = np.random.default_rng(5).standard_normal((40, 3, 7)).astype(np.float32)
+    sp = vitrust.prune(w, 0.7, order=order, block_steps=16)
+    assert sp.order == order
+    for a in (sp.mask(), sp.to_dense(), np.asarray(sp)):
+        assert a.shape == w.shape and a.flags.c_contiguous
+    np.testing.assert_array_equal(sp.to_dense(), np.where(sp.mask(), w, 0))

@@ -44,15 +44,15 @@ class Preset(NamedTuple):
 
 # n_in = 1 throughout: the vectorised search covers it (n_in > 1 runs the
 # general per-state path, many times slower per weight), and at the same
-# index cost more flip-flops buy more than a second input bit. Per-block
-# thresholds and the column-major order (format v2) are opt-in for now:
-# benches/thresholds.py measures what they buy on real layers, and choosing
-# thresholds per block makes the kept count jump with `lam` on small tensors,
-# which rate control does not yet absorb (docs/algorithm.md, "Thresholds per block").
+# index cost more flip-flops buy more than a second input bit. The order is
+# chosen per tensor from "default" on (format v2: +0.7 points against the
+# bound on real layers for 1.9x the time, benches/QUALITY.md); "fast" keeps
+# row-major order for speed. Per-block thresholds stay opt-in: they cost
+# 3-5 searches per block and pass (docs/algorithm.md, "Thresholds per block").
 EFFORTS: Dict[str, Preset] = {
     "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
-    "default": Preset(flip_flops=10, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
-    "best": Preset(flip_flops=16, n_in=1, tap_seeds=2, factors=None, refine=False, order="C"),
+    "default": Preset(flip_flops=10, n_in=1, tap_seeds=1, factors=None, refine=False, order="auto"),
+    "best": Preset(flip_flops=16, n_in=1, tap_seeds=2, factors=None, refine=False, order="auto"),
 }
 # What `block_thresholds=True` tries: the predicted threshold scaled by each.
 FACTORS = (0.75, 1.0, 1.33)

@@ -117,17 +117,20 @@ def prune(
     n_blocks = -(-w.size // (block_steps * configs[0].n_out))
     if len(orders) > 1 and order == "auto" and n_blocks >= 2 * SAMPLE_BLOCKS:
         # (Fewer blocks than a sample would hold: both orders in full cost no more.)
-        orders = [_choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)]
-    found: Optional[Tuple[Found, str, float]] = None
-    for o in orders:
+        first = _choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)
+        orders = [first, "F" if first == "C" else "C"]
+    found: Optional[Tuple[Found, str, Tuple[bool, float]]] = None
+    for i, o in enumerate(orders):
+        if i == 1 and order == "auto" and found is not None and found[2][0] and n_blocks >= 2 * SAMPLE_BLOCKS:
+            break  # the sampled choice met the rate: the other order is searched only when it did not
         stream = _stream(src, rows, cols, o)
         res = _search_best(configs, stream, kind, rate, lam, block_steps, threads, budget, factors, refine)
-        value = _value(res, stream, kind, rate, block_steps, threads) if len(orders) > 1 else 0.0
+        value = _value(res, stream, kind, rate, block_steps, threads) if len(orders) > 1 else (True, 0.0)
         if found is None or value > found[2]:
             found = (res, o, value)
     assert found is not None
     (index, nnz, lam, config, thresholds), order, _ = found
-    if rate is not None and abs(1.0 - nnz / w.size - rate) > RATE_TOLERANCE:
+    if rate is not None and not _meets(rate, nnz, w.size):
         warnings.warn(RateWarning(
             f"rate {rate:.4f} requested, {1.0 - nnz / w.size:.4f} achieved: no lam in [0, max score] comes "
             f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
@@ -198,15 +201,22 @@ def _choose_order(config: VDConfig, src: np.ndarray, kind: str, rate: Optional[f
     return best
 
 
+def _meets(rate: float, nnz: int, size: int) -> bool:
+    """Whether ``nnz`` kept of ``size`` is within the rate tolerance of ``rate``."""
+    return abs(1.0 - nnz / size - rate) <= RATE_TOLERANCE
+
+
 def _value(res: Found, stream: np.ndarray, kind: str, rate: Optional[float], block_steps: int,
-           threads: Optional[int]) -> float:
-    """How good one search's result is, to pick between orders: retained
-    importance at a target rate, the objective at a fixed ``lam``."""
+           threads: Optional[int]) -> Tuple[bool, float]:
+    """How good one search's result is, to pick between orders: whether it
+    meets the rate (a small tensor's kept count can jump past the target in
+    one order and not the other), then retained importance at a target rate or
+    the objective at a fixed ``lam``."""
     index, nnz, lam, config, thresholds = res
     kept = _presets.kept_score(config, index, block_steps, stream, kind, threads, thresholds)
     if rate is None:
-        return kept - lam * nnz
-    return _scores.retained(_scores.values(stream, kind), kept, nnz)
+        return True, kept - lam * nnz
+    return _meets(rate, nnz, stream.size), _scores.retained(_scores.values(stream, kind), kept, nnz)
 
 
 def _search_best(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float],

@@ -104,7 +104,9 @@ _PLAIN_NUMPY = {v: k for k, v in _format._NAMES.items()}
 
 
 def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) -> np.ndarray:
-    """A tensor's bytes viewed as its own numpy dtype (no copy); bfloat16 and
+    """A tensor's bytes viewed as its own numpy dtype (no copy unless the file
+    places it at an offset its dtype does not divide: safetensors packs tensors
+    without padding, and the core takes aligned arrays only); bfloat16 and
     float8 need the ml_dtypes package."""
     numpy_name = _format._VALUE_NUMPY.get(dtype)
     dt: np.dtype
@@ -115,7 +117,8 @@ def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) 
         dt = _PLAIN_NUMPY[dtype]
     else:
         raise TypeError(f"tensor {name!r}: dtype {dtype} is not supported here")
-    return raw.view(dt.newbyteorder("<")).reshape(shape)
+    a = raw.view(dt.newbyteorder("<")).reshape(shape)
+    return a if a.flags.aligned else a.copy()
 
 
 def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> ViterbiSparse:
@@ -163,7 +166,8 @@ def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> Viterb
     if isinstance(target, tuple):
         lam, config = target
         keep = {k: options[k] for k in ("block_steps", "score", "threads", "max_memory") if k in options}
-        return prune(w, lam=lam, config=config, **keep)
+        # λ was calibrated on the row-major stream; the other order would move the global count.
+        return prune(w, lam=lam, config=config, order="C", **keep)
     return prune(w, float(target), **options)
 
 

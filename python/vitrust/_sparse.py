@@ -128,9 +128,10 @@ class ViterbiSparse:
         return (cols, rows) if self._transposed() else (rows, cols)
 
     def _from_stream(self, a: np.ndarray) -> np.ndarray:
-        """A 1-D array in stream order as an array of this tensor's shape."""
+        """A 1-D array in stream order as a C-contiguous array of this tensor's
+        shape (a transposed view would surprise writers and the buffer protocol)."""
         if self._transposed():
-            a = a.reshape(self._stream_view()).T
+            a = np.ascontiguousarray(a.reshape(self._stream_view()).T)
         return a.reshape(self.shape)
 
     def _to_stream(self, a: np.ndarray) -> np.ndarray:
