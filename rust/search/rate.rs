@@ -385,15 +385,20 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         full.passes += sample_passes;
     }
     // One full pass and a few secant corrections (small tensors, or a sample
-    // that misled); then, if still off, bisection on full passes.
+    // that misled); then, if still off, bisection on full passes. A tensor
+    // too small to sample aims closer while secant steps are cheap, but
+    // accepts FULL_TOLERANCE once they stop: large VDs make the kept count
+    // jump with `lam` (whole blocks switch paths), and bisecting into such a
+    // jump for the tighter aim cost up to 30 passes for nothing the caller
+    // asked for.
     let sampled = pieces.is_some();
-    let tol = if sampled {
-        FULL_TOLERANCE
+    let (aim, evals) = if sampled {
+        (FULL_TOLERANCE, 4)
     } else {
-        0.25 * FULL_TOLERANCE
+        (0.25 * FULL_TOLERANCE, 4)
     };
-    let evals = if sampled { 4 } else { 30 };
-    solve(|x| full.excess(q.lam(x)), x, slope, tol, evals);
+    solve(|x| full.excess(q.lam(x)), x, slope, aim, evals);
+    let tol = FULL_TOLERANCE;
     if full.missed_by() > tol {
         let points = full.points.clone();
         let evals = MAX_PASSES.saturating_sub(points.len());
