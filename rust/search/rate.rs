@@ -293,7 +293,9 @@ fn bisect(
     while best.get() > tol && n.get() < evals && b - a > MIN_WIDTH * b && b > floor {
         let width = b - a;
         let mid = if b > 16.0 * a.max(floor) {
-            (a.max(floor) * b).sqrt()
+            // The product of the roots: `a * b` overflows for scores near
+            // f64::MAX (and underflows for tiny ones), stopping the bisection.
+            a.max(floor).sqrt() * b.sqrt()
         } else {
             0.5 * (a + b)
         };
@@ -498,6 +500,31 @@ mod tests {
         // Even lam = 0 keeps too few.
         let seen = run(|x| -0.2 - 0.1 * x, 1e-3);
         assert_eq!(seen.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn bisection_is_the_same_at_any_scale() {
+        // Scores near f64::MAX (or tiny ones): the same steps, scaled, as at scale 1.
+        let f = |x: f64| 0.3 - 0.6 * x.sqrt();
+        let at = |scale: f64| {
+            let mut seen = Vec::new();
+            bisect(
+                |x| {
+                    let e = f(x / scale);
+                    seen.push((x / scale, e));
+                    e
+                },
+                &[],
+                scale,
+                1e-4,
+                MAX_PASSES,
+            );
+            seen
+        };
+        let one = at(1.0);
+        assert!(closest(&one) <= 1e-4, "{one:?}");
+        assert_eq!(at(2f64.powi(1000)), one);
+        assert_eq!(at(2f64.powi(-900)), one); // (its floor, 2^-60 of the top, stays a normal float)
     }
 
     #[test]
