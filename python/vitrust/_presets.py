@@ -42,20 +42,24 @@ class Preset(NamedTuple):
     order: str
 
 
+# What `block_thresholds=True` tries: the predicted threshold scaled by each.
+FACTORS = (0.75, 1.0, 1.33)
+
 # n_in = 1 throughout: the vectorised search covers it (n_in > 1 runs the
 # general per-state path, many times slower per weight), and at the same
 # index cost more flip-flops buy more than a second input bit. The order is
-# chosen per tensor from "default" on (format v2: +0.7 points against the
-# bound on real layers for 1.9x the time, benches/QUALITY.md); "fast" keeps
-# row-major order for speed. Per-block thresholds stay opt-in: they cost
-# 3-5 searches per block and pass (docs/algorithm.md, "Thresholds per block").
+# chosen per tensor from "default" on (format v2: +0.6 points against the
+# bound on real layers for 1.8x the time); "fast" keeps row-major order for
+# speed. "best" spends its time on per-block thresholds (three candidates,
+# then refined) at 12 flip-flops rather than on 16 flip-flops and two tap
+# seeds: on real layers 0.988 of the bound for 23x the default's time,
+# against 0.984 for 94x (benches/presets_real.py, figures in
+# benches/QUALITY.md, "Presets on real layers").
 EFFORTS: Dict[str, Preset] = {
     "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
     "default": Preset(flip_flops=10, n_in=1, tap_seeds=1, factors=None, refine=False, order="auto"),
-    "best": Preset(flip_flops=16, n_in=1, tap_seeds=2, factors=None, refine=False, order="auto"),
+    "best": Preset(flip_flops=12, n_in=1, tap_seeds=1, factors=FACTORS, refine=True, order="auto"),
 }
-# What `block_thresholds=True` tries: the predicted threshold scaled by each.
-FACTORS = (0.75, 1.0, 1.33)
 
 
 def resolve(effort: Any, flip_flops: Optional[int], n_in: Optional[int], tap_seeds: Optional[int]) -> Tuple[int, int, int]:
