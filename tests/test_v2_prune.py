@@ -117,3 +117,30 @@ def test_mask_and_dense_are_c_contiguous_in_either_order(order):
     for a in (sp.mask(), sp.to_dense(), np.asarray(sp)):
         assert a.shape == w.shape and a.flags.c_contiguous
     np.testing.assert_array_equal(sp.to_dense(), np.where(sp.mask(), w, 0))
+
+
+def test_the_order_sample_reads_the_streams_blocks(monkeypatch):
+    """order="auto" samples blocks of each stream by index arithmetic (no
+    transposed copy); the samples must be those blocks of the actual streams."""
+    from vitrust import _prune
+
+    rows, cols, bs = 37, 53, 8  # 1961 weights, blocks of 40: 50 blocks, a ragged last one
+    src = np.random.default_rng(9).standard_normal(rows * cols).astype(np.float32)
+    config = vitrust.VDConfig(6, 1, 5, 5, 10)
+    seen = []
+    search = _prune._vitrust.search
+
+    def recording(cfg, sample, *a, **k):
+        seen.append(np.array(sample))
+        return search(cfg, sample, *a, **k)
+
+    monkeypatch.setattr(_prune._vitrust, "search", recording)
+    _prune._choose_order(config, src, "abs", None, 0.8, rows, cols, bs, None, 1 << 30, None)
+    bw = bs * config.n_out
+    n_blocks = -(-src.size // bw)
+    picks = np.linspace(0, n_blocks - 1, max(_prune.SAMPLE_BLOCKS, n_blocks // _prune.SAMPLE_SHARE)).round()
+    for o, got in zip("CF", seen):
+        stream = src.reshape(rows, cols).reshape(-1) if o == "C" else src.reshape(rows, cols).T.reshape(-1)
+        want = np.concatenate([stream[int(b) * bw : (int(b) + 1) * bw] for b in picks])
+        np.testing.assert_array_equal(got, want)
+    assert len(seen) == 2 and picks[-1] == n_blocks - 1  # the ragged last block is sampled

@@ -113,29 +113,16 @@ def prune(
         configs = [config]
 
     rows, cols = _checks.matrix_view(w.shape)
-    orders = ["C", "F"] if order in ("auto", "both") and rows > 1 and cols > 1 else [order if order != "auto" else "C"]
-    n_blocks = -(-w.size // (block_steps * configs[0].n_out))
-    if len(orders) > 1 and order == "auto" and n_blocks >= 2 * SAMPLE_BLOCKS:
-        # (Fewer blocks than a sample would hold: both orders in full cost no more.)
-        first = _choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)
-        orders = [first, "F" if first == "C" else "C"]
-    found: Optional[Tuple[Found, str, Tuple[bool, float]]] = None
-    for i, o in enumerate(orders):
-        if i == 1 and order == "auto" and found is not None and found[2][0] and n_blocks >= 2 * SAMPLE_BLOCKS:
-            break  # the sampled choice met the rate: the other order is searched only when it did not
-        stream = _stream(src, rows, cols, o)
-        res = _search_best(configs, stream, kind, rate, lam, block_steps, threads, budget, factors, refine)
-        value = _value(res, stream, kind, rate, block_steps, threads) if len(orders) > 1 else (True, 0.0)
-        if found is None or value > found[2]:
-            found = (res, o, value)
-    assert found is not None
-    (index, nnz, lam, config, thresholds), order, _ = found
+    found, order, stream = _search_orders(configs, src, kind, rate, lam, rows, cols, block_steps, threads, budget,
+                                          factors, refine, order)
+    index, nnz, lam, config, thresholds = found
     if rate is not None and not _meets(rate, nnz, w.size):
         warnings.warn(RateWarning(
             f"rate {rate:.4f} requested, {1.0 - nnz / w.size:.4f} achieved: no lam in [0, max score] comes "
             f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
         ), stacklevel=2)
-    values, starts = _vitrust.gather(config, index, block_steps, _stream(w_flat, rows, cols, order), threads, thresholds)
+    kept_from = stream if src is w_flat else _stream(w_flat, rows, cols, order)
+    values, starts = _vitrust.gather(config, index, block_steps, kept_from, threads, thresholds)
     return ViterbiSparse._from_core(w.shape, config, block_steps, index, values, lam, threads=threads, starts=starts,
                                     thresholds=thresholds, order=order)
 
@@ -159,6 +146,36 @@ def _block_choices(preset: Optional[_presets.Preset], block_thresholds: Optional
     elif order not in ("C", "F", "auto"):
         raise ValueError(f"order = {order!r}: must be 'C', 'F' or 'auto'")
     return factors, refine, order
+
+
+def _search_orders(configs: List[VDConfig], src: np.ndarray, kind: str, rate: Optional[float], lam: Optional[float],
+                   rows: int, cols: int, block_steps: int, threads: Optional[int], budget: int, factors: Factors,
+                   refine: bool, order: str) -> Tuple[Found, str, np.ndarray]:
+    """The search in the order(s) ``order`` asks for: the result, its order and ``src`` in that order.
+
+    "auto" on a tensor of at least ``2 * SAMPLE_BLOCKS`` blocks searches the
+    order its sample prefers, and the other only when that one misses the
+    rate; on fewer blocks (the sample would be the whole tensor) and for
+    "both" it searches both in full. Of two results, one that meets the rate
+    wins, then the one `_value` rates higher, the first on ties.
+    """
+    both = order in ("auto", "both") and rows > 1 and cols > 1
+    orders = ["C", "F"] if both else [order if order != "auto" else "C"]
+    n_blocks = -(-src.size // (block_steps * configs[0].n_out))
+    sampled = both and order == "auto" and n_blocks >= 2 * SAMPLE_BLOCKS
+    if sampled:
+        first = _choose_order(configs[0], src, kind, rate, lam, rows, cols, block_steps, threads, budget, factors)
+        orders = [first, "F" if first == "C" else "C"]
+    tried = []
+    for o in orders:
+        stream = _stream(src, rows, cols, o)
+        res = _search_best(configs, stream, kind, rate, lam, block_steps, threads, budget, factors, refine)
+        tried.append((res, o, stream))
+        if sampled and (rate is None or _meets(rate, res[1], src.size)):
+            break
+    if len(tried) == 1:
+        return tried[0]
+    return max(tried, key=lambda t: _value(t[0], t[2], kind, rate, block_steps, threads))
 
 
 def _stream(flat: np.ndarray, rows: int, cols: int, order: str) -> np.ndarray:
@@ -185,10 +202,12 @@ def _choose_order(config: VDConfig, src: np.ndarray, kind: str, rate: Optional[f
     else:
         picks = np.linspace(0, n_blocks - 1, max(SAMPLE_BLOCKS, n_blocks // SAMPLE_SHARE)).round().astype(np.int64)
     fs = None if factors is None else list(factors)
+    # Stream positions of the sampled blocks, and the flat C index each reads
+    # in order F ((p mod rows) * cols + p div rows): no transposed copy.
+    p = np.concatenate([np.arange(int(b) * bw, min((int(b) + 1) * bw, src.size)) for b in picks])
     best, best_value = "C", -np.inf
     for o in ("C", "F"):
-        stream = _stream(src, rows, cols, o)
-        sample = np.concatenate([stream[b * bw : (b + 1) * bw] for b in picks])
+        sample = src[p] if o == "C" else src[(p % rows) * cols + p // rows]
         if rate is None:
             assert lam is not None
             value = _vitrust.search(config, sample, kind, lam, block_steps, threads, budget, None, fs)[2]
