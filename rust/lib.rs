@@ -33,6 +33,7 @@ mod python;
 
 pub use arch::Level;
 pub use error::{Error, ErrorKind, Result};
+pub use expand::order::transpose;
 pub use expand::{Decoder, Expander};
 pub use float8::{F8E4M3, F8E5M2};
 pub use layout::Layout;

@@ -144,3 +144,20 @@ def test_the_order_sample_reads_the_streams_blocks(monkeypatch):
         want = np.concatenate([stream[int(b) * bw : (int(b) + 1) * bw] for b in picks])
         np.testing.assert_array_equal(got, want)
     assert len(seen) == 2 and picks[-1] == n_blocks - 1  # the ragged last block is sampled
+
+
+def test_core_transpose_argument_is_checked_and_matches_numpy():
+    from vitrust import _vitrust
+
+    w = np.random.default_rng(12).standard_normal((30, 70)).astype(np.float32)
+    sp = vitrust.prune(w, 0.8, order="F", block_steps=16)
+    stream = _vitrust.expand(sp.config, sp.index, w.size, 16)
+    got = _vitrust.expand(sp.config, sp.index, w.size, 16, None, None, (70, 30))
+    np.testing.assert_array_equal(got, stream.reshape(70, 30).T.reshape(-1))
+    dense = _vitrust.scatter(sp.config, sp.index, 16, sp.values, w.size, None, None, None, (70, 30))
+    np.testing.assert_array_equal(dense.reshape(w.shape), np.where(got.reshape(w.shape), w, 0))
+    for bad in [(70, 31), (0, 0), (2**40, 2**40)]:
+        with pytest.raises(ValueError, match="transpose"):
+            _vitrust.expand(sp.config, sp.index, w.size, 16, None, None, bad)
+        with pytest.raises(ValueError, match="transpose"):
+            _vitrust.scatter(sp.config, sp.index, 16, sp.values, w.size, None, None, None, bad)

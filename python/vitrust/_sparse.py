@@ -127,12 +127,12 @@ class ViterbiSparse:
         rows, cols = _checks.matrix_view(self.shape)
         return (cols, rows) if self._transposed() else (rows, cols)
 
-    def _from_stream(self, a: np.ndarray) -> np.ndarray:
-        """A 1-D array in stream order as a C-contiguous array of this tensor's
-        shape (a transposed view would surprise writers and the buffer protocol)."""
-        if self._transposed():
-            a = np.ascontiguousarray(a.reshape(self._stream_view()).T)
-        return a.reshape(self.shape)
+    def _transpose(self) -> Optional[Tuple[int, int]]:
+        """What the core's expand and scatter take to write C order: the
+        stream's matrix ``(rows, cols)`` for order "F", else None (a
+        C-contiguous result, not a transposed view, which would surprise
+        writers and the buffer protocol)."""
+        return self._stream_view() if self._transposed() else None
 
     def _to_stream(self, a: np.ndarray) -> np.ndarray:
         """An array of this tensor's shape (or 2-D view) flattened in stream order."""
@@ -179,15 +179,16 @@ class ViterbiSparse:
     def mask(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The keep-mask, a bool array of the weights' shape."""
         t = _checks.threads(threads) or self._threads
-        return self._from_stream(_vitrust.expand(self.config, self.index, self.size, self.block_steps, t,
-                                                 self.thresholds))
+        mask = _vitrust.expand(self.config, self.index, self.size, self.block_steps, t, self.thresholds,
+                               self._transpose())
+        return mask.reshape(self.shape)
 
     def to_dense(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The pruned tensor as a dense array: kept values in place, zeros elsewhere."""
         t = _checks.threads(threads) or self._threads
         dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t,
-                                 self._block_starts(), self.thresholds)
-        return self._from_stream(dense)
+                                 self._block_starts(), self.thresholds, self._transpose())
+        return dense.reshape(self.shape)
 
     def __matmul__(self, other: Any) -> Any:
         """``W @ X`` from the index and values, never forming the dense ``W``.

@@ -100,6 +100,7 @@ def expand(
     block_steps: int,
     threads: Optional[int] = None,
     thresholds: Optional[npt.NDArray[np.uint8]] = None,
+    transpose: Optional[Tuple[int, int]] = None,
 ) -> npt.NDArray[np.bool_]: ...
 def block_starts(
     config: VDConfig,
@@ -128,6 +129,7 @@ def scatter(
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
     thresholds: Optional[npt.NDArray[np.uint8]] = None,
+    transpose: Optional[Tuple[int, int]] = None,
 ) -> npt.NDArray[Any]: ...
 def matmul(
     config: VDConfig,

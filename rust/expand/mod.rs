@@ -2,9 +2,11 @@
 //! starts in state 0, so blocks run in parallel; docs/format.md, "Blocks").
 //! The decoders are the step loop ([`steps`]) and the bit-sliced one
 //! ([`bitslice`]); the kept values against the mask (counts, gather,
-//! scatter) are in [`values`].
+//! scatter) are in [`values`]; [`order`] turns a column-major stream into
+//! the tensor's C order.
 
 pub(crate) mod bitslice;
+pub(crate) mod order;
 mod steps;
 pub(crate) mod values;
 

@@ -2,9 +2,40 @@
 
 use super::*;
 
-/// The keep-mask (1-D bool) of `n_weights` weights.
+/// Checks `transpose` (the stream as a `rows x cols` C-order matrix) against
+/// the weight count.
+fn check_transpose(transpose: Option<(usize, usize)>, n_weights: usize) -> PyResult<()> {
+    match transpose {
+        Some((rows, cols)) if rows.checked_mul(cols) != Some(n_weights) => {
+            Err(PyValueError::new_err(format!(
+                "transpose = ({rows}, {cols}): must hold the {n_weights} weights"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `stream` as is, or transposed into a new buffer when `transpose` gives
+/// its `(rows, cols)`.
+fn in_tensor_order<T: crate::sys::Zeroable + Send + Sync>(
+    stream: Vec<T>,
+    transpose: Option<(usize, usize)>,
+    what: &str,
+) -> crate::Result<Vec<T>> {
+    let Some((rows, cols)) = transpose else {
+        return Ok(stream);
+    };
+    let mut out = zeros::<T>(stream.len(), what)?;
+    crate::expand::order::transpose(&stream, rows, cols, &mut out)?;
+    Ok(out)
+}
+
+/// The keep-mask (1-D bool) of `n_weights` weights, in stream order, or with
+/// `transpose = (rows, cols)` the stream's `rows x cols` matrix transposed
+/// (a column-major stream in the tensor's C order).
 #[pyfunction]
-#[pyo3(signature = (config, index, n_weights, block_steps, threads=None, thresholds=None))]
+#[pyo3(signature = (config, index, n_weights, block_steps, threads=None, thresholds=None, transpose=None))]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn expand<'py>(
     py: Python<'py>,
     config: &PyConfig,
@@ -13,16 +44,18 @@ pub(super) fn expand<'py>(
     block_steps: usize,
     threads: Option<usize>,
     thresholds: Option<PyReadonlyArray1<'py, u8>>,
+    transpose: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
+    check_transpose(transpose, n_weights)?;
     let idx = index.as_slice()?;
     let th = slice_arg(&thresholds)?;
     let mask = detached(py, threads, || {
         let e = Expander::with_thresholds(&config.0, layout, th)?;
         let mut mask = zeros::<bool>(n_weights, "the keep-mask")?;
         e.mask(idx, &mut mask)?;
-        Ok(mask)
+        in_tensor_order(mask, transpose, "the keep-mask")
     })?;
     Ok(mask.into_pyarray(py))
 }
@@ -112,9 +145,10 @@ pub(super) fn gather<'py>(
     Ok((arr.relabel(values)?, starts))
 }
 
-/// A dense 1-D array: `values` on the mask, zero elsewhere.
+/// A dense 1-D array: `values` on the mask, zero elsewhere, in stream order
+/// or, with `transpose`, the stream's matrix transposed (as [`expand`]).
 #[pyfunction]
-#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None, thresholds=None))]
+#[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None, thresholds=None, transpose=None))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scatter<'py>(
     py: Python<'py>,
@@ -126,19 +160,21 @@ pub(super) fn scatter<'py>(
     threads: Option<usize>,
     starts: Option<PyReadonlyArray1<'py, u64>>,
     thresholds: Option<PyReadonlyArray1<'py, u8>>,
+    transpose: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let arr = Floats::extract(values, "values")?;
     let idx = index.as_slice()?;
     let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
+    check_transpose(transpose, n_weights)?;
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
             let dense = detached(py, threads, || {
                 let e = Expander::with_thresholds(&config.0, layout, th)?;
                 let mut dense = zeros::<$t>(n_weights, "the dense array")?;
                 e.scatter(idx, $v, starts.as_deref(), &mut dense)?;
-                Ok(dense)
+                in_tensor_order(dense, transpose, "the dense array")
             })?;
             dense.into_pyarray(py).into_any()
         }};
