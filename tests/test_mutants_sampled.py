@@ -1,0 +1,89 @@
+"""Tests for mutants left alive by the sampled mutation run (benches/MUTATION.md):
+the sampled choice of stream order, the global configuration's effort, and the
+counts that `info` and `unpack` report."""
+
+import re
+
+import numpy as np
+import pytest
+
+import vitrust
+from vitrust import _checkpoint, _commands, _presets, _unpack
+from vitrust._commands import _mib
+from vitrust._shard import TensorPlan
+
+
+def _heavy_rows():
+    """A matrix whose large weights fill its first quarter of rows: its C and F
+    streams differ, and its transpose swaps them."""
+    w = np.random.default_rng(1).standard_normal((256, 256)).astype(np.float32)
+    w[:64, :] *= 50
+    return w
+
+
+def _kept(w, sp):
+    return float(np.abs(w[sp.mask().reshape(w.shape)]).sum())
+
+
+@pytest.mark.parametrize("kw", [dict(rate=0.9), dict(lam=2.0), dict(rate=0.9, block_thresholds=True)])
+def test_auto_order_is_chosen_on_sampled_blocks(kw):
+    # 256*256 weights in blocks of 64 steps of 5 outputs: 205 blocks, enough for
+    # "auto" to choose the order on a sample of blocks instead of searching both.
+    w = _heavy_rows()
+    chosen = {}
+    for name, m in (("w", w), ("w.T", np.ascontiguousarray(w.T))):
+        auto = vitrust.prune(m, order="auto", block_steps=64, **kw)
+        assert -(-m.size // (64 * auto.config.n_out)) >= 2 * 8
+        forced = vitrust.prune(m, order=auto.order, block_steps=64, **kw)
+        np.testing.assert_array_equal(auto.index, forced.index)  # the full search in the chosen order
+        chosen[name] = auto.order
+        if "rate" in kw:  # the sample's verdict holds for the whole matrix here (a 3 % gap)
+            other = vitrust.prune(m, order="F" if auto.order == "C" else "C", block_steps=64, **kw)
+            assert _kept(m, auto) > _kept(m, other)
+    # the C stream of w.T is the F stream of w: the choice must flip with the transpose
+    assert sorted(chosen.values()) == ["C", "F"]
+
+
+def test_global_configs_take_the_effort():
+    plans = [TensorPlan(name="a", file="m.safetensors", kind="plain", dtype="F32", shape=(64, 64), nbytes=16384,
+                        prune=True)]
+    for effort in ("fast", "best"):
+        c = _checkpoint._global_configs(plans, 0.9, {"effort": effort})["a"]
+        assert c.flip_flops == _presets.EFFORTS[effort].flip_flops
+    assert _checkpoint._global_configs(plans, 0.9, {})["a"].flip_flops == _presets.EFFORTS["default"].flip_flops
+
+
+def _file(tmp_path):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((64, 96)).astype(np.float32)
+    b = rng.standard_normal((80, 48)).astype(np.float32)
+    d = rng.standard_normal(40).astype(np.float32)
+    path = tmp_path / "m.safetensors"
+    tensors = {"a": vitrust.prune(a, 0.8), "b": vitrust.prune(b, 0.7, block_thresholds=True), "d": d}
+    vitrust.save_file(tensors, path)
+    return path, tensors
+
+
+def test_info_totals_and_threshold_span(tmp_path, capsys):
+    path, tensors = _file(tmp_path)
+    f = vitrust._vitrust.SafeOpen(str(path))
+    stored = sum(f.info(n)[3] for n in f.keys())
+    del f
+    _commands.info(str(path))
+    out = capsys.readouterr().out
+    total = [ln for ln in out.splitlines() if ln.startswith("total:")]
+    assert total and f"; {_mib(stored)} stored," in total[0], out
+    t = vitrust.load_file(path)["b"].thresholds
+    assert t is not None and t.size
+    assert re.search(rf"^b: order C, per-block thresholds {int(t.min())}\.\.{int(t.max())}/", out, re.M), out
+    sp = tensors["b"]
+    assert _commands._stream(sp).startswith(f"order C, per-block thresholds {int(sp.thresholds.min())}.."
+                                            f"{int(sp.thresholds.max())}/{2 ** sp.config.comparator_bits} ")
+
+
+def test_unpack_counts_the_expanded_tensors(tmp_path):
+    path, tensors = _file(tmp_path)
+    res = _unpack.unpack(path, tmp_path / "dense.safetensors")
+    assert res["expanded"] == 2 and res["tensors"] == 3
+    back = vitrust.load_file(tmp_path / "dense.safetensors")
+    np.testing.assert_array_equal(back["a"], tensors["a"].to_dense())
