@@ -87,3 +87,34 @@ def test_unpack_counts_the_expanded_tensors(tmp_path):
     assert res["expanded"] == 2 and res["tensors"] == 3
     back = vitrust.load_file(tmp_path / "dense.safetensors")
     np.testing.assert_array_equal(back["a"], tensors["a"].to_dense())
+
+
+def test_plot_labels_the_storage_bars(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from vitrust import _report
+    from vitrust._cli import main
+
+    src = tmp_path / "m.safetensors"
+    rng = np.random.default_rng(5)
+    vitrust.save_file({"fc.weight": rng.standard_normal((64, 64)).astype(np.float32),
+                       "fc2.weight": rng.standard_normal((32, 64)).astype(np.float32)}, src)
+    drawn = []
+    with monkeypatch.context() as m:
+        m.setattr(_report, "plot", lambda rows, path: drawn.extend(rows))
+        assert main(["prune", str(src), "-o", str(tmp_path / "o.safetensors"), "--rate", "0.5", "--plot",
+                     str(tmp_path / "r.png"), "-q"]) == 0
+    assert len(drawn) == 2
+    plt = _report.require_matplotlib()
+    figs = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", figs.append)
+    png = tmp_path / "r.png"
+    _report.plot(drawn, str(png))
+    assert png.stat().st_size > 0
+    ax1, ax2 = figs[0].axes
+    close(figs[0])
+    mib = [sum(float(r.storage[k]["total_bytes"]) for r in drawn for k in r.storage if k.startswith(key)) / 2**20
+           for key, _ in _report.FORMATS]
+    assert [t.get_text() for t in ax1.texts] == [f"{v:.2f} MiB" for v in mib]
+    assert [t.get_text() for t in ax1.get_yticklabels()] == [label for _, label in _report.FORMATS]
+    assert [p.get_width() for p in ax2.patches] == pytest.approx([r.retained for r in drawn])
