@@ -118,3 +118,49 @@ def test_plot_labels_the_storage_bars(tmp_path, monkeypatch, capsys):
     assert [t.get_text() for t in ax1.texts] == [f"{v:.2f} MiB" for v in mib]
     assert [t.get_text() for t in ax1.get_yticklabels()] == [label for _, label in _report.FORMATS]
     assert [p.get_width() for p in ax2.patches] == pytest.approx([r.retained for r in drawn])
+
+
+class _Sink:
+    """A text stream without ``isatty`` (a log handler's stream, say)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, s):
+        self.parts.append(s)
+
+    def flush(self):
+        pass
+
+
+def test_progress_on_a_stream_without_isatty():
+    from vitrust._progress import Progress
+
+    p = Progress(2, 100, stream=_Sink())
+    assert p.tty is False and p._ticker is None
+
+
+class _Linear:
+    """A model class as ``from_pretrained`` takes one: ``from_config`` builds it."""
+
+    @staticmethod
+    def from_config(config):
+        import torch
+
+        torch.manual_seed(0)
+        return torch.nn.Linear(config.hidden_size, 3)
+
+
+def test_from_pretrained_is_strict_by_default(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import vitrust.torch as vt
+
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 2}')
+    w = np.random.default_rng(2).standard_normal((3, 8)).astype(np.float32)
+    vitrust.save_file({"weight": vitrust.prune(w, 0.5)}, tmp_path / "model.safetensors")  # no "bias"
+    with pytest.raises(Exception, match="bias"):
+        vt.from_pretrained(_Linear, tmp_path)
+    got = vt.from_pretrained(_Linear, tmp_path, strict=False)
+    np.testing.assert_array_equal(got.weight.detach().numpy(), vitrust.load_file(tmp_path / "model.safetensors")
+                                  ["weight"].to_dense())
