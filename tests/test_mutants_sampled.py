@@ -164,3 +164,34 @@ def test_from_pretrained_is_strict_by_default(tmp_path):
     got = vt.from_pretrained(_Linear, tmp_path, strict=False)
     np.testing.assert_array_equal(got.weight.detach().numpy(), vitrust.load_file(tmp_path / "model.safetensors")
                                   ["weight"].to_dense())
+
+
+def test_cli_help_texts(capsys):
+    from vitrust._cli import _parser, main
+
+    assert _parser().format_usage().startswith("usage: vitrust ")
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    assert re.search(r"(^| )Prune a checkpoint; the output mirrors the input \(a file for a file, a [a-z]", flat), out
+    assert "output file (for a file) or directory (for a checkpoint)" in flat
+
+
+@pytest.mark.parametrize("n, text", [(3 * 2**30, "3.00 GiB"), (2**30 - 2**20, "1023.00 MiB"), (1536, "1.5 KiB"),
+                                     (1023, "1023 B")])
+def test_mib_units(n, text):
+    assert _mib(n) == text
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_prune_summary_names_the_output(tmp_path, capsys, dry):
+    from vitrust._cli import main
+
+    src = tmp_path / "m.safetensors"
+    vitrust.save_file({"fc.weight": np.random.default_rng(6).standard_normal((64, 64)).astype(np.float32)}, src)
+    args = ["prune", str(src), "-o", str(tmp_path / "o.safetensors"), "--rate", "0.5", "-q"]
+    assert main(args + (["--dry-run"] if dry else [])) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^input \S+ \S+ -> {'expected output' if dry else 'output'} [0-9.]+ \S+ \(", out, re.M), out
+
