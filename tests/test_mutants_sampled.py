@@ -176,6 +176,9 @@ def test_cli_help_texts(capsys):
     flat = " ".join(out.split())
     assert re.search(r"(^| )Prune a checkpoint; the output mirrors the input \(a file for a file, a [a-z]", flat), out
     assert "output file (for a file) or directory (for a checkpoint)" in flat
+    assert "[--rate-map RATES.json]" in flat
+    for text in ("never prune tensors whose name matches this glob (repeatable)", "seed of the VD taps (default 0)"):
+        assert re.search(rf"(^| ){re.escape(text)}( |$)", flat), text
 
 
 @pytest.mark.parametrize("n, text", [(3 * 2**30, "3.00 GiB"), (2**30 - 2**20, "1023.00 MiB"), (1536, "1.5 KiB"),
@@ -195,3 +198,14 @@ def test_prune_summary_names_the_output(tmp_path, capsys, dry):
     out = capsys.readouterr().out
     assert re.search(rf"^input \S+ \S+ -> {'expected output' if dry else 'output'} [0-9.]+ \S+ \(", out, re.M), out
 
+
+
+def test_checkpoint_result_files_are_relative_to_the_output(tmp_path, monkeypatch):
+    src, dst = tmp_path / "src", tmp_path / "out" / "pruned"
+    src.mkdir()
+    w = np.random.default_rng(7).standard_normal((64, 64)).astype(np.float32)
+    vitrust.save_file({"fc.weight": w}, src / "model.safetensors")
+    monkeypatch.chdir(src)  # elsewhere than the output
+    for dry in (True, False):
+        res = vitrust.prune_checkpoint(src, dst, 0.5, dry_run=dry)
+        assert res.files == ["model.safetensors"] and (dst / "model.safetensors").is_file() is not dry
