@@ -209,3 +209,19 @@ def test_checkpoint_result_files_are_relative_to_the_output(tmp_path, monkeypatc
     for dry in (True, False):
         res = vitrust.prune_checkpoint(src, dst, 0.5, dry_run=dry)
         assert res.files == ["model.safetensors"] and (dst / "model.safetensors").is_file() is not dry
+
+
+def test_index_naming_the_wrong_shard(tmp_path):
+    import json
+
+    from vitrust import _layout
+
+    for name, t in (("model-a.safetensors", "x"), ("model-b.safetensors", "y")):
+        vitrust.save_file({t: np.zeros(4, np.float32)}, tmp_path / name)
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": {"x": "model-b.safetensors", "y": "model-b.safetensors"}}))
+    src = _layout.resolve(str(tmp_path))
+    a = str(tmp_path / "model-a.safetensors")  # where "x" really is; the index sends readers to model-b
+    with pytest.raises(_layout.LayoutError,
+                       match=r": tensor 'x' is in model-a\.safetensors, but the index names model-b\.safetensors$"):
+        _layout.check_index_matches(src, {a: ["x"]})
