@@ -14,7 +14,8 @@ Run from the repository root, in the environment the tests run in::
 
 ``--skip-done`` passes mutmut only the sampled mutants that have no result yet (resume an
 interrupted run); without it the whole sample is checked again. ``--equivalent FILE``
-(one mutant name a line, ``#`` comments) also reports the fraction without the mutants
+(one mutant name a line, or benches/MUTATION.md: the names in its "equivalent"
+sections) also reports the fraction without the mutants
 judged equivalent. The setup is the one of benches/MUTATION.md: a ``src`` link to
 ``python`` (mutmut strips only a leading ``src.`` from module names) and ``mutants/src``
 on ``PYTHONPATH`` so that subprocesses started by the tests load the mutated copy.
@@ -173,15 +174,30 @@ def rust_main(a: argparse.Namespace) -> None:
         cmd = ["cargo", "mutants", "-j", str(a.max_children), "--profile", "release", "--shuffle", *excl, *res]
         subprocess.run(cmd, cwd=ROOT, env=env)
     outcomes = json.loads((out / "outcomes.json").read_text())
+    # cargo-mutants tests its "delete field" mutants whatever -F says: only the sampled
+    # names count; the others are listed apart. Not yet tested: "not run" (interrupted run,
+    # which --shuffle keeps a uniform subsample of the sample).
+    in_sample = set(sample)
     by_file: dict[str, Counter] = defaultdict(Counter)
+    done, extra = set(), []
     for o in outcomes["outcomes"]:
         sc = o["scenario"]
         if isinstance(sc, dict) and "Mutant" in sc:
-            by_file[sc["Mutant"]["file"]][o["summary"]] += 1
+            name = sc["Mutant"]["name"]
+            if name in in_sample:
+                by_file[sc["Mutant"]["file"]][o["summary"]] += 1
+                done.add(name)
+                if o["summary"] != "CaughtMutant":
+                    print(f"{o['summary']}: {name}")
+            else:
+                extra.append(f"{o['summary']}: {name}")
+    print(f"{len(done)} of the {len(sample)} sampled mutants tested")
+    if extra:
+        print("tested outside the sample:", *extra, sep="\n  ")
     cols = ["CaughtMutant", "MissedMutant", "Unviable", "Timeout"]
-    print(f"{len(names)} mutants in all; sample of {len(sample)}")
+    print(f"{len(names)} mutants in all; sample of {len(sample)}, seed {a.seed}")
     print()
-    print("| file | sampled | caught | missed | unviable | timeout |")
+    print("| file | tested | caught | missed | unviable | timeout |")
     print("|---|---|---|---|---|---|")
     grand: Counter = Counter()
     for f in sorted(by_file):
@@ -202,6 +218,23 @@ def rust_main(a: argparse.Namespace) -> None:
     print("missed: see mutants.out/missed.txt")
 
 
+def read_equivalent(path: Path) -> set[str]:
+    """Mutant names judged equivalent: a plain list (one a line, ``#`` comments), or the
+    names in the sections of a Markdown file whose heading says "equivalent"."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".md":
+        return {ln.split("#")[0].strip() for ln in text.splitlines() if ln.split("#")[0].strip()}
+    names, inside = set(), False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            inside = "equivalent" in line.lower()
+        elif inside:
+            names.update(re.findall(r"vitrust\.[\w.ǁ]+?__mutmut_\d+", line))
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rust", action="store_true", help="sample cargo-mutants on the core instead")
@@ -218,7 +251,11 @@ def main() -> None:
         return
 
     env = setup()
-    status = all_mutants(env)
+    # --list and --report read the mutants already generated (the mutated copy is left
+    # alone, a run may be writing to it); a run regenerates them first.
+    status = results(env) if a.list or a.report else {}
+    if not status:
+        status = all_mutants(env)
     sample = draw(list(status), a.n, a.seed)
     if a.list:
         print("\n".join(sample))
@@ -228,12 +265,7 @@ def main() -> None:
         if todo:
             subprocess.run(["mutmut", "run", "--max-children", str(a.max_children), *todo], cwd=ROOT, env=env)
         status = results(env)
-    equivalent = set()
-    if a.equivalent:
-        for line in a.equivalent.read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if line:
-                equivalent.add(line)
+    equivalent = read_equivalent(a.equivalent) if a.equivalent else set()
     report(sample, status, len(status), equivalent)
 
 
