@@ -73,11 +73,12 @@ def test_info_totals_and_threshold_span(tmp_path, capsys):
     out = capsys.readouterr().out
     total = [ln for ln in out.splitlines() if ln.startswith("total:")]
     assert total and f"; {_mib(stored)} stored," in total[0], out
-    t = vitrust.load_file(path)["b"].thresholds
+    b = vitrust.load_file(path)["b"]
+    t = b.thresholds
     assert t is not None and t.size
-    assert re.search(rf"^b: order C, per-block thresholds {int(t.min())}\.\.{int(t.max())}/", out, re.M), out
+    assert re.search(rf"^b: order {b.order}, per-block thresholds {int(t.min())}\.\.{int(t.max())}/", out, re.M), out
     sp = tensors["b"]
-    assert _commands._stream(sp).startswith(f"order C, per-block thresholds {int(sp.thresholds.min())}.."
+    assert _commands._stream(sp).startswith(f"order {sp.order}, per-block thresholds {int(sp.thresholds.min())}.."
                                             f"{int(sp.thresholds.max())}/{2 ** sp.config.comparator_bits} ")
 
 
