@@ -2,21 +2,8 @@
 
 use super::*;
 
-/// Checks `transpose` (the stream as a `rows x cols` C-order matrix) against
-/// the weight count.
-fn check_transpose(transpose: Option<(usize, usize)>, n_weights: usize) -> PyResult<()> {
-    match transpose {
-        Some((rows, cols)) if rows.checked_mul(cols) != Some(n_weights) => {
-            Err(PyValueError::new_err(format!(
-                "transpose = ({rows}, {cols}): must hold the {n_weights} weights"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// `stream` as is, or transposed into a new buffer when `transpose` gives
-/// its `(rows, cols)`.
+/// its `(rows, cols)` (the core refuses a shape that does not hold it).
 fn in_tensor_order<T: crate::sys::Zeroable + Send + Sync>(
     stream: Vec<T>,
     transpose: Option<(usize, usize)>,
@@ -48,7 +35,6 @@ pub(super) fn expand<'py>(
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     layout.check_index(index.len()?).map_err(value_error)?;
-    check_transpose(transpose, n_weights)?;
     let idx = index.as_slice()?;
     let th = slice_arg(&thresholds)?;
     let mask = detached(py, threads, || {
@@ -167,7 +153,6 @@ pub(super) fn scatter<'py>(
     let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
-    check_transpose(transpose, n_weights)?;
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
             let dense = detached(py, threads, || {
