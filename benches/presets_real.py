@@ -25,7 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -34,18 +34,6 @@ from vitrust import _presets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_models  # noqa: E402
-
-
-def layers(args: argparse.Namespace) -> Iterator[Tuple[str, np.ndarray]]:
-    if not args.models:
-        from safetensors.numpy import load_file
-
-        yield from sorted(load_file(str(real_models.FIXTURE)).items())
-        return
-    for m in args.models:
-        for name, w in sorted(real_models.tensors(m, args.cache.expanduser()).items()):
-            if w.size >= real_models.MIN_WEIGHTS and w.ndim >= 2:
-                yield f"{m}/{name}", w
 
 
 def candidate(spec: str) -> _presets.Preset:
@@ -87,7 +75,7 @@ def main() -> None:
     secs = {p: 0.0 for p in procs}
     print("| layer | rate | " + " | ".join(procs) + " |")
     print("|---|---|" + "---|" * len(procs))
-    for name, w in layers(args):
+    for name, w in sorted(real_models.layers(args.models, args.cache), key=lambda t: t[0]):
         for r in args.rates:
             cells = []
             for p, preset in procs.items():

@@ -103,6 +103,21 @@ def tensors(name: str, cache: Path = DEFAULT_CACHE) -> Dict[str, np.ndarray]:
     return out
 
 
+
+def layers(models: List[str], cache: Path = DEFAULT_CACHE) -> Iterator[Tuple[str, np.ndarray]]:
+    """``("model/tensor", weights)`` for the benches: the committed fixture's
+    layers when ``models`` is empty, else every tensor of each model with >= 2
+    axes and >= MIN_WEIGHTS weights."""
+    if not models:
+        from safetensors.numpy import load_file
+
+        yield from load_file(str(FIXTURE)).items()
+        return
+    for m in models:
+        for name, w in tensors(m, cache.expanduser()).items():
+            if w.size >= MIN_WEIGHTS and w.ndim >= 2:
+                yield f"{m}/{name}", w
+
 def safetensors_tensors(blob: bytes) -> Dict[str, np.ndarray]:
     from safetensors.numpy import load
 

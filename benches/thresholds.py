@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,18 +35,6 @@ PROCEDURES: Dict[str, Tuple[Optional[List[float]], bool]] = {
     "3x": ([0.75, 1.0, 1.33], False),
     "3x+refine": ([0.75, 1.0, 1.33], True),
 }
-
-
-def layers(args: argparse.Namespace) -> Iterator[Tuple[str, np.ndarray]]:
-    if not args.models:
-        from safetensors.numpy import load_file
-
-        yield from load_file(str(real_models.FIXTURE)).items()
-        return
-    for m in args.models:
-        for name, w in real_models.tensors(m, args.cache.expanduser()).items():
-            if w.size >= real_models.MIN_WEIGHTS and w.ndim >= 2:
-                yield f"{m}/{name}", w
 
 
 def run(w: np.ndarray, rate: float, proc: str, order: str) -> Tuple[float, float, float]:
@@ -82,7 +70,7 @@ def main() -> None:
     tim: Dict[Tuple[str, str, float], List[float]] = {}
     print("| layer | rate | " + " | ".join(f"{p} {o}" for p, o in cols) + " |")
     print("|---" * (len(cols) + 2) + "|")
-    for name, w in layers(args):
+    for name, w in real_models.layers(args.models, args.cache):
         for rate in args.rates:
             cells = {c: run(w, rate, *c) for c in cols}
             base = cells.get(("v1", "C"), next(iter(cells.values())))[1]
