@@ -211,3 +211,38 @@ impl<'a> Scores<'a> {
         Ok(max)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(data: Weights<'_>, kind: Score) -> Result<f64> {
+        Scores::new(data, kind).check()
+    }
+
+    #[test]
+    fn weights_and_scores_must_be_finite_and_scores_non_negative() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for kind in [Score::Abs, Score::Raw] {
+                let w = [1.0, bad, 2.0];
+                let e = check(Weights::F32(&w), kind).unwrap_err();
+                assert!(e.to_string().contains("element 1"), "{e}");
+            }
+        }
+        let e = check(Weights::F64(&[1.0, 0.5, -0.25]), Score::Raw).unwrap_err();
+        assert!(e.to_string().contains("non-negative"), "{e}");
+        assert_eq!(
+            check(Weights::F64(&[1.0, 0.5, -3.25]), Score::Abs).unwrap(),
+            3.25
+        );
+        assert_eq!(
+            check(Weights::F64(&[1.0, 0.0, 2.5]), Score::Raw).unwrap(),
+            2.5
+        );
+        // A bad value past the first chunk is found and named.
+        let mut w = vec![0.5f32; 40_000];
+        w[33_333] = f32::NAN;
+        let e = check(Weights::F32(&w), Score::Abs).unwrap_err();
+        assert!(e.to_string().contains("element 33333"), "{e}");
+    }
+}

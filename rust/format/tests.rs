@@ -179,3 +179,15 @@ fn permissions_are_kept_or_usual() {
     save(&path, &items, &HashMap::new()).unwrap();
     assert_eq!(mode(&path), 0o600);
 }
+
+#[test]
+fn only_regular_files_are_read() {
+    let (dir, path) = write(&sample());
+    assert!(read_metadata(&path).is_ok());
+    for e in [
+        read_metadata(dir.path()).unwrap_err(),
+        read_file(dir.path()).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+}

@@ -295,9 +295,9 @@ impl<'a> Searcher<'a> {
         Workspace::new(&self.trellis, self.layout.block_steps).unwrap_or_else(|e| cancel::fail(e))
     }
 
-    /// Kept weights when `(start, steps)` pieces (at most a block long) are
-    /// searched at `lam`, each from state 0; nothing is written.
-    pub fn count(&self, lam: f64, pieces: &[(usize, usize)]) -> usize {
+    /// Kept weights of each `(start, steps)` piece (at most a block long)
+    /// searched at `lam` from state 0; nothing is written.
+    pub fn counts(&self, lam: f64, pieces: &[(usize, usize)]) -> Vec<usize> {
         let share = self.share_above(lam);
         pieces
             .par_iter()
@@ -315,7 +315,7 @@ impl<'a> Searcher<'a> {
                     .kept
                 },
             )
-            .sum::<usize>()
+            .collect::<Vec<_>>()
             .checked(&self.cancel)
     }
 
@@ -357,3 +357,6 @@ impl<'a> Searcher<'a> {
         results.checked(&self.cancel)
     }
 }
+
+#[cfg(test)]
+mod tests;

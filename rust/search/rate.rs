@@ -1,7 +1,7 @@
 //! Rate control (docs/algorithm.md, "Rate control"): the multiplier `lam`
 //! whose search keeps the requested share of weights. Kept count never increases with `lam` (a Lagrangian optimum), so a
 //! bracketing root finder converges. It works in the magnitude-density domain
-//! (see [`Quantiles`]), mostly on an evenly spaced sample of blocks, then one
+//! (see [`Quantiles`]), mostly on a stratified random sample of blocks, then one
 //! full pass, then a few secant corrections on full passes only when that pass
 //! misses. Should those not land, the root is bracketed on full passes and
 //! bisected, so the search never returns a miss that some `lam` in
@@ -15,10 +15,9 @@ use std::cell::Cell;
 /// tensor within `FULL_TOLERANCE` (docs/algorithm.md, "Rate control": 0.2 points).
 const SAMPLE_TOLERANCE: f64 = 4e-4;
 const FULL_TOLERANCE: f64 = 1e-3;
-/// About one step in `SAMPLE_SHARE` is sampled, in at least `MIN_PIECES`
-/// block-long pieces spread over the tensor: rows differ, so fewer pieces
-/// misjudge the rate, and shorter ones keep measurably more than full blocks.
-/// When that would be half the tensor or more, full passes are cheaper.
+/// About one block in `SAMPLE_SHARE` is sampled, and at least `MIN_PIECES`
+/// blocks: rows differ, so fewer misjudge the rate. When that would be half
+/// the tensor or more, full passes are cheaper.
 const SAMPLE_SHARE: usize = 16;
 const MIN_PIECES: usize = 48;
 /// Full passes at most (bisection included); bisection halves the bracket at
@@ -45,22 +44,25 @@ pub struct RateResult {
     pub thresholds: Option<Vec<u8>>,
 }
 
-/// Evenly spaced `(start weight, steps)` pieces of a block's length covering
-/// about 1/16 of the steps, or `None` when full passes are as cheap.
+/// One whole block drawn at a hashed position from each of `m` equal strata
+/// of the full blocks (about 1/16 of them), as `(start weight, steps)`, or
+/// `None` when full passes are as cheap. A sampled block is searched exactly
+/// as in the full pass, so the sample's kept share is unbiased; even spacing
+/// would alias with periodic tensors (a spacing near a multiple of the rows'
+/// length samples rows of one scale only, and mispredicted by 0.2).
 fn sample_pieces(layout: &Layout) -> Option<Vec<(usize, usize)>> {
-    let steps = layout.n_weights.div_ceil(layout.n_out);
-    let len = layout.block_steps;
-    let m = (steps / SAMPLE_SHARE / len).max(MIN_PIECES);
-    if 2 * m * len > steps {
+    let full = layout.n_weights / layout.block_weights();
+    let m = (full / SAMPLE_SHARE).max(MIN_PIECES);
+    if 2 * m > full {
         return None;
     }
     Some(
         (0..m)
             .map(|i| {
-                (
-                    ((2 * i + 1) * steps / (2 * m) - len / 2) * layout.n_out,
-                    len,
-                )
+                let (lo, hi) = (i * full / m, (i + 1) * full / m);
+                // Salted apart from the quantiles' draws.
+                let b = lo + (mix((1 << 32) + i as u64) % (hi - lo) as u64) as usize;
+                (layout.weights(b).start, layout.block_steps)
             })
             .collect(),
     )
@@ -187,8 +189,27 @@ fn mix(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The whole tensor's kept share estimated from the sampled blocks' `kept`
+/// counts: a regression estimator on each block's count of scores `above`
+/// `lam`, whose share over the whole tensor is `whole`. Rows differ in
+/// scale, so a few blocks' kept share strays (by 0.02 on rows of five
+/// scales); their magnitude share strays alike, and is known everywhere.
+fn estimate(kept: &[usize], above: &[usize], whole: f64, per_block: f64) -> f64 {
+    let m = kept.len() as f64;
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / per_block / m;
+    let (mk, ma) = (mean(kept), mean(above));
+    let (mut skk, mut saa) = (0.0, 0.0);
+    for (&k, &a) in kept.iter().zip(above) {
+        let da = a as f64 / per_block - ma;
+        skk += (k as f64 / per_block - mk) * da;
+        saa += da * da;
+    }
+    let beta = if saa > 0.0 { skk / saa } else { 0.0 };
+    mk + beta * (whole - ma)
+}
+
 /// Weights in the `(start, len)` ranges whose score exceeds `lam`.
-fn above(s: &Searcher, lam: f64, ranges: &[(usize, usize)]) -> usize {
+fn above_all(s: &Searcher, lam: f64, ranges: &[(usize, usize)]) -> usize {
     ranges
         .par_iter()
         .map(|&(start, len)| s.scores().count_above(start..start + len, lam))
@@ -374,14 +395,17 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
             .collect();
         let weights = ranges.iter().map(|r| r.1).sum::<usize>() as f64;
         let mut sample_passes = 0.0;
-        // The sample's kept share, corrected by how far its magnitude share
-        // strays from the whole tensor's (a control variate: rows differ).
         let f = |x: f64| {
             sample_passes += weights / n;
             let lam = q.lam(x);
-            let kept = s.count(lam, pieces) as f64;
-            let stray = above(s, lam, &ranges) as f64 / weights - above(s, lam, &whole) as f64 / n;
-            kept / weights - stray - d
+            let kept = s.counts(lam, pieces);
+            let above: Vec<_> = ranges
+                .par_iter()
+                .map(|&(start, len)| s.scores().count_above(start..start + len, lam))
+                .collect();
+            let whole = above_all(s, lam, &whole) as f64 / n;
+            let e = estimate(&kept, &above, whole, layout.block_weights() as f64);
+            e - d
         };
         ((x, _), slope) = solve(f, x, slope, SAMPLE_TOLERANCE, 12);
         full.passes += sample_passes;
@@ -428,117 +452,4 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Bisects `excess` from no points; returns the evaluations made.
-    fn run(excess: impl Fn(f64) -> f64, tol: f64) -> Vec<(f64, f64)> {
-        let mut seen = Vec::new();
-        bisect(
-            |x| {
-                let e = excess(x);
-                seen.push((x, e));
-                e
-            },
-            &[],
-            1.0,
-            tol,
-            MAX_PASSES,
-        );
-        seen
-    }
-
-    fn closest(seen: &[(f64, f64)]) -> f64 {
-        seen.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs()))
-    }
-
-    #[test]
-    fn bisection_finds_a_narrow_window_between_plateaus() {
-        // Flat almost everywhere (secant steps learn nothing), with the target
-        // crossed only on (0.7301, 0.7302); a staircase inside it.
-        let f = |x: f64| {
-            if x < 0.7301 {
-                0.3
-            } else if x > 0.7302 {
-                -0.3
-            } else {
-                0.3 - 0.6 * ((x - 0.7301) / 1e-4 * 64.0).floor() / 64.0
-            }
-        };
-        let seen = run(f, 1e-3);
-        assert!(closest(&seen) <= 1e-2, "{seen:?}");
-        assert!(seen.len() <= 40, "{} evaluations", seen.len());
-        assert!(seen.iter().all(|p| (0.0..=1.0).contains(&p.0)));
-    }
-
-    #[test]
-    fn bisection_reports_an_unreachable_target_at_a_jump() {
-        // A jump straddles the target (ties): the closest side is returned
-        // once the bracket has closed, within the evaluation budget.
-        let f = |x: f64| if x < 0.25 { 0.4 } else { -0.1 };
-        let seen = run(f, 1e-3);
-        assert_eq!(closest(&seen), 0.1);
-        assert!(seen.len() <= MAX_PASSES);
-        let (lo, hi) = seen.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
-            if p.1 > 0.0 {
-                (lo.max(p.0), hi)
-            } else {
-                (lo, hi.min(p.0))
-            }
-        });
-        assert!(
-            lo < 0.25 && 0.25 <= hi && hi - lo <= 2.0 * MIN_WIDTH * hi,
-            "{lo} {hi}"
-        );
-    }
-
-    #[test]
-    fn bisection_stops_at_an_end_beyond_which_the_target_lies() {
-        // Even lam = top keeps too many: one evaluation, at top.
-        let seen = run(|x| 0.2 - 0.1 * x, 1e-3);
-        assert_eq!(seen, vec![(1.0, 0.1)]);
-        // Even lam = 0 keeps too few.
-        let seen = run(|x| -0.2 - 0.1 * x, 1e-3);
-        assert_eq!(seen.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 0.0]);
-    }
-
-    #[test]
-    fn bisection_is_the_same_at_any_scale() {
-        // Scores near f64::MAX (or tiny ones): the same steps, scaled, as at scale 1.
-        let f = |x: f64| 0.3 - 0.6 * x.sqrt();
-        let at = |scale: f64| {
-            let mut seen = Vec::new();
-            bisect(
-                |x| {
-                    let e = f(x / scale);
-                    seen.push((x / scale, e));
-                    e
-                },
-                &[],
-                scale,
-                1e-4,
-                MAX_PASSES,
-            );
-            seen
-        };
-        let one = at(1.0);
-        assert!(closest(&one) <= 1e-4, "{one:?}");
-        assert_eq!(at(2f64.powi(1000)), one);
-        assert_eq!(at(2f64.powi(-900)), one); // (its floor, 2^-60 of the top, stays a normal float)
-    }
-
-    #[test]
-    fn bisection_reaches_towards_zero_geometrically() {
-        // Kept counts that change on a log scale near 0 (zeros kept as lam -> 0).
-        let f = |x: f64| {
-            if x <= 0.0 {
-                0.5
-            } else {
-                -0.01 * (x.log2() + 40.0)
-            }
-        };
-        let seen = run(f, 1e-3);
-        assert!(closest(&seen) <= 1e-3, "{seen:?}");
-        assert!(seen.len() <= 20, "{} evaluations", seen.len());
-    }
-}
+mod tests;

@@ -310,3 +310,25 @@ fn search_block_at(
         threshold: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_bytes_cover_the_tables_held() {
+        // Configs with and without the vector kernels' lane tables, one and
+        // several chunks of keep bits.
+        for (k, n_in, n_out) in [(6, 1, 5), (10, 1, 4), (8, 2, 12), (4, 1, 20)] {
+            let cfg = VdConfig::from_seed(k, n_in, n_out, 5, 3, 1).unwrap();
+            let tr = Trellis::new(&cfg);
+            let held = tr.table.len() * std::mem::size_of::<u64>()
+                + tr.chunks.iter().map(Vec::len).sum::<usize>()
+                + tr.lanes
+                    .as_ref()
+                    .map_or(0, |l| l.len() * std::mem::size_of::<u32>());
+            assert_eq!(tr.table_bytes(), held, "{cfg:?}");
+            assert!(held >= 8 << (k + n_in), "{cfg:?}");
+        }
+    }
+}
