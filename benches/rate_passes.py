@@ -2,10 +2,12 @@
 search passes (full-pass equivalents, sample included) from the core's
 ``search_rate``, at the default VD for each rate.
 
-    python benches/rate_passes.py [--rows 4096] [--reproducer]
+    python benches/rate_passes.py [--rows 4096] [--reproducer] [--layers FILE]
 
 ``--rows`` sets the families' size (rows x 256 weights; above ~0.5 M weights
-the sample path runs); ``--reproducer`` adds issue 10's 8192x16x64 filters.
+the sample path runs); ``--reproducer`` adds issue 10's 8192x16x64 filters;
+``--layers`` measures every tensor of a safetensors file instead (real
+layers: ``benches/real_models.py write FILE model:tensor ...``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--reproducer", action="store_true")
+    ap.add_argument("--layers", help="a safetensors file whose tensors are measured")
     args = ap.parse_args()
+    if args.layers:
+        from safetensors.numpy import load_file
+
+        print("cells: achieved rate (* more than 0.2 points off) and (passes)")
+        print("| layer | " + " | ".join(f"{r:.0%}" for r in RATES) + " | mean passes |")
+        print("|---|" + "---|" * (len(RATES) + 1))
+        means = [run(k.split("/")[-1][-14:], w.astype(np.float32)) for k, w in load_file(args.layers).items()]
+        print(f"mean over layers: {np.mean(means):.2f} passes")
+        return
     print(f"rows {args.rows}; cells: achieved rate (* more than 0.2 points off) and (passes)")
     print("| family | " + " | ".join(f"{r:.0%}" for r in RATES) + " | mean passes |")
     print("|---|" + "---|" * (len(RATES) + 1))
