@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn scores_far_from_one_are_scaled_by_a_power_of_two() {
+        let scale = |max: f64| {
+            Scores::new(Weights::F64(&[max]), Score::Raw)
+                .scaled(max)
+                .scale()
+        };
+        assert_eq!(scale(0.0), 1.0);
+        assert_eq!(scale(3.0), 1.0);
+        assert_eq!(scale(1e19), 1.0);
+        assert_eq!(scale(2f64.powi(100)), 2f64.powi(-100));
+        assert_eq!(scale(1.5 * 2f64.powi(100)), 2f64.powi(-100));
+        assert_eq!(scale(2f64.powi(-100)), 2f64.powi(100));
+        // The smallest subnormal: 2^-1074, scaled by 2^1023 at most.
+        assert_eq!(scale(f64::from_bits(1)), 2f64.powi(1023));
+    }
+
+    #[test]
     fn weights_and_scores_must_be_finite_and_scores_non_negative() {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             for kind in [Score::Abs, Score::Raw] {

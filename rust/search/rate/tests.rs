@@ -294,3 +294,23 @@ fn the_estimate_follows_the_magnitude_share_through_the_sample() {
     // Every block alike: nothing to regress on, the sample's mean stands.
     assert_eq!(estimate(&[7, 9], &[30, 30], 0.9, 10.0), 0.8);
 }
+
+#[test]
+fn solve_stops_after_its_evaluations() {
+    // A tolerance never met: every call makes exactly `evals` evaluations,
+    // before and after the root is bracketed.
+    for evals in [1, 2, 3, 6] {
+        let mut n = 0;
+        solve(
+            |x| {
+                n += 1;
+                2.0 * (x - 0.3) + (x - 0.3).powi(3)
+            },
+            0.9,
+            1.0,
+            -1.0,
+            evals,
+        );
+        assert_eq!(n, evals);
+    }
+}
