@@ -80,6 +80,10 @@ fn expand(c: &mut Criterion) {
     g.bench_function("mask 4096x4096", |b| {
         b.iter(|| e.mask(&index, &mut mask).unwrap())
     });
+    // Into a new vector, as from Python (the output's first touch included).
+    g.bench_function("mask_vec 4096x4096", |b| {
+        b.iter(|| black_box(e.mask_vec(&index).unwrap()))
+    });
     // Decoding alone, one thread, each decoder this CPU runs, over 1 M weights.
     let blocks = (1 << 20) / layout.block_weights();
     g.throughput(Throughput::Elements(

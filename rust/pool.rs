@@ -28,7 +28,7 @@ pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Sen
 pub fn with_pool<R>(threads: Option<usize>, op: impl FnOnce(&ThreadPool) -> R) -> Result<R> {
     match threads {
         None => Ok(op(&*default_pool()?)),
-        Some(n) => Ok(op(&build(n)?)),
+        Some(n) => Ok(op(&*explicit_pool(n)?)),
     }
 }
 
@@ -78,34 +78,53 @@ fn build(n: usize) -> Result<ThreadPool> {
         })
 }
 
+/// A pool kept for reuse: (process id, threads, pool).
+type Slot = Mutex<Option<(u32, usize, Arc<ThreadPool>)>>;
+
 /// The default pool of this process, built on first use (again after a fork).
 fn default_pool() -> Result<Arc<ThreadPool>> {
-    // (process id, pool). The lock is held only to read or swap the pair, so a
-    // fork can't find it held for long; building happens outside it.
-    static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+    static POOL: Slot = Mutex::new(None);
+    cached(&POOL, None)
+}
+
+/// A pool of `n` threads. The last one asked for is kept, since starting
+/// threads costs more than expanding a large mask and callers that pass
+/// `threads` tend to pass the same count every time.
+fn explicit_pool(n: usize) -> Result<Arc<ThreadPool>> {
+    static LAST: Slot = Mutex::new(None);
+    cached(&LAST, Some(n))
+}
+
+/// The pool in `slot` when this process built it with `want` threads (any
+/// count when `want` is `None`, the default pool), else a new one put there.
+fn cached(slot: &Slot, want: Option<usize>) -> Result<Arc<ThreadPool>> {
+    // The lock is held only to read or swap the entry, so a fork can't find
+    // it held for long; building happens outside it.
     let pid = std::process::id();
-    let current = |guard: &Option<(u32, Arc<ThreadPool>)>| {
+    let current = |guard: &Option<(u32, usize, Arc<ThreadPool>)>| {
         guard
             .as_ref()
-            .filter(|(p, _)| *p == pid)
-            .map(|(_, pool)| pool.clone())
+            .filter(|(p, n, _)| *p == pid && want.is_none_or(|w| w == *n))
+            .map(|(_, _, pool)| pool.clone())
     };
-    if let Some(pool) = current(&POOL.lock().unwrap_or_else(|e| e.into_inner())) {
+    if let Some(pool) = current(&slot.lock().unwrap_or_else(|e| e.into_inner())) {
         return Ok(pool);
     }
-    let n = match env_threads()? {
+    let n = match want.map_or_else(env_threads, |n| Ok(Some(n)))? {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let fresh = Arc::new(build(n)?);
-    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(pool) = current(&guard) {
         return Ok(pool); // another thread of this process built one first
     }
-    if let Some((_, stale)) = guard.replace((pid, fresh.clone())) {
-        // The parent's pool: its threads do not exist here, so dropping it
-        // (which signals them) is pointless; leak it instead.
-        std::mem::forget(stale);
+    if let Some((p, _, old)) = guard.replace((pid, n, fresh.clone())) {
+        if p != pid {
+            // The parent's pool: its threads do not exist here, so dropping
+            // it (which signals them) is pointless; leak it instead.
+            std::mem::forget(old);
+        }
     }
     Ok(fresh)
 }
@@ -129,6 +148,13 @@ mod tests {
 
     #[test]
     fn pools_run_work_with_the_requested_threads() {
+        assert_eq!(with_threads(Some(3), rayon::current_num_threads), Ok(3));
+        let first = explicit_pool(3).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &explicit_pool(3).unwrap()),
+            "kept for reuse"
+        );
+        assert_eq!(with_threads(Some(2), rayon::current_num_threads), Ok(2));
         assert_eq!(with_threads(Some(3), rayon::current_num_threads), Ok(3));
         assert!(with_threads(Some(0), || ()).is_err());
         assert!(with_threads(Some(MAX_THREADS + 1), || ()).is_err());

@@ -226,6 +226,11 @@ fn gather_and_scatter_round_trip() {
         assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 });
     }
     assert!(e.scatter(&index, &values[1..], None, &mut dense).is_err());
+    assert!(e.scatter_vec(&index, &values[1..], None).is_err());
+    assert!(e.scatter_vec(&index, &values[1..], Some(&starts)).is_err());
+    assert_eq!(e.scatter_vec(&index, &values, None).unwrap(), dense);
+    assert_eq!(e.mask_vec(&index).unwrap(), mask);
+    assert!(e.mask_vec(&index[1..]).is_err());
     assert!(e
         .scatter(&index, &values[1..], Some(&starts), &mut dense)
         .is_err());

@@ -108,10 +108,19 @@ fn scatter_with_wrong_starts_still_places_every_value() {
         let mut dense = vec![f32::NAN; n];
         e.scatter(&index, &values, given.as_deref(), &mut dense)
             .unwrap();
+        // Into a new vector: a wrong `starts` makes a second pass over the
+        // output the first one filled.
+        let fresh = e.scatter_vec(&index, &values, given.as_deref()).unwrap();
         for i in 0..n {
             assert_eq!(dense[i], if mask[i] { w[i] } else { 0.0 }, "weight {i}");
+            assert_eq!(
+                fresh[i].to_bits(),
+                dense[i].to_bits(),
+                "new vector, weight {i}"
+            );
         }
     }
+    assert_eq!(e.mask_vec(&index).unwrap(), mask);
     // Eight-byte values take their own path.
     let wide: Vec<f64> = w.iter().map(|&x| f64::from(x) + 0.25).collect();
     let (wide_values, _) = e.gather(&index, &wide).unwrap();

@@ -12,6 +12,7 @@ pub(crate) mod values;
 
 use crate::arch::{self, BitSliceIsa, Isa};
 use crate::cancel::{self, Cancel};
+use crate::sys::Zeroable;
 use crate::vd::check_thresholds;
 use crate::vd::keep::FastKeep;
 use crate::{bail, Layout, Result, VdConfig};
@@ -296,15 +297,44 @@ impl Expander {
     ) {
         out.par_chunks_mut(per_block).enumerate().for_each_init(
             || vec![0u64; self.bits_words()],
-            |bits, (b, out)| {
-                if self.cancel.is_cancelled() {
-                    return;
-                }
-                let nw = self.block_bits(index, b, bits);
-                f(b, &bits[..nw], out)
-            },
+            |bits, (b, out)| self.run_block(index, bits, b, out, &f),
         );
         self.cancel.checkpoint();
+    }
+
+    /// [`blocks`](Self::blocks) over one element per weight of `out`, which
+    /// holds them or is empty with room for them (see [`crate::sys::par_fill`]:
+    /// a new output is zeroed block by block, in cache, as it is written).
+    pub(crate) fn blocks_into<T: Zeroable + Send>(
+        &self,
+        index: &[u64],
+        out: &mut Vec<T>,
+        f: impl Fn(usize, &[u64], &mut [T]) + Sync + Send,
+    ) {
+        crate::sys::par_fill(
+            out,
+            self.layout.n_weights,
+            self.layout.block_weights(),
+            || self.cancel.is_cancelled(),
+            || vec![0u64; self.bits_words()],
+            |bits, b, out| self.run_block(index, bits, b, out, &f),
+        );
+        self.cancel.checkpoint();
+    }
+
+    fn run_block<T>(
+        &self,
+        index: &[u64],
+        bits: &mut [u64],
+        b: usize,
+        out: &mut [T],
+        f: &impl Fn(usize, &[u64], &mut [T]),
+    ) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let nw = self.block_bits(index, b, bits);
+        f(b, &bits[..nw], out)
     }
 
     /// Writes the mask of every weight into `out` (length `n_weights`).
@@ -315,6 +345,17 @@ impl Expander {
             arch::lanes::unpack_bools(isa, bits, out)
         });
         Ok(())
+    }
+
+    /// The mask of every weight, in a new vector.
+    pub fn mask_vec(&self, index: &[u64]) -> Result<Vec<bool>> {
+        self.check(index, self.layout.n_weights)?;
+        let mut out = crate::sys::with_capacity(self.layout.n_weights, "the keep-mask")?;
+        let isa = Isa::best();
+        self.blocks_into(index, &mut out, |_, bits, out| {
+            arch::lanes::unpack_bools(isa, bits, out)
+        });
+        Ok(out)
     }
 
     pub(crate) fn check(&self, index: &[u64], n: usize) -> Result<()> {

@@ -115,29 +115,57 @@ impl Expander {
         out: &mut [T],
     ) -> Result<()> {
         self.check(index, out.len())?;
-        let isa = Isa::best();
         let bw = self.layout().block_weights();
         self.with_starts(index, starts, values.len(), |starts| {
             let stale = AtomicBool::new(false);
-            self.blocks(index, out, bw, |b, bits, out| {
-                let v = &values[starts[b]..starts[b + 1]];
-                if popcount(bits) != v.len() {
-                    stale.store(true, Ordering::Relaxed);
-                    return;
-                }
-                // 4- and 8-byte values (float32, float64) take AVX-512 expand-loads.
-                if lanes::scatter_lanes(isa, bits, v, out) {
-                    return;
-                }
-                out.fill(T::default());
-                let mut k = 0;
-                for_each_set(bits, |i| {
-                    out[i] = v[k];
-                    k += 1;
-                });
-            });
+            self.blocks(index, out, bw, scatter_block(values, starts, &stale));
             !stale.load(Ordering::Relaxed)
         })
+    }
+
+    /// [`scatter`](Self::scatter) into a new vector.
+    pub fn scatter_vec<T: Zeroable + Send + Sync + Default>(
+        &self,
+        index: &[u64],
+        values: &[T],
+        starts: Option<&[usize]>,
+    ) -> Result<Vec<T>> {
+        let n = self.layout().n_weights;
+        self.check(index, n)?;
+        let mut out = crate::sys::with_capacity(n, "the dense array")?;
+        self.with_starts(index, starts, values.len(), |starts| {
+            let stale = AtomicBool::new(false);
+            self.blocks_into(index, &mut out, scatter_block(values, starts, &stale));
+            !stale.load(Ordering::Relaxed)
+        })?;
+        Ok(out)
+    }
+}
+
+/// Scatters block `b`'s values onto its mask bits (every element of `out`
+/// written), or sets `stale` when the block's count disagrees with `starts`.
+fn scatter_block<'a, T: Zeroable + Default + Copy + Sync>(
+    values: &'a [T],
+    starts: &'a [usize],
+    stale: &'a AtomicBool,
+) -> impl Fn(usize, &[u64], &mut [T]) + Sync + Send + 'a {
+    let isa = Isa::best();
+    move |b, bits, out| {
+        let v = &values[starts[b]..starts[b + 1]];
+        if popcount(bits) != v.len() {
+            stale.store(true, Ordering::Relaxed);
+            return;
+        }
+        // 4- and 8-byte values (float32, float64) take AVX-512 expand-loads.
+        if lanes::scatter_lanes(isa, bits, v, out) {
+            return;
+        }
+        out.fill(T::default());
+        let mut k = 0;
+        for_each_set(bits, |i| {
+            out[i] = v[k];
+            k += 1;
+        });
     }
 }
 

@@ -39,8 +39,7 @@ pub(super) fn expand<'py>(
     let th = slice_arg(&thresholds)?;
     let mask = detached(py, threads, || {
         let e = Expander::with_thresholds(&config.0, layout, th)?;
-        let mut mask = zeros::<bool>(n_weights, "the keep-mask")?;
-        e.mask(idx, &mut mask)?;
+        let mask = e.mask_vec(idx)?;
         in_tensor_order(mask, transpose, "the keep-mask")
     })?;
     Ok(mask.into_pyarray(py))
@@ -157,8 +156,7 @@ pub(super) fn scatter<'py>(
         ($v:expr, $t:ty) => {{
             let dense = detached(py, threads, || {
                 let e = Expander::with_thresholds(&config.0, layout, th)?;
-                let mut dense = zeros::<$t>(n_weights, "the dense array")?;
-                e.scatter(idx, $v, starts.as_deref(), &mut dense)?;
+                let dense = e.scatter_vec(idx, $v, starts.as_deref())?;
                 in_tensor_order(dense, transpose, "the dense array")
             })?;
             dense.into_pyarray(py).into_any()
