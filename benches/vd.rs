@@ -126,6 +126,10 @@ fn dense_and_matmul(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // Into a new array, as from Python (the output's first touch included).
+    g.bench_function("to_dense_vec 4096x4096 f32", |b| {
+        b.iter(|| black_box(e.scatter_vec(&index, &values, Some(&starts)).unwrap()))
+    });
     let x = weights(cols * batch);
     let mut y = vec![0f32; rows * batch];
     g.throughput(Throughput::Elements((nnz * batch) as u64));

@@ -100,13 +100,28 @@ pub fn zeros<T: Zeroable>(n: usize, what: &str) -> Result<Vec<T>> {
     Ok(unsafe { Vec::from_raw_parts(ptr, n, n) })
 }
 
+/// A vector for an output of `n` elements that [`par_fill`] writes whole.
+/// From 32 MiB on, glibc's malloc always maps fresh pages, which the OS
+/// zeroes as they are first touched: a zeroed vector of `n` then costs no
+/// pass of its own. Below, memory freed earlier is reused and calloc would
+/// zero it in one thread first; so the vector is empty, with room for `n`,
+/// and [`par_fill`] zeroes each chunk in cache just before it is written.
+/// (Measured on 4096x4096: a new mask 30 % faster than calloc's; a float32
+/// array 35 % slower with the chunks zeroed than calloc's.)
+pub fn output<T: Zeroable>(n: usize, what: &str) -> Result<Vec<T>> {
+    const FRESH_PAGES: usize = 32 << 20;
+    if bytes_of::<T>(n, what)? >= FRESH_PAGES {
+        zeros(n, what)
+    } else {
+        with_capacity(n, what)
+    }
+}
+
 /// Runs `f(state, i, chunk)` on the chunks of `chunk` elements of `v`'s
 /// first `n` elements in parallel (`state` from `init`, once per worker).
 /// `v` holds those `n` elements already, or is empty with room for them
-/// ([`with_capacity`]); then each chunk is zeroed just before `f` gets it,
-/// in cache, in place of a pass over the whole output first: a large output
-/// that reuses freed heap memory would otherwise be zeroed by one thread
-/// before the work starts (calloc zeroes lazily only fresh pages). Once
+/// ([`output`]); then each chunk is zeroed just before `f` gets it, in
+/// cache, in place of a pass over the whole output first. Once
 /// `stop()` is true the remaining chunks are skipped, and a new `v` is left
 /// empty.
 pub fn par_fill<T: Zeroable + Send, S>(

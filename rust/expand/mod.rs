@@ -350,7 +350,7 @@ impl Expander {
     /// The mask of every weight, in a new vector.
     pub fn mask_vec(&self, index: &[u64]) -> Result<Vec<bool>> {
         self.check(index, self.layout.n_weights)?;
-        let mut out = crate::sys::with_capacity(self.layout.n_weights, "the keep-mask")?;
+        let mut out = crate::sys::output(self.layout.n_weights, "the keep-mask")?;
         let isa = Isa::best();
         self.blocks_into(index, &mut out, |_, bits, out| {
             arch::lanes::unpack_bools(isa, bits, out)

@@ -132,7 +132,7 @@ impl Expander {
     ) -> Result<Vec<T>> {
         let n = self.layout().n_weights;
         self.check(index, n)?;
-        let mut out = crate::sys::with_capacity(n, "the dense array")?;
+        let mut out = crate::sys::output(n, "the dense array")?;
         self.with_starts(index, starts, values.len(), |starts| {
             let stale = AtomicBool::new(false);
             self.blocks_into(index, &mut out, scatter_block(values, starts, &stale));
