@@ -11,15 +11,20 @@ use crate::{Layout, Result, Searcher};
 use rayon::prelude::*;
 use std::cell::Cell;
 
-/// Rates are matched to within this on the sample, and accepted on the full
-/// tensor within `FULL_TOLERANCE` (docs/algorithm.md, "Rate control": 0.2 points).
-const SAMPLE_TOLERANCE: f64 = 4e-4;
+/// Rates are matched to within this on the sample (about its estimate's
+/// error: solved closer, it spent evaluations on noise), and accepted on the
+/// full tensor within `FULL_TOLERANCE` (docs/algorithm.md, "Rate control":
+/// 0.1 point, half the 0.2 points promised).
+const SAMPLE_TOLERANCE: f64 = 1e-3;
 const FULL_TOLERANCE: f64 = 1e-3;
 /// About one block in `SAMPLE_SHARE` is sampled, and at least `MIN_PIECES`
 /// blocks: rows differ, so fewer misjudge the rate. When that would be half
 /// the tensor or more, full passes are cheaper.
 const SAMPLE_SHARE: usize = 16;
 const MIN_PIECES: usize = 48;
+/// Blocks in the first, small sample, and the kept share it is solved to.
+const FIRST_PIECES: usize = 8;
+const FIRST_TOLERANCE: f64 = 2e-3;
 /// Full passes at most (bisection included); bisection halves the bracket at
 /// worst every second pass, so this closes it to [`MIN_WIDTH`].
 const MAX_PASSES: usize = 48;
@@ -53,19 +58,31 @@ pub struct RateResult {
 fn sample_pieces(layout: &Layout) -> Option<Vec<(usize, usize)>> {
     let full = layout.n_weights / layout.block_weights();
     let m = (full / SAMPLE_SHARE).max(MIN_PIECES);
-    if 2 * m > full {
-        return None;
-    }
-    Some(
-        (0..m)
-            .map(|i| {
-                let (lo, hi) = (i * full / m, (i + 1) * full / m);
-                // Salted apart from the quantiles' draws.
-                let b = lo + (mix((1 << 32) + i as u64) % (hi - lo) as u64) as usize;
-                (layout.weights(b).start, layout.block_steps)
-            })
-            .collect(),
-    )
+    (2 * m <= full).then(|| strata(layout, m, 1 << 32))
+}
+
+/// The small sample searched first, [`FIRST_PIECES`] blocks drawn as in
+/// [`sample_pieces`], when they are at most half of the full blocks: it
+/// finds the neighbourhood of the root (the VD keeps a share of weights
+/// quite unlike the magnitude density at the same `lam`: 0.1 at a density
+/// of 0.21-0.24 on real layers), so that the larger sample and the full
+/// passes start close to it.
+fn first_pieces(layout: &Layout) -> Option<Vec<(usize, usize)>> {
+    let full = layout.n_weights / layout.block_weights();
+    (2 * FIRST_PIECES <= full).then(|| strata(layout, FIRST_PIECES, 2 << 32))
+}
+
+/// One whole block at a hashed position (salted by `salt`) in each of `m`
+/// equal strata of the full blocks, as `(start weight, steps)`.
+fn strata(layout: &Layout, m: usize, salt: u64) -> Vec<(usize, usize)> {
+    let full = layout.n_weights / layout.block_weights();
+    (0..m)
+        .map(|i| {
+            let (lo, hi) = (i * full / m, (i + 1) * full / m);
+            let b = lo + (mix(salt + i as u64) % (hi - lo) as u64) as usize;
+            (layout.weights(b).start, layout.block_steps)
+        })
+        .collect()
 }
 
 /// Finds `x` in `[0, 1]` with `f(x)` (kept share minus target, increasing in
@@ -352,6 +369,65 @@ fn bisect(
     }
 }
 
+/// Solves for the density `x` whose `lam` keeps the share `d` estimated on
+/// the sampled blocks `pieces` (see [`estimate`]), from `start` (a density
+/// and a slope), to within `tol`. Returns the density, a slope for the next
+/// stage (see [`spread_slope`]) and the work spent in full passes.
+fn solve_on_sample(
+    s: &Searcher,
+    q: &Quantiles,
+    pieces: &[(usize, usize)],
+    whole: &[(usize, usize)],
+    d: f64,
+    start: (f64, f64),
+    tol: f64,
+) -> (f64, f64, f64) {
+    let layout = s.layout();
+    let n = layout.n_weights as f64;
+    let ranges: Vec<_> = pieces
+        .iter()
+        .map(|&(start, steps)| (start, steps * layout.n_out))
+        .collect();
+    let weights = ranges.iter().map(|r| r.1).sum::<usize>() as f64;
+    let mut cost = 0.0;
+    let mut points = Vec::new();
+    let f = |x: f64| {
+        cost += weights / n;
+        let lam = q.lam(x);
+        let kept = s.counts(lam, pieces);
+        let above: Vec<_> = ranges
+            .par_iter()
+            .map(|&(start, len)| s.scores().count_above(start..start + len, lam))
+            .collect();
+        let whole = above_all(s, lam, whole) as f64 / n;
+        let e = estimate(&kept, &above, whole, layout.block_weights() as f64) - d;
+        points.push((x, e));
+        e
+    };
+    let ((x, _), _) = solve(f, start.0, start.1, tol, 12);
+    (x, spread_slope(&points).unwrap_or(start.1), cost)
+}
+
+/// The least-squares slope of `points` (density, excess) when they span at
+/// least 0.01 of density and it is positive. A sample's last secant spans a
+/// tiny step between two noisy estimates: handed to the full passes, such a
+/// slope sent the first correction far past the root.
+fn spread_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let (mx, me) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let (mut sxe, mut sxx) = (0.0, 0.0);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, e) in points {
+        sxe += (x - mx) * (e - me);
+        sxx += (x - mx) * (x - mx);
+        (lo, hi) = (lo.min(x), hi.max(x));
+    }
+    let slope = sxe / sxx;
+    (hi - lo >= 0.01 && slope.is_finite() && slope > 0.0).then_some(slope)
+}
+
 /// Searches the whole tensor at the `lam` in `[0, top]` that prunes
 /// closest to `rate` of the weights, writing the index.
 pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateResult> {
@@ -368,7 +444,6 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
             thresholds: None,
         });
     }
-    let n = layout.n_weights as f64;
     let d = 1.0 - rate;
     let pieces = sample_pieces(&layout);
     let q = Quantiles::new(s);
@@ -388,41 +463,22 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     };
 
     let (mut x, mut slope) = (d, 1.0);
-    if let Some(pieces) = &pieces {
-        let ranges: Vec<_> = pieces
-            .iter()
-            .map(|&(start, steps)| (start, steps * layout.n_out))
-            .collect();
-        let weights = ranges.iter().map(|r| r.1).sum::<usize>() as f64;
-        let mut sample_passes = 0.0;
-        let f = |x: f64| {
-            sample_passes += weights / n;
-            let lam = q.lam(x);
-            let kept = s.counts(lam, pieces);
-            let above: Vec<_> = ranges
-                .par_iter()
-                .map(|&(start, len)| s.scores().count_above(start..start + len, lam))
-                .collect();
-            let whole = above_all(s, lam, &whole) as f64 / n;
-            let e = estimate(&kept, &above, whole, layout.block_weights() as f64);
-            e - d
-        };
-        ((x, _), slope) = solve(f, x, slope, SAMPLE_TOLERANCE, 12);
-        full.passes += sample_passes;
+    let samples = [
+        (first_pieces(&layout), FIRST_TOLERANCE),
+        (pieces, SAMPLE_TOLERANCE),
+    ];
+    for (pieces, tol) in samples {
+        let Some(pieces) = pieces else { continue };
+        let cost;
+        (x, slope, cost) = solve_on_sample(s, &q, &pieces, &whole, d, (x, slope), tol);
+        full.passes += cost;
     }
     // One full pass and a few secant corrections (small tensors, or a sample
-    // that misled); then, if still off, bisection on full passes. A tensor
-    // too small to sample aims closer while secant steps are cheap, but
-    // accepts FULL_TOLERANCE once they stop: large VDs make the kept count
-    // jump with `lam` (whole blocks switch paths), and bisecting into such a
-    // jump for the tighter aim cost up to 30 passes for nothing the caller
-    // asked for.
-    let sampled = pieces.is_some();
-    let (aim, evals) = if sampled {
-        (FULL_TOLERANCE, 4)
-    } else {
-        (0.25 * FULL_TOLERANCE, 4)
-    };
+    // that misled); then, if still off, bisection on full passes. Every
+    // tensor aims at FULL_TOLERANCE: large VDs make the kept count jump with
+    // `lam` (whole blocks switch paths), and bisecting into such a jump for a
+    // tighter aim cost up to 30 passes for nothing the caller asked for.
+    let (aim, evals) = (FULL_TOLERANCE, 4);
     solve(|x| full.excess(q.lam(x)), x, slope, aim, evals);
     let tol = FULL_TOLERANCE;
     if full.missed_by() > tol {

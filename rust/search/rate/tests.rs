@@ -197,6 +197,44 @@ fn sampling_starts_where_the_sample_is_under_half_the_tensor() {
 }
 
 #[test]
+fn the_first_sample_is_a_few_blocks_of_a_tensor_of_twice_as_many() {
+    let len = 64;
+    assert_eq!(first_pieces(&layout(2 * FIRST_PIECES * len - 1, len)), None);
+    for steps in [2 * FIRST_PIECES * len, 5_000, 1 << 20] {
+        let pieces = first_pieces(&layout(steps, len)).expect("sampled");
+        let full = steps / len;
+        assert_eq!(pieces.len(), FIRST_PIECES);
+        for (i, p) in pieces.iter().enumerate() {
+            let b = p.0 / len;
+            assert_eq!((p.0 % len, p.1), (0, len), "{p:?}");
+            assert!(
+                i * full / FIRST_PIECES <= b && b < (i + 1) * full / FIRST_PIECES,
+                "{i} {p:?}"
+            );
+        }
+    }
+    // Drawn apart from the larger sample's blocks.
+    let l = layout(1 << 20, len);
+    assert_ne!(
+        first_pieces(&l).unwrap(),
+        sample_pieces(&l).unwrap()[..FIRST_PIECES]
+    );
+}
+
+#[test]
+fn a_slope_is_handed_on_only_from_points_spread_apart() {
+    // An exact line: its slope, whatever the order of the points.
+    let line = [(0.10, -0.05), (0.30, 0.05), (0.20, 0.0)];
+    assert!((spread_slope(&line).unwrap() - 0.5).abs() < 1e-12);
+    // Noise on a narrow step (a secant of 10) is not handed on.
+    assert_eq!(spread_slope(&[(0.2000, 0.0), (0.2005, 0.005)]), None);
+    // Nor a flat, falling or single-point fit.
+    assert_eq!(spread_slope(&[(0.1, 0.01), (0.3, 0.01)]), None);
+    assert_eq!(spread_slope(&[(0.1, 0.01), (0.3, -0.01)]), None);
+    assert_eq!(spread_slope(&[(0.1, 0.01)]), None);
+}
+
+#[test]
 fn bisection_closes_a_bracket_relative_to_its_upper_end() {
     // A jump at 0.75 of the top, at two scales: the bracket is closed at the
     // same relative width, with the same steps.
