@@ -445,7 +445,6 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         });
     }
     let d = 1.0 - rate;
-    let pieces = sample_pieces(&layout);
     let q = Quantiles::new(s);
     let whole: Vec<_> = (0..layout.n_blocks())
         .map(|b| (layout.weights(b).start, layout.weights(b).len()))
@@ -465,7 +464,7 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     let (mut x, mut slope) = (d, 1.0);
     let samples = [
         (first_pieces(&layout), FIRST_TOLERANCE),
-        (pieces, SAMPLE_TOLERANCE),
+        (sample_pieces(&layout), SAMPLE_TOLERANCE),
     ];
     for (pieces, tol) in samples {
         let Some(pieces) = pieces else { continue };
@@ -478,9 +477,8 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     // tensor aims at FULL_TOLERANCE: large VDs make the kept count jump with
     // `lam` (whole blocks switch paths), and bisecting into such a jump for a
     // tighter aim cost up to 30 passes for nothing the caller asked for.
-    let (aim, evals) = (FULL_TOLERANCE, 4);
-    solve(|x| full.excess(q.lam(x)), x, slope, aim, evals);
     let tol = FULL_TOLERANCE;
+    solve(|x| full.excess(q.lam(x)), x, slope, tol, 4);
     if full.missed_by() > tol {
         let points = full.points.clone();
         let evals = MAX_PASSES.saturating_sub(points.len());

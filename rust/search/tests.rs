@@ -8,6 +8,18 @@ fn config() -> VdConfig {
     VdConfig::from_seed(6, 1, 5, 5, 3, 11).unwrap()
 }
 
+/// A searcher of `w`'s magnitudes at `cfg`, blocks of 128 steps, a roomy budget.
+fn searcher<'a>(cfg: &VdConfig, w: &'a [f32]) -> Searcher<'a> {
+    let layout = Layout::new(cfg, w.len(), 128).unwrap();
+    Searcher::new(
+        cfg,
+        layout,
+        Scores::new(Weights::F32(w), Score::Abs),
+        1 << 30,
+    )
+    .unwrap()
+}
+
 fn scores(n: usize) -> Vec<f32> {
     // Deterministic, uneven magnitudes with both signs.
     (0..n)
@@ -19,14 +31,7 @@ fn scores(n: usize) -> Vec<f32> {
 fn the_largest_score_is_the_largest_magnitude() {
     let w = scores(5000);
     let cfg = config();
-    let layout = Layout::new(&cfg, w.len(), 128).unwrap();
-    let s = Searcher::new(
-        &cfg,
-        layout,
-        Scores::new(Weights::F32(&w), Score::Abs),
-        1 << 30,
-    )
-    .unwrap();
+    let s = searcher(&cfg, &w);
     let want = w.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
     assert_eq!(s.max_score(), want);
     assert!(want > 20.0);
@@ -36,19 +41,9 @@ fn the_largest_score_is_the_largest_magnitude() {
 fn the_share_above_lam_is_counted_only_for_per_block_thresholds() {
     let w = scores(200_000); // more than one of its counting chunks
     let cfg = config();
-    let layout = Layout::new(&cfg, w.len(), 128).unwrap();
-    let new = || {
-        Searcher::new(
-            &cfg,
-            layout,
-            Scores::new(Weights::F32(&w), Score::Abs),
-            1 << 30,
-        )
-    };
-    let plain = new().unwrap();
+    let plain = searcher(&cfg, &w);
     assert_eq!(plain.share_above(1.0), 0.0);
-    let per_block = new()
-        .unwrap()
+    let per_block = searcher(&cfg, &w)
         .with_thresholds(&cfg, ThresholdSearch::predicted(), 1 << 30)
         .unwrap();
     for lam in [0.0, 1.0, 7.5, 100.0] {
@@ -61,16 +56,6 @@ fn the_share_above_lam_is_counted_only_for_per_block_thresholds() {
 fn per_block_thresholds_budget_a_table_for_every_threshold_and_the_configs() {
     let cfg = config();
     let w = scores(4096);
-    let layout = Layout::new(&cfg, w.len(), 128).unwrap();
-    let s = || {
-        Searcher::new(
-            &cfg,
-            layout,
-            Scores::new(Weights::F32(&w), Score::Abs),
-            1 << 30,
-        )
-        .unwrap()
-    };
     let trellises = Trellises::new(&cfg);
     let range = crate::vd::block_threshold_range(&cfg);
     assert_eq!(trellises.count(), range.clone().count());
@@ -78,7 +63,7 @@ fn per_block_thresholds_budget_a_table_for_every_threshold_and_the_configs() {
     let tr = Trellis::new(&cfg);
     let workspaces = rayon::current_num_threads() * tr.workspace_bytes(128);
     let need = tr.table_bytes() * (trellises.count() + 1) + workspaces;
-    let with = |max| s().with_thresholds(&cfg, ThresholdSearch::predicted(), max);
+    let with = |max| searcher(&cfg, &w).with_thresholds(&cfg, ThresholdSearch::predicted(), max);
     assert!(with(need).is_ok());
     assert!(with(need - 1).is_err());
     assert!(with(tr.table_bytes() * trellises.count() + workspaces).is_err());
@@ -100,16 +85,10 @@ fn denser_blocks_choose_larger_thresholds() {
             }
         })
         .collect();
-    let layout = Layout::new(&cfg, w.len(), 128).unwrap();
-    let s = Searcher::new(
-        &cfg,
-        layout,
-        Scores::new(Weights::F32(&w), Score::Abs),
-        1 << 30,
-    )
-    .unwrap()
-    .with_thresholds(&cfg, ThresholdSearch::predicted(), 1 << 30)
-    .unwrap();
+    let s = searcher(&cfg, &w)
+        .with_thresholds(&cfg, ThresholdSearch::predicted(), 1 << 30)
+        .unwrap();
+    let layout = *s.layout();
     let mut index = vec![0u64; layout.index_len()];
     let results = s.run(1.2, &mut index).unwrap();
     assert_eq!(results.len(), layout.n_blocks());

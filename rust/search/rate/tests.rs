@@ -21,6 +21,18 @@ fn closest(seen: &[(f64, f64)]) -> f64 {
     seen.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs()))
 }
 
+/// The tightest `(lo, hi)` the points bracket the root with, within `[0, 1]`
+/// (`lo` the largest point above the target, `hi` the smallest below).
+fn bracket(seen: &[(f64, f64)]) -> (f64, f64) {
+    seen.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
+        if p.1 > 0.0 {
+            (lo.max(p.0), hi)
+        } else {
+            (lo, hi.min(p.0))
+        }
+    })
+}
+
 #[test]
 fn bisection_finds_a_narrow_window_between_plateaus() {
     // Flat almost everywhere (secant steps learn nothing), with the target
@@ -48,13 +60,7 @@ fn bisection_reports_an_unreachable_target_at_a_jump() {
     let seen = run(f, 1e-3);
     assert_eq!(closest(&seen), 0.1);
     assert!(seen.len() <= MAX_PASSES);
-    let (lo, hi) = seen.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
-        if p.1 > 0.0 {
-            (lo.max(p.0), hi)
-        } else {
-            (lo, hi.min(p.0))
-        }
-    });
+    let (lo, hi) = bracket(&seen);
     assert!(
         lo < 0.25 && 0.25 <= hi && hi - lo <= 2.0 * MIN_WIDTH * hi,
         "{lo} {hi}"
@@ -254,13 +260,7 @@ fn bisection_closes_a_bracket_relative_to_its_upper_end() {
         seen
     };
     let one = at(1.0);
-    let (lo, hi) = one.iter().fold((0.0f64, 1.0f64), |(lo, hi), p| {
-        if p.1 > 0.0 {
-            (lo.max(p.0), hi)
-        } else {
-            (lo, hi.min(p.0))
-        }
-    });
+    let (lo, hi) = bracket(&one);
     assert!(
         hi - lo <= MIN_WIDTH * hi && hi - lo > 0.25 * MIN_WIDTH * hi,
         "{lo} {hi}"
