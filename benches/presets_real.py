@@ -13,7 +13,7 @@ thresholds included). Times are wall times of ``prune`` summed over the
 cells, reported as ratios against the first procedure and ``default`` in the
 same run (2 cores; run it on an otherwise idle machine).
 
-A candidate ``--try`` is ``flip_flops,tap_seeds,factors,refine,order``:
+A candidate ``--try`` is ``flip_flops[:n_in],tap_seeds,factors,refine,order``:
 factors ``v1`` (one threshold) or ``3x`` (0.75, 1, 1.33 times the predicted
 one per block), refine ``refine`` or empty, order ``C``, ``auto`` or ``both``.
 """
@@ -38,7 +38,8 @@ import real_models  # noqa: E402
 
 def candidate(spec: str) -> _presets.Preset:
     ff, seeds, factors, refine, order = spec.split(",")
-    return _presets.Preset(flip_flops=int(ff), n_in=1, tap_seeds=int(seeds),
+    ff, _, n_in = ff.partition(":")
+    return _presets.Preset(flip_flops=int(ff), n_in=int(n_in or 1), tap_seeds=int(seeds),
                            factors=None if factors == "v1" else _presets.FACTORS, refine=refine == "refine",
                            order=order)
 

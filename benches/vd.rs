@@ -1,6 +1,9 @@
 //! `cargo bench`: the search (per state-step) and the expansion (per weight).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use std::hint::black_box;
 use vitrust::{
     prune_to_rate, Decoder, Expander, Layout, Score, Scores, Searcher, VdConfig, Weights,
@@ -33,22 +36,44 @@ fn search(c: &mut Criterion) {
     for k in [8u32, 10, 12, 14] {
         let cfg = VdConfig::from_seed(k, 1, 5, 5, 3, 0).unwrap();
         let blocks = if k >= 14 { 2 } else { 8 };
-        let w = weights(blocks * 1024 * 5);
-        let (s, mut index) = searcher(&cfg, &w);
-        g.throughput(Throughput::Elements(((blocks * 1024) << k) as u64));
-        g.bench_with_input(BenchmarkId::new("state-steps/flip_flops", k), &k, |b, _| {
-            b.iter(|| black_box(s.run(0.8, &mut index).unwrap()))
-        });
-        // One thread: ns per state-step per core is 1 / this throughput.
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        g.bench_with_input(BenchmarkId::new("1 thread/flip_flops", k), &k, |b, _| {
-            b.iter(|| one.install(|| black_box(s.run(0.8, &mut index).unwrap())))
-        });
+        pass(&mut g, &cfg, blocks);
     }
+    // n_in = 2 at the same ratio: the same weights per pass and the same
+    // work per weight in branches, two table lookups per branch.
+    pass(&mut g, &VdConfig::from_seed(10, 2, 10, 5, 3, 0).unwrap(), 8);
     g.finish();
+}
+
+/// One config's pass over `blocks` blocks of 5120 weights, on all threads
+/// and on one; the name gives `k` and `n_in`.
+fn pass(g: &mut BenchmarkGroup<'_, WallTime>, cfg: &VdConfig, blocks: usize) {
+    let (k, n_in) = (cfg.flip_flops(), cfg.n_in());
+    let name = if n_in == 1 {
+        format!("{k}")
+    } else {
+        format!("{k}, n_in {n_in}")
+    };
+    let w = weights(blocks * 1024 * 5);
+    let (s, mut index) = searcher(cfg, &w);
+    // State-steps of the n_in = 1 pass over as many weights, so the
+    // throughputs of both compare per weight.
+    let state_steps = (w.len() / cfg.n_out() as usize * n_in as usize) << k;
+    g.throughput(Throughput::Elements(state_steps as u64));
+    g.bench_with_input(
+        BenchmarkId::new("state-steps/flip_flops", &name),
+        &k,
+        |b, _| b.iter(|| black_box(s.run(0.8, &mut index).unwrap())),
+    );
+    // One thread: ns per state-step per core is 1 / this throughput.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    g.bench_with_input(
+        BenchmarkId::new("1 thread/flip_flops", &name),
+        &k,
+        |b, _| b.iter(|| one.install(|| black_box(s.run(0.8, &mut index).unwrap()))),
+    );
 }
 
 /// `prune` to 90 % on a 1024x1024 matrix, rate control included; throughput in weights.

@@ -240,14 +240,16 @@ fn gather_and_scatter_round_trip() {
 #[test]
 fn every_instruction_set_gives_the_same_bits() {
     let mut seed = 99u64;
-    for (k, n_out, nc, th) in [
-        (6, 5, 5, 3),
-        (8, 4, 3, 2),
-        (10, 5, 5, 3),
-        (11, 3, 2, 1),
-        (7, 1, 1, 1),
+    for (k, n_in, n_out, nc, th) in [
+        (6, 1, 5, 5, 3),
+        (8, 1, 4, 3, 2),
+        (10, 1, 5, 5, 3),
+        (11, 1, 3, 2, 1),
+        (7, 1, 1, 1, 1),
+        (10, 2, 10, 5, 3),
+        (7, 2, 6, 3, 2),
     ] {
-        let cfg = VdConfig::from_seed(k, 1, n_out, nc, th, k as u64).unwrap();
+        let cfg = VdConfig::from_seed(k, n_in, n_out, nc, th, k as u64).unwrap();
         let w: Vec<f32> = (0..20_011).map(|_| (lcg(&mut seed) - 0.5) as f32).collect();
         let layout = Layout::new(&cfg, w.len(), 300).unwrap();
         let run = |level: Level| {
@@ -262,7 +264,7 @@ fn every_instruction_set_gives_the_same_bits() {
         for level in Level::all().into_iter().filter(|l| l.available()) {
             assert!(
                 run(level) == reference,
-                "k = {k}, n_out = {n_out}: {level:?} differs from portable"
+                "k = {k}, n_in = {n_in}, n_out = {n_out}: {level:?} differs from portable"
             );
         }
     }

@@ -2,7 +2,7 @@
 //! at a time, bit-identical to the portable one.
 
 use super::Isa;
-use crate::search::acs::{step1_portable, subset_sums, Step};
+use crate::search::acs::{half_tables, step1_portable, step2_portable, subset_sums, Step};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -20,6 +20,24 @@ pub(crate) fn step1(isa: Isa, st: &Step, new: &mut [f32], dec: &mut [u64]) {
         // SAFETY: `isa` proves the CPU runs AVX2 and FMA; lengths as above.
         super::Level::Avx2 => unsafe { step1_avx2(st, new, dec) },
         _ => step1_portable(st, new, dec),
+    }
+}
+
+/// Runs one `n_in = 2` step (at most 10 gains) with the best kernel `isa`
+/// proves the CPU runs, writing the new metrics and the two decision
+/// bit-planes (`2^k` bits each).
+pub(crate) fn step2(isa: Isa, st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let s = st.old.len();
+    assert!(s >= 64 && new.len() == s && st.patterns.len() == 4 * s && dec.len() == s / 32);
+    assert!(st.gains.len() <= 10);
+    match isa.level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` proves the CPU runs AVX-512; the lengths are asserted above.
+        super::Level::Avx512 => unsafe { step2_avx512(st, new, dec) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` proves the CPU runs AVX2 and FMA; lengths as above.
+        super::Level::Avx2 => unsafe { step2_avx2(st, new, dec) },
+        _ => step2_portable(st, new, dec),
     }
 }
 
@@ -151,6 +169,163 @@ unsafe fn step1_avx2(st: &Step, new: &mut [f32], dec: &mut [u64]) {
             let hi = _mm256_unpackhi_ps(best[0], best[1]);
             _mm256_storeu_ps(out.add(16 * m), _mm256_permute2f128_ps::<0x20>(lo, hi));
             _mm256_storeu_ps(out.add(16 * m + 8), _mm256_permute2f128_ps::<0x31>(lo, hi));
+        }
+    }
+}
+
+/// [`step2`] 16 states per vector: each half of a pattern looks up its own
+/// 32-entry table (two registers each); the four branches meet as the
+/// portable kernel's tournament.
+///
+/// # Safety
+/// The CPU runs AVX-512 F, BW and VL, and the lengths are those [`step2`]
+/// asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn step2_avx512(st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let (s, q) = (st.old.len(), st.old.len() / 4);
+    let (lo, hi) = half_tables(st.gains);
+    let (lp, hp) = (lo.as_ptr(), hi.as_ptr());
+    // SAFETY: each table holds 32 floats.
+    let (l0, l1, h0, h1) = unsafe {
+        (
+            _mm512_loadu_ps(lp),
+            _mm512_loadu_ps(lp.add(16)),
+            _mm512_loadu_ps(hp),
+            _mm512_loadu_ps(hp.add(16)),
+        )
+    };
+    // Pairs [a0 b0 a1 b1 ...], then pairs of pairs: state 4i + u from best[u].
+    let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let q_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    let q_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    let old = st.old.as_ptr();
+    let pat = st.patterns.as_ptr();
+    let dec16 = dec.as_mut_ptr() as *mut u16;
+    let out = new.as_mut_ptr();
+    for m in 0..q / 16 {
+        // SAFETY: with the lengths `step2` asserts (`old` and `new` of `4q`,
+        // `patterns` of `16q`, `dec` of two planes of `4q / 64` words),
+        // every load and store below is in bounds.
+        unsafe {
+            let mut a = [_mm512_setzero_ps(); 4];
+            for (p, a) in a.iter_mut().enumerate() {
+                *a = _mm512_loadu_ps(old.add(p * q + 16 * m));
+            }
+            let mut best = [_mm512_setzero_ps(); 4];
+            for (u, best) in best.iter_mut().enumerate() {
+                let mut c = [_mm512_setzero_ps(); 4];
+                for (p, c) in c.iter_mut().enumerate() {
+                    let idx =
+                        _mm512_loadu_si512(pat.add((4 * p + u) * q + 16 * m) as *const __m512i);
+                    let bm = _mm512_add_ps(
+                        _mm512_permutex2var_ps(l0, idx, l1),
+                        _mm512_permutex2var_ps(h0, _mm512_srli_epi32::<5>(idx), h1),
+                    );
+                    *c = _mm512_add_ps(a[p], bm);
+                }
+                let t1 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c[1], c[0]);
+                let t3 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c[3], c[2]);
+                let m01 = _mm512_mask_blend_ps(t1, c[0], c[1]);
+                let m23 = _mm512_mask_blend_ps(t3, c[2], c[3]);
+                let th = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m23, m01);
+                *best = _mm512_mask_blend_ps(th, m01, m23);
+                let at = u * q / 16 + m;
+                dec16.add(at).write_unaligned((t1 & !th) | (t3 & th));
+                dec16.add(s / 16 + at).write_unaligned(th);
+            }
+            let p01 = [
+                _mm512_permutex2var_ps(best[0], lo_idx, best[1]),
+                _mm512_permutex2var_ps(best[0], hi_idx, best[1]),
+            ];
+            let p23 = [
+                _mm512_permutex2var_ps(best[2], lo_idx, best[3]),
+                _mm512_permutex2var_ps(best[2], hi_idx, best[3]),
+            ];
+            for h in 0..2 {
+                let (x, y) = (_mm512_castps_pd(p01[h]), _mm512_castps_pd(p23[h]));
+                let o = out.add(64 * m + 32 * h) as *mut f64;
+                _mm512_storeu_pd(o, _mm512_permutex2var_pd(x, q_lo, y));
+                _mm512_storeu_pd(o.add(8), _mm512_permutex2var_pd(x, q_hi, y));
+            }
+        }
+    }
+}
+
+/// [`step2`] 8 states per vector.
+///
+/// # Safety
+/// The CPU runs AVX2 and FMA, and the lengths are those [`step2`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn step2_avx2(st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    let (s, q) = (st.old.len(), st.old.len() / 4);
+    let (lo, hi) = half_tables(st.gains);
+    let (lp, hp) = (lo.as_ptr(), hi.as_ptr());
+    let (mut tl, mut th) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+    for j in 0..4 {
+        // SAFETY: each table holds 32 floats.
+        unsafe {
+            tl[j] = _mm256_loadu_ps(lp.add(8 * j));
+            th[j] = _mm256_loadu_ps(hp.add(8 * j));
+        }
+    }
+    let old = st.old.as_ptr();
+    let pat = st.patterns.as_ptr();
+    let dec8 = dec.as_mut_ptr() as *mut u8;
+    let out = new.as_mut_ptr();
+    for m in 0..q / 8 {
+        // SAFETY: with the lengths `step2` asserts, every load and store
+        // below is in bounds (as in `step2_avx512`, 8 states at a time).
+        unsafe {
+            let mut a = [_mm256_setzero_ps(); 4];
+            for (p, a) in a.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(old.add(p * q + 8 * m));
+            }
+            let mut best = [_mm256_setzero_ps(); 4];
+            for (u, best) in best.iter_mut().enumerate() {
+                let mut c = [_mm256_setzero_ps(); 4];
+                for (p, c) in c.iter_mut().enumerate() {
+                    let idx =
+                        _mm256_loadu_si256(pat.add((4 * p + u) * q + 8 * m) as *const __m256i);
+                    let bm = _mm256_add_ps(
+                        lookup32(&tl, idx),
+                        lookup32(&th, _mm256_srli_epi32::<5>(idx)),
+                    );
+                    *c = _mm256_add_ps(a[p], bm);
+                }
+                let t1 = _mm256_cmp_ps::<_CMP_GT_OQ>(c[1], c[0]);
+                let t3 = _mm256_cmp_ps::<_CMP_GT_OQ>(c[3], c[2]);
+                let m01 = _mm256_blendv_ps(c[0], c[1], t1);
+                let m23 = _mm256_blendv_ps(c[2], c[3], t3);
+                let top = _mm256_cmp_ps::<_CMP_GT_OQ>(m23, m01);
+                *best = _mm256_blendv_ps(m01, m23, top);
+                let (b1, b3, bt) = (
+                    _mm256_movemask_ps(t1) as u8,
+                    _mm256_movemask_ps(t3) as u8,
+                    _mm256_movemask_ps(top) as u8,
+                );
+                let at = u * q / 8 + m;
+                dec8.add(at).write((b1 & !bt) | (b3 & bt));
+                dec8.add(s / 8 + at).write(bt);
+            }
+            // State 4i + u from best[u]: pairs, then pairs of pairs, then lanes.
+            let lo01 = _mm256_castps_pd(_mm256_unpacklo_ps(best[0], best[1]));
+            let hi01 = _mm256_castps_pd(_mm256_unpackhi_ps(best[0], best[1]));
+            let lo23 = _mm256_castps_pd(_mm256_unpacklo_ps(best[2], best[3]));
+            let hi23 = _mm256_castps_pd(_mm256_unpackhi_ps(best[2], best[3]));
+            let w = [
+                _mm256_unpacklo_pd(lo01, lo23), // states of i = 0 | 4
+                _mm256_unpackhi_pd(lo01, lo23), // 1 | 5
+                _mm256_unpacklo_pd(hi01, hi23), // 2 | 6
+                _mm256_unpackhi_pd(hi01, hi23), // 3 | 7
+            ];
+            let o = out.add(32 * m) as *mut f64;
+            _mm256_storeu_pd(o, _mm256_permute2f128_pd::<0x20>(w[0], w[1]));
+            _mm256_storeu_pd(o.add(4), _mm256_permute2f128_pd::<0x20>(w[2], w[3]));
+            _mm256_storeu_pd(o.add(8), _mm256_permute2f128_pd::<0x31>(w[0], w[1]));
+            _mm256_storeu_pd(o.add(12), _mm256_permute2f128_pd::<0x31>(w[2], w[3]));
         }
     }
 }

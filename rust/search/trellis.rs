@@ -23,8 +23,9 @@ pub(crate) struct Trellis {
     /// `chunks[c][r]`: bits `8c .. 8c + 8` of `table[r]`, so a branch metric is a
     /// few lookups into per-step subset-sum tables of 256 entries at most.
     chunks: Vec<Vec<u8>>,
-    /// For the vector kernels (`n_in = 1`, `n_out <= 5`, `k >= 6`): keep
-    /// patterns laid out `[p][u][i]` so each run is contiguous in `i`.
+    /// For the vector kernels (`n_in = 1` with `n_out <= 5` or `n_in = 2`
+    /// with `n_out <= 10`, `k >= 6`): keep patterns laid out `[p][u][i]` so
+    /// each run is contiguous in `i`.
     lanes: Option<Vec<u32>>,
 }
 
@@ -35,13 +36,13 @@ impl Trellis {
         let chunks = (0..n_out.div_ceil(8))
             .map(|c| table.iter().map(|&bits| (bits >> (8 * c)) as u8).collect())
             .collect();
-        let k = config.flip_flops();
-        let lanes = (config.n_in() == 1 && n_out <= 5 && k >= 6).then(|| {
-            let h = 1usize << (k - 1);
-            (0..4 * h)
+        let (k, n_in) = (config.flip_flops(), config.n_in());
+        let lanes = (n_in <= 2 && n_out <= 5 * n_in as usize && k >= 6).then(|| {
+            let (q, branches) = (1usize << (k - n_in), 1usize << n_in);
+            (0..branches * branches * q)
                 .map(|x| {
-                    let (p, u, i) = (x / (2 * h), (x / h) % 2, x % h);
-                    table[(p << k) | (i << 1) | u] as u32
+                    let (p, u, i) = (x / (branches * q), (x / q) % branches, x % q);
+                    table[(p << k) | (i << n_in) | u] as u32
                 })
                 .collect()
         });
@@ -249,7 +250,11 @@ fn search_block_at(
                     patterns,
                     gains: g,
                 };
-                arch::acs::step1(isa, &st, &mut ws.new, dec);
+                if n_in == 1 {
+                    arch::acs::step1(isa, &st, &mut ws.new, dec);
+                } else {
+                    arch::acs::step2(isa, &st, &mut ws.new, dec);
+                }
             }
             None => {
                 branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
@@ -319,7 +324,7 @@ mod tests {
     fn table_bytes_cover_the_tables_held() {
         // Configs with and without the vector kernels' lane tables, one and
         // several chunks of keep bits.
-        for (k, n_in, n_out) in [(6, 1, 5), (10, 1, 4), (8, 2, 12), (4, 1, 20)] {
+        for (k, n_in, n_out) in [(6, 1, 5), (10, 1, 4), (8, 2, 10), (8, 2, 12), (4, 1, 20)] {
             let cfg = VdConfig::from_seed(k, n_in, n_out, 5, 3, 1).unwrap();
             let tr = Trellis::new(&cfg);
             let held = tr.table.len() * std::mem::size_of::<u64>()
@@ -329,6 +334,62 @@ mod tests {
                     .map_or(0, |l| l.len() * std::mem::size_of::<u32>());
             assert_eq!(tr.table_bytes(), held, "{cfg:?}");
             assert!(held >= 8 << (k + n_in), "{cfg:?}");
+        }
+    }
+
+    /// With small integer gains every sum is exact, so each fast kernel must
+    /// give the general step's metrics and decisions bit for bit, ties (which
+    /// integers make common) included.
+    #[test]
+    fn fast_steps_match_the_general_step() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as i64
+        };
+        for (k, n_in, n_out) in [
+            (6, 1, 5),
+            (9, 1, 3),
+            (6, 2, 10),
+            (8, 2, 10),
+            (10, 2, 7),
+            (7, 2, 4),
+        ] {
+            let cfg = VdConfig::from_seed(k, n_in, n_out, 3, 2, k as u64).unwrap();
+            let tr = Trellis::new(&cfg);
+            let patterns = tr.lanes.as_ref().expect("a fast-kernel config");
+            let s = tr.n_states();
+            let old: Vec<f32> = (0..s).map(|_| (next() % 9 - 4) as f32).collect();
+            let gains: Vec<f32> = (0..n_out).map(|_| (next() % 5 - 2) as f32).collect();
+            let (mut sums, mut bm) = (vec![0.0; 256], vec![0.0; s << n_in]);
+            branch_metrics(&tr, &gains, &mut sums, &mut bm);
+            let words = n_in as usize * tr.plane_words();
+            let (mut want, mut want_dec) = (vec![0.0; s], vec![0u64; words]);
+            acs_general(&tr, &old, &bm, &mut want, &mut want_dec);
+            let st = acs::Step {
+                old: &old,
+                patterns,
+                gains: &gains,
+            };
+            for level in crate::Level::all().into_iter().filter(|l| l.available()) {
+                let isa = Isa::new(level).unwrap();
+                let (mut new, mut dec) = (vec![f32::NAN; s], vec![!0u64; words]);
+                if n_in == 1 {
+                    arch::acs::step1(isa, &st, &mut new, &mut dec);
+                } else {
+                    arch::acs::step2(isa, &st, &mut new, &mut dec);
+                }
+                assert_eq!(
+                    new, want,
+                    "metrics, k {k} n_in {n_in} n_out {n_out} {level:?}"
+                );
+                assert_eq!(
+                    dec, want_dec,
+                    "decisions, k {k} n_in {n_in} n_out {n_out} {level:?}"
+                );
+            }
         }
     }
 }
