@@ -2,8 +2,9 @@
 //!
 //! A pure-Rust core, laid out by pipeline stage: the VD ([`VdConfig`]) and
 //! the block layout ([`Layout`]); the search and rate control (`search/`);
-//! expansion, gather and scatter (`expand/`); products on the compressed
-//! form (`products/`); the file (`format/`). `arch/` detects the CPU once and
+//! expansion, gather and scatter (`expand/`); the kept values' encodings
+//! (`values/`); products on the compressed form (`products/`); the file
+//! (`format/`). `arch/` detects the CPU once and
 //! holds every SIMD kernel. The Python binding (`python/`) lives behind the
 //! `python` feature.
 
@@ -26,6 +27,7 @@ mod scores;
 mod search;
 #[allow(unsafe_code)] // allocation, byte views and system calls behind safe functions
 mod sys;
+mod values;
 mod vd;
 
 #[cfg(feature = "python")]
@@ -45,6 +47,7 @@ pub use products::{Real, Widen};
 pub use scores::{Float, Score, Scores, Weights};
 pub use search::rate::{prune_to_rate, RateResult};
 pub use search::{BlockResult, Searcher, ThresholdSearch, DEFAULT_MAX_SEARCH_BYTES};
+pub use values::{encode, kmeans, Encoded, Encoding, MAX_GROUP};
 pub use vd::step::reference_bits;
 pub use vd::{default_comparator, generate_taps, VdConfig};
 pub use vd::{MAX_BLOCK_THRESHOLD, MAX_COMPARATOR_BITS, MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT};

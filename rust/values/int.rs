@@ -1,0 +1,58 @@
+//! Symmetric integers with a scale per group: `q = 2^(bits - 1) - 1` levels
+//! each side of zero (127 for int8, 7 for int4), the group's scale its
+//! largest |value| over `q`, rounded to the stored dtype; codes are
+//! `round(value / scale)` clamped to `-q ..= q`, stored as `bits`-bit two's
+//! complement.
+
+use super::{pack, Encoding};
+use crate::Result;
+
+pub(super) fn encode(
+    values: &[f32],
+    bits: u32,
+    group: usize,
+    round: impl Fn(f32) -> f32,
+) -> Result<(Vec<u8>, Vec<f32>)> {
+    let q = levels(bits);
+    let scales: Vec<f32> = values
+        .chunks(group)
+        .map(|g| round(g.iter().fold(0.0f32, |m, v| m.max(v.abs())) / q))
+        .collect();
+    let mask = (1u32 << bits) - 1;
+    let codes = values.iter().enumerate().map(|(j, &v)| {
+        let s = scales[j / group];
+        let c = if s > 0.0 {
+            (v / s).round().clamp(-q, q)
+        } else {
+            0.0
+        };
+        (c as i32 as u32) & mask
+    });
+    let packed = pack(codes, values.len(), bits)?;
+    debug_assert_eq!(
+        packed.len(),
+        Encoding::Int { bits, group }.code_bytes(values.len())
+    );
+    Ok((packed, scales))
+}
+
+pub(super) fn decode(
+    codes: &[u8],
+    scales: &[f32],
+    bits: u32,
+    group: usize,
+    from: usize,
+    out: &mut [f32],
+) {
+    let sign = 1i32 << (bits - 1);
+    for (j, o) in out.iter_mut().enumerate() {
+        let at = from + j;
+        // Sign-extend the two's complement code.
+        let c = (super::code(codes, bits, at) as i32 ^ sign) - sign;
+        *o = c as f32 * scales[at / group];
+    }
+}
+
+fn levels(bits: u32) -> f32 {
+    ((1u32 << (bits - 1)) - 1) as f32
+}

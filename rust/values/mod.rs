@@ -1,0 +1,198 @@
+//! Encodings of the kept values (docs/format.md, "Value encodings"): per-group
+//! scaled integers and a shared codebook, as fixed-width codes in stream
+//! order, so any range of values (a block's) decodes without the others.
+//!
+//! The codes are packed least-significant bit first: value `j` of a `b`-bit
+//! encoding occupies bits `j * b .. j * b + b` of the byte stream, so a block
+//! whose values start at `s` starts at bit `s * b`, known from the block
+//! starts the index already gives. Encoders take the values as float32 and
+//! a rounding of the side table to the stored dtype (`round`), and compute
+//! the codes against the rounded table, so decoding the stored file gives
+//! exactly what the encoder measured.
+
+mod codebook;
+mod int;
+
+pub use codebook::kmeans;
+
+use crate::{bail, Result};
+
+/// Largest group of an integer encoding (values sharing one scale).
+pub const MAX_GROUP: usize = 1 << 20;
+
+/// How a tensor's kept values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// The values themselves, in their dtype.
+    Raw,
+    /// Symmetric integers of `bits` (4 or 8) with one scale per `group`
+    /// consecutive values: `value = code * scale`.
+    Int { bits: u32, group: usize },
+    /// `2^bits` centroids (1 ≤ bits ≤ 8) shared by the tensor:
+    /// `value = centroids[code]`.
+    Codebook { bits: u32 },
+}
+
+impl Encoding {
+    /// Parses `raw`, `int8`, `int4` (with `group`) or `codebook1` ..
+    /// `codebook8`.
+    pub fn parse(name: &str, group: usize) -> Result<Self> {
+        let enc = match name {
+            "raw" => Self::Raw,
+            "int8" => Self::Int { bits: 8, group },
+            "int4" => Self::Int { bits: 4, group },
+            _ => match name
+                .strip_prefix("codebook")
+                .and_then(|b| b.parse::<u32>().ok())
+            {
+                Some(bits @ 1..=8) => Self::Codebook { bits },
+                _ => bail!("values = {name:?}: expected raw, int8, int4 or codebook1 .. codebook8"),
+            },
+        };
+        if let Self::Int { group, .. } = enc {
+            if !(1..=MAX_GROUP).contains(&group) {
+                bail!("group = {group}: expected 1 ..= {MAX_GROUP}");
+            }
+        }
+        Ok(enc)
+    }
+
+    /// The name [`Encoding::parse`] reads.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Raw => "raw".into(),
+            Self::Int { bits, .. } => format!("int{bits}"),
+            Self::Codebook { bits } => format!("codebook{bits}"),
+        }
+    }
+
+    /// Bits per code (`None` for raw values).
+    pub fn code_bits(&self) -> Option<u32> {
+        match *self {
+            Self::Raw => None,
+            Self::Int { bits, .. } | Self::Codebook { bits } => Some(bits),
+        }
+    }
+
+    /// Bytes of packed codes for `n` values.
+    pub fn code_bytes(&self, n: usize) -> usize {
+        self.code_bits()
+            .map_or(0, |b| (n as u128 * u128::from(b)).div_ceil(8) as usize)
+    }
+
+    /// Entries of the side table for `n` values: scales (one per group) or
+    /// centroids.
+    pub fn table_len(&self, n: usize) -> usize {
+        match *self {
+            Self::Raw => 0,
+            Self::Int { group, .. } => n.div_ceil(group),
+            Self::Codebook { bits } => 1 << bits,
+        }
+    }
+}
+
+/// Encoded values: the packed codes and the side table (scales or
+/// centroids, as float32 holding the stored dtype's values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    pub encoding: Encoding,
+    pub codes: Vec<u8>,
+    pub table: Vec<f32>,
+}
+
+/// Encodes `values` (weighted by `weights` for a codebook's fit: the
+/// scores, so important weights are fitted best). `round` maps a float32 to
+/// the nearest value of the stored dtype.
+pub fn encode(
+    encoding: Encoding,
+    values: &[f32],
+    weights: &[f32],
+    round: impl Fn(f32) -> f32,
+) -> Result<Encoded> {
+    if values.iter().any(|v| !v.is_finite()) {
+        bail!("values: NaN or infinite values cannot be encoded");
+    }
+    let (codes, table) = match encoding {
+        Encoding::Raw => bail!("values: raw values need no encoding"),
+        Encoding::Int { bits, group } => int::encode(values, bits, group, round)?,
+        Encoding::Codebook { bits } => {
+            if weights.len() != values.len() {
+                bail!("weights: {} for {} values", weights.len(), values.len());
+            }
+            let centroids: Vec<f32> = kmeans(values, weights, 1 << bits)
+                .into_iter()
+                .map(&round)
+                .collect();
+            (codebook::assign(values, &centroids, bits)?, centroids)
+        }
+    };
+    Ok(Encoded {
+        encoding,
+        codes,
+        table,
+    })
+}
+
+impl Encoded {
+    /// Checks that codes and table fit `n` values (a file's claims, say).
+    pub fn check(&self, n: usize) -> Result<()> {
+        let (want_codes, want_table) = (self.encoding.code_bytes(n), self.encoding.table_len(n));
+        if self.codes.len() != want_codes || self.table.len() != want_table {
+            bail!(
+                "{} values of {n}: {} code bytes and {} table entries, expected {want_codes} and {want_table}",
+                self.encoding.name(),
+                self.codes.len(),
+                self.table.len()
+            );
+        }
+        if self.table.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{} values: a non-finite scale or centroid",
+                self.encoding.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// Decodes values `from .. from + out.len()` into `out`.
+    pub fn decode(&self, from: usize, out: &mut [f32]) {
+        match self.encoding {
+            Encoding::Raw => unreachable!("raw values are not encoded"),
+            Encoding::Int { bits, group } => {
+                int::decode(&self.codes, &self.table, bits, group, from, out)
+            }
+            Encoding::Codebook { bits } => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = self.table[code(&self.codes, bits, from + j) as usize];
+                }
+            }
+        }
+    }
+}
+
+/// Code `j` of a `bits`-bit packing (bits ≤ 8, so it spans at most two bytes).
+#[inline]
+fn code(codes: &[u8], bits: u32, j: usize) -> u32 {
+    let at = j * bits as usize;
+    let lo = u32::from(codes[at / 8]);
+    let hi = codes.get(at / 8 + 1).map_or(0, |&b| u32::from(b));
+    (((hi << 8) | lo) >> (at % 8)) & ((1 << bits) - 1)
+}
+
+/// Packs `codes` (each below `2^bits`) least-significant bit first.
+fn pack(codes: impl Iterator<Item = u32>, n: usize, bits: u32) -> Result<Vec<u8>> {
+    let mut out =
+        crate::sys::zeros::<u8>(Encoding::Codebook { bits }.code_bytes(n), "value codes")?;
+    for (j, c) in codes.enumerate() {
+        let at = j * bits as usize;
+        let v = c << (at % 8);
+        out[at / 8] |= v as u8;
+        if at % 8 + bits as usize > 8 {
+            out[at / 8 + 1] |= (v >> 8) as u8;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
