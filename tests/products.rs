@@ -281,7 +281,7 @@ fn products_match_the_scalar_reference_bit_for_bit() {
     let products = [
         Product {
             name: "W @ X",
-            run: matmul::<f32, f32>,
+            run: matmul::<f32, f32, [f32]>,
             reference,
             seed: 3,
             // One task, many tasks, tasks cutting blocks, and every tile width.
@@ -296,7 +296,7 @@ fn products_match_the_scalar_reference_bit_for_bit() {
         },
         Product {
             name: "X @ W",
-            run: rmatmul::<f32, f32>,
+            run: rmatmul::<f32, f32, [f32]>,
             reference: reference_r,
             seed: 17,
             shapes: &[
@@ -348,5 +348,83 @@ fn products_match_the_scalar_reference_bit_for_bit() {
             assert!((p.run)(&e, &index, &values, None, rows, &x[1..], batch, &mut y).is_err());
             assert!((p.run)(&e, &index, &values, None, rows + 1, &x, batch, &mut y).is_err());
         }
+    }
+}
+
+/// Encoded values, decoded a task or a block at a time inside the products
+/// and the scatter, give exactly what the same products give on the fully
+/// decoded values, with starts given, missing or wrong.
+#[test]
+fn encoded_values_decode_inside_products_and_scatter() {
+    use vitrust::{encode, Encoding, Source};
+    let mut seed = 77u64;
+    let (rows, n) = (24, 24 * 300);
+    let case = Case::new(n, 8, 64, &mut seed);
+    let scores: Vec<f32> = case.values.iter().map(|v| v.abs()).collect();
+    let x: Vec<f32> = (0..n / rows * 3)
+        .map(|_| (lcg(&mut seed) - 0.5) as f32)
+        .collect();
+    let xr: Vec<f32> = (0..3 * rows)
+        .map(|_| (lcg(&mut seed) - 0.5) as f32)
+        .collect();
+    for name in ["int8", "int4", "codebook4", "codebook1"] {
+        let enc = encode(
+            Encoding::parse(name, 50).unwrap(),
+            &case.values,
+            &scores,
+            |v| v,
+        )
+        .unwrap();
+        let mut decoded = vec![0.0f32; case.values.len()];
+        enc.decode(0, &mut decoded);
+        assert_eq!(Source::<f32>::len(&enc), decoded.len());
+        for starts in [Some(case.starts.clone()), None, Some(skewed(&case.starts))] {
+            let s = starts.as_deref();
+            let dense = case.e.scatter_vec(&case.index, &enc, s).unwrap();
+            assert_eq!(
+                dense,
+                case.e.scatter_vec(&case.index, &decoded[..], s).unwrap(),
+                "{name}"
+            );
+            let mut want = vec![0.0f32; rows * 3];
+            let mut got = vec![0.0f32; rows * 3];
+            matmul(
+                &case.e,
+                &case.index,
+                &decoded[..],
+                s,
+                rows,
+                &x,
+                3,
+                &mut want,
+            )
+            .unwrap();
+            matmul(&case.e, &case.index, &enc, s, rows, &x, 3, &mut got).unwrap();
+            assert_eq!(got, want, "{name} W @ X");
+            let cols = n / rows;
+            let (mut want, mut got) = (vec![0.0f32; 3 * cols], vec![0.0f32; 3 * cols]);
+            rmatmul(
+                &case.e,
+                &case.index,
+                &decoded[..],
+                s,
+                rows,
+                &xr,
+                3,
+                &mut want,
+            )
+            .unwrap();
+            rmatmul(&case.e, &case.index, &enc, s, rows, &xr, 3, &mut got).unwrap();
+            assert_eq!(got, want, "{name} X @ W");
+        }
+        // Kept positions still get the decoded values.
+        let dense = case.e.scatter_vec(&case.index, &enc, None).unwrap();
+        let kept: Vec<f32> = dense
+            .iter()
+            .zip(&case.mask)
+            .filter(|(_, m)| **m)
+            .map(|(v, _)| *v)
+            .collect();
+        assert_eq!(kept, decoded, "{name}");
     }
 }

@@ -11,7 +11,7 @@
 use super::Expander;
 use crate::arch::{lanes, Isa};
 use crate::sys::Zeroable;
-use crate::{bail, Result};
+use crate::{bail, Result, Source};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -107,10 +107,10 @@ impl Expander {
     /// Fills `out` (length `n_weights`, any prior content) with `values` on
     /// the mask and zero elsewhere. `starts`, if given, are the blocks' value
     /// starts from [`starts`](Self::starts) or [`gather`](Self::gather).
-    pub fn scatter<T: Zeroable + Send + Sync + Default>(
+    pub fn scatter<T: Zeroable + Send + Sync + Default, S: Source<T> + ?Sized>(
         &self,
         index: &[u64],
-        values: &[T],
+        values: &S,
         starts: Option<&[usize]>,
         out: &mut [T],
     ) -> Result<()> {
@@ -124,10 +124,10 @@ impl Expander {
     }
 
     /// [`scatter`](Self::scatter) into a new vector.
-    pub fn scatter_vec<T: Zeroable + Send + Sync + Default>(
+    pub fn scatter_vec<T: Zeroable + Send + Sync + Default, S: Source<T> + ?Sized>(
         &self,
         index: &[u64],
-        values: &[T],
+        values: &S,
         starts: Option<&[usize]>,
     ) -> Result<Vec<T>> {
         let n = self.layout().n_weights;
@@ -144,14 +144,17 @@ impl Expander {
 
 /// Scatters block `b`'s values onto its mask bits (every element of `out`
 /// written), or sets `stale` when the block's count disagrees with `starts`.
-fn scatter_block<'a, T: Zeroable + Default + Copy + Sync>(
-    values: &'a [T],
+fn scatter_block<'a, T: Zeroable + Default + Copy + Sync, S: Source<T> + ?Sized>(
+    values: &'a S,
     starts: &'a [usize],
     stale: &'a AtomicBool,
 ) -> impl Fn(usize, &[u64], &mut [T]) + Sync + Send + 'a {
     let isa = Isa::best();
     move |b, bits, out| {
-        let v = &values[starts[b]..starts[b + 1]];
+        // Encoded values decode into a buffer of the block's (stored ones
+        // are borrowed; an empty vector allocates nothing).
+        let mut buf = Vec::new();
+        let v = values.range(starts[b], starts[b + 1] - starts[b], &mut buf);
         if popcount(bits) != v.len() {
             stale.store(true, Ordering::Relaxed);
             return;

@@ -5,7 +5,7 @@
 
 use super::{row_end, shapes, task_rows, Entries, Real, Widen};
 use crate::arch::{self, Isa, Kernel};
-use crate::{Expander, Result};
+use crate::{Expander, Result, Source};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -65,12 +65,13 @@ fn row_product<R: Real, V: Widen<R>>(cols: &[u32], vals: &[V], x: &[R], batch: u
 
 /// `out (rows, batch) = W (rows, cols) @ x (cols, batch)`, all C order;
 /// `values` are W's kept weights in their own type (widened to `R` as they
-/// are read), `starts` (if given) their block starts.
+/// are read; encoded ones decoded a task's rows at a time), `starts` (if
+/// given) their block starts.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<R: Real, V: Widen<R>>(
+pub fn matmul<R: Real, V: Widen<R>, S: Source<V> + ?Sized>(
     e: &Expander,
     index: &[u64],
-    values: &[V],
+    values: &S,
     starts: Option<&[usize]>,
     rows: usize,
     x: &[R],
@@ -85,8 +86,8 @@ pub fn matmul<R: Real, V: Widen<R>>(
         out.par_chunks_mut(task_rows * batch)
             .enumerate()
             .for_each_init(
-                || (vec![0u64; e.bits_words()], Vec::new()),
-                |(bits, pos), (task, y)| {
+                || (vec![0u64; e.bits_words()], Vec::new(), Vec::new()),
+                |(bits, pos, buf), (task, y)| {
                     let rows = Rows {
                         entries: Entries {
                             e,
@@ -105,6 +106,7 @@ pub fn matmul<R: Real, V: Widen<R>>(
                         y,
                         bits,
                         pos,
+                        buf,
                     };
                     let fresh = arch::dispatch(isa, task);
                     if !fresh {
@@ -118,21 +120,28 @@ pub fn matmul<R: Real, V: Widen<R>>(
 }
 
 /// One task's rows: `first ..` as many as its piece of the output holds.
-struct Rows<'a, V> {
-    entries: Entries<'a, V>,
+struct Rows<'a, S: ?Sized> {
+    entries: Entries<'a, S>,
     batch: usize,
     first: usize,
 }
 
-impl<V> Rows<'_, V> {
+impl<S: ?Sized> Rows<'_, S> {
     /// Computes the task's rows; false if a block disagrees with the starts.
     #[inline(always)]
-    fn run<R: Real>(&self, x: &[R], y: &mut [R], bits: &mut [u64], pos: &mut Vec<u32>) -> bool
+    fn run<R: Real, V: Widen<R>>(
+        &self,
+        x: &[R],
+        y: &mut [R],
+        bits: &mut [u64],
+        pos: &mut Vec<u32>,
+        buf: &mut Vec<V>,
+    ) -> bool
     where
-        V: Widen<R>,
+        S: Source<V>,
     {
         let (batch, n) = (self.batch, y.len() / self.batch);
-        let Some(values) = self.entries.rows(self.first, n, bits, pos) else {
+        let Some(values) = self.entries.rows(self.first, n, bits, pos, buf) else {
             return false;
         };
         let mut a = 0;
@@ -150,19 +159,20 @@ impl<V> Rows<'_, V> {
 }
 
 /// [`Rows::run`]'s arguments, to compile it once per level.
-struct Task<'a, R, V> {
-    rows: &'a Rows<'a, V>,
+struct Task<'a, R, V, S: ?Sized> {
+    rows: &'a Rows<'a, S>,
     x: &'a [R],
     y: &'a mut [R],
     bits: &'a mut [u64],
     pos: &'a mut Vec<u32>,
+    buf: &'a mut Vec<V>,
 }
 
-impl<R: Real, V: Widen<R>> Kernel for Task<'_, R, V> {
+impl<R: Real, V: Widen<R>, S: Source<V> + ?Sized> Kernel for Task<'_, R, V, S> {
     type Output = bool;
 
     #[inline(always)]
     fn run(self, _isa: Isa) -> bool {
-        self.rows.run(self.x, self.y, self.bits, self.pos)
+        self.rows.run(self.x, self.y, self.bits, self.pos, self.buf)
     }
 }

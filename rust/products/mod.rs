@@ -8,7 +8,7 @@ pub(crate) mod rmatmul;
 
 use crate::arch::{lanes::push_positions, Isa};
 use crate::float8::{F8E4M3, F8E5M2};
-use crate::{bail, Error, Expander, Float, Result};
+use crate::{bail, Error, Expander, Float, Result, Source};
 use half::{bf16, f16};
 
 /// Weights per parallel task, about (whole rows are taken).
@@ -112,27 +112,32 @@ pub(super) fn task_rows(cols: usize, rows: usize) -> usize {
 }
 
 /// A pruned matrix's kept entries, found row range by row range.
-pub(crate) struct Entries<'a, V> {
+pub(crate) struct Entries<'a, S: ?Sized> {
     pub e: &'a Expander,
     pub isa: Isa,
     pub index: &'a [u64],
-    pub values: &'a [V],
+    pub values: &'a S,
     pub starts: &'a [usize],
     pub cols: usize,
 }
 
-impl<'a, V> Entries<'a, V> {
+impl<S: ?Sized> Entries<'_, S> {
     /// Fills `pos` with the kept positions of rows `first .. first + n`
-    /// (counted from row `first`'s start) and returns their values; `None`
-    /// if a block disagrees with the starts.
+    /// (counted from row `first`'s start) and returns their values (from
+    /// `buf` where they are decoded); `None` if a block disagrees with the
+    /// starts.
     #[inline(always)]
-    pub(crate) fn rows(
-        &self,
+    pub(crate) fn rows<'s, V>(
+        &'s self,
         first: usize,
         n: usize,
         bits: &mut [u64],
         pos: &mut Vec<u32>,
-    ) -> Option<&'a [V]> {
+        buf: &'s mut Vec<V>,
+    ) -> Option<&'s [V]>
+    where
+        S: Source<V>,
+    {
         let bw = self.e.layout().block_weights();
         let (lo, hi) = (first * self.cols, (first + n) * self.cols);
         pos.clear();
@@ -152,7 +157,7 @@ impl<'a, V> Entries<'a, V> {
             let to = (hi - base).min(64 * nw);
             push_positions(self.isa, bits, from, to, base.wrapping_sub(lo) as u32, pos);
         }
-        Some(&self.values[first_value.unwrap_or(0)..][..pos.len()])
+        Some(self.values.range(first_value.unwrap_or(0), pos.len(), buf))
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::{row_end, shapes, task_rows, Entries, Real, Widen};
 use crate::arch::{self, Isa, Kernel};
-use crate::{Error, Expander, Result};
+use crate::{Error, Expander, Result, Source};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,12 +34,13 @@ pub fn group_rows(rows: usize, cols: usize, batch: usize, elem_bytes: usize) -> 
 
 /// `out (batch, cols) = x (batch, rows) @ W (rows, cols)`, all C order;
 /// `values` are W's kept weights in their own type (widened to `R` as they
-/// are read), `starts` (if given) their block starts.
+/// are read; encoded ones decoded a task's rows at a time), `starts` (if
+/// given) their block starts.
 #[allow(clippy::too_many_arguments)]
-pub fn rmatmul<R: Real, V: Widen<R>>(
+pub fn rmatmul<R: Real, V: Widen<R>, S: Source<V> + ?Sized>(
     e: &Expander,
     index: &[u64],
-    values: &[V],
+    values: &S,
     starts: Option<&[usize]>,
     rows: usize,
     x: &[R],
@@ -90,6 +91,7 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
                     group: &part,
                     xt: &xt,
                     acc,
+                    _values: std::marker::PhantomData,
                 };
                 let fresh = arch::dispatch(isa, task);
                 if !fresh {
@@ -119,31 +121,32 @@ pub fn rmatmul<R: Real, V: Widen<R>>(
 }
 
 /// One group of rows, `first .. end`, summed into its partial result.
-struct Group<'a, V> {
-    entries: Entries<'a, V>,
+struct Group<'a, S: ?Sized> {
+    entries: Entries<'a, S>,
     batch: usize,
     first: usize,
     end: usize,
 }
 
-impl<V> Group<'_, V> {
+impl<S: ?Sized> Group<'_, S> {
     /// `acc[c] += v * xt[r]` for every entry, rows in order, a task's worth
     /// of rows at a time, one batch tile after another; false if a block
     /// disagrees with the starts.
     #[inline(always)]
-    fn run<R: Real>(&self, xt: &[R], acc: &mut [R]) -> bool
+    fn run<R: Real, V: Widen<R>>(&self, xt: &[R], acc: &mut [R]) -> bool
     where
-        V: Widen<R>,
+        S: Source<V>,
     {
         let (batch, cols) = (self.batch, self.entries.cols);
         let step = task_rows(cols, self.end - self.first);
         let (mut bits, mut pos) = (vec![0u64; self.entries.e.bits_words()], Vec::new());
+        let mut buf = Vec::new();
         for first in (self.first..self.end).step_by(step) {
             if self.entries.e.cancel().is_cancelled() {
                 return true;
             }
             let n = step.min(self.end - first);
-            let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos) else {
+            let Some(values) = self.entries.rows(first, n, &mut bits, &mut pos, &mut buf) else {
                 return false;
             };
             let mut rows = Vec::with_capacity(n);
@@ -183,18 +186,19 @@ impl<V> Group<'_, V> {
 }
 
 /// [`Group::run`]'s arguments, to compile it once per level.
-struct GroupTask<'a, R, V> {
-    group: &'a Group<'a, V>,
+struct GroupTask<'a, R, V, S: ?Sized> {
+    group: &'a Group<'a, S>,
     xt: &'a [R],
     acc: &'a mut [R],
+    _values: std::marker::PhantomData<V>,
 }
 
-impl<R: Real, V: Widen<R>> Kernel for GroupTask<'_, R, V> {
+impl<R: Real, V: Widen<R>, S: Source<V> + ?Sized> Kernel for GroupTask<'_, R, V, S> {
     type Output = bool;
 
     #[inline(always)]
     fn run(self, _isa: Isa) -> bool {
-        self.group.run(self.xt, self.acc)
+        self.group.run::<R, V>(self.xt, self.acc)
     }
 }
 

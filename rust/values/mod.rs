@@ -96,8 +96,54 @@ impl Encoding {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Encoded {
     pub encoding: Encoding,
+    /// How many values the codes hold.
+    pub len: usize,
     pub codes: Vec<u8>,
     pub table: Vec<f32>,
+}
+
+/// Kept values as expansion and the products read them: a range at a time,
+/// borrowed where they are stored as they are, decoded into the caller's
+/// buffer where they are encoded (so no decoded copy of them all is made).
+pub trait Source<V>: Sync {
+    /// How many values there are.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values `from .. from + n` (within [`len`](Self::len)).
+    fn range<'s>(&'s self, from: usize, n: usize, buf: &'s mut Vec<V>) -> &'s [V];
+}
+
+impl<V: Copy + Sync> Source<V> for [V] {
+    fn len(&self) -> usize {
+        <[V]>::len(self)
+    }
+    fn range<'s>(&'s self, from: usize, n: usize, _buf: &'s mut Vec<V>) -> &'s [V] {
+        &self[from..from + n]
+    }
+}
+
+impl<V: Copy + Sync> Source<V> for Vec<V> {
+    fn len(&self) -> usize {
+        <[V]>::len(self)
+    }
+    fn range<'s>(&'s self, from: usize, n: usize, _buf: &'s mut Vec<V>) -> &'s [V] {
+        &self[from..from + n]
+    }
+}
+
+impl Source<f32> for Encoded {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn range<'s>(&'s self, from: usize, n: usize, buf: &'s mut Vec<f32>) -> &'s [f32] {
+        buf.clear();
+        buf.resize(n, 0.0);
+        self.decode(from, buf);
+        buf
+    }
 }
 
 /// Encodes `values` (weighted by `weights` for a codebook's fit: the
@@ -128,6 +174,7 @@ pub fn encode(
     };
     Ok(Encoded {
         encoding,
+        len: values.len(),
         codes,
         table,
     })
@@ -136,6 +183,13 @@ pub fn encode(
 impl Encoded {
     /// Checks that codes and table fit `n` values (a file's claims, say).
     pub fn check(&self, n: usize) -> Result<()> {
+        if self.len != n {
+            bail!(
+                "{} values: {} encoded, expected {n}",
+                self.encoding.name(),
+                self.len
+            );
+        }
         let (want_codes, want_table) = (self.encoding.code_bytes(n), self.encoding.table_len(n));
         if self.codes.len() != want_codes || self.table.len() != want_table {
             bail!(
