@@ -215,18 +215,42 @@ def still_pruned(model, before) -> bool:
     return True
 
 
+def stages(rate, n):
+    """The rates of a gradual schedule of ``n`` stages ending at ``rate``: the
+    kept share shrinks by the same factor at every stage."""
+    return [1.0 - (1.0 - rate) ** ((i + 1) / n) for i in range(n)]
+
+
+def split(epochs, n):
+    """``epochs`` over ``n`` stages, the later stages taking any remainder."""
+    return [epochs // n + (i >= n - epochs % n) for i in range(n)]
+
+
 def run_one(dense, data, method, rate, scope, args, seed):
+    """Prunes a copy of ``dense`` and fine-tunes it with its mask fixed. With
+    ``--stages N`` it prunes in N steps, fine-tuning between them (the same
+    schedule and epochs for every method): each stage's mask is searched anew
+    on the fine-tuned weights, the weights pruned before entering as zeros."""
     model = copy.deepcopy(dense)
-    t0 = time.perf_counter()
+    seconds = 0.0
     with warnings.catch_warnings(record=True) as caught:
         # Small layers (LeNet's last, 1000 weights) may miss a per-layer rate by
         # a few tenths: vitrust warns, and the row records it.
         warnings.simplefilter("always", vitrust.RateWarning)
-        sparse = prune_with(model, method, rate, scope)
-    seconds = time.perf_counter() - t0
+        plan = list(zip(stages(rate, args.stages), split(args.finetune_epochs, args.stages)))
+        for i, (r, epochs) in enumerate(plan):
+            if i:
+                for _, m in layers(model):
+                    prune.remove(m, "weight")
+            t0 = time.perf_counter()
+            sparse = prune_with(model, method, r, scope)
+            seconds += time.perf_counter() - t0
+            if i == 0:
+                pruned_acc = accuracy(model, data)
+            if i + 1 < len(plan):
+                train(model, data, epochs, args.finetune_lr, seed + 1000 + i)
     fixed = masks(model)
-    pruned_acc = accuracy(model, data)
-    train(model, data, args.finetune_epochs, args.finetune_lr, seed + 1000)
+    train(model, data, plan[-1][1], args.finetune_lr, seed + 1000 + len(plan) - 1)
     sizes = {n: mk.numel() for n, mk in fixed.items()}
     kept = {n: int(mk.sum()) for n, mk in fixed.items()}
     return {
@@ -304,6 +328,8 @@ def parse(argv=None):
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=20, help="dense training epochs")
     ap.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs, the same for every method")
+    ap.add_argument("--stages", type=int, default=1,
+                    help="prune in this many steps toward the rate, the fine-tuning epochs split between them")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--finetune-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the pruning search has its own)")
