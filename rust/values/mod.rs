@@ -125,12 +125,13 @@ impl<V: Copy + Sync> Source<V> for [V] {
     }
 }
 
+/// So a `&Vec` passes where a slice did.
 impl<V: Copy + Sync> Source<V> for Vec<V> {
     fn len(&self) -> usize {
         <[V]>::len(self)
     }
-    fn range<'s>(&'s self, from: usize, n: usize, _buf: &'s mut Vec<V>) -> &'s [V] {
-        &self[from..from + n]
+    fn range<'s>(&'s self, from: usize, n: usize, buf: &'s mut Vec<V>) -> &'s [V] {
+        self.as_slice().range(from, n, buf)
     }
 }
 
