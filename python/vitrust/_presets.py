@@ -7,7 +7,8 @@ seeds are tried per tensor; the comparator always follows the rate
 "Quality", and ``benches/QUALITY.md``): efficiency against the
 rate-distortion bound grows by about 0.25 points per added flip-flop from 10
 to 16 (more below), ``n_in = 2`` at the same ratio adds up to 1 point at high
-rates on Gaussian draws (0.2 on real layers) for 2.2x the work per weight, and the best of 4 tap seeds 0-0.2 points, while the
+rates on Gaussian draws (0.2 on real layers) for 2x the time per weight,
+and the best of 4 tap seeds 0-0.2 points, while the
 search costs ``2^k`` per step, so each preset buys quality with time
 (docs/algorithm.md, "Presets" and "Effort and speed").
 """
@@ -47,7 +48,7 @@ FACTORS = (0.75, 1.0, 1.33)
 
 # n_in = 1 throughout: n_in = 2 at the same index cost buys about what one
 # more flip-flop buys (+0.2 points on real layers) for about what it costs
-# (2.2x per pass: two table lookups per branch in the vectorised search). The order is
+# (2x per pass: two table lookups per branch in the vectorised search). The order is
 # chosen per tensor from "default" on (format v2: +0.6 points against the
 # bound on real layers for 1.8x the time); "fast" keeps row-major order for
 # speed. "best" spends its time on per-block thresholds (three candidates,
