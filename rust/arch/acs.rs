@@ -6,6 +6,15 @@ use crate::search::acs::{half_tables, step1_portable, step2_portable, subset_sum
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+/// Runs one step of the fast kernels for `n_in` 1 or 2 ([`step1`], [`step2`]).
+pub(crate) fn step(isa: Isa, n_in: u32, st: &Step, new: &mut [f32], dec: &mut [u64]) {
+    if n_in == 1 {
+        step1(isa, st, new, dec)
+    } else {
+        step2(isa, st, new, dec)
+    }
+}
+
 /// Runs one `n_in = 1` step with the best kernel `isa` proves the CPU runs,
 /// writing the new metrics and the decision bit-plane (`2^k` bits).
 pub(crate) fn step1(isa: Isa, st: &Step, new: &mut [f32], dec: &mut [u64]) {

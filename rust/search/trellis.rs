@@ -250,11 +250,7 @@ fn search_block_at(
                     patterns,
                     gains: g,
                 };
-                if n_in == 1 {
-                    arch::acs::step1(isa, &st, &mut ws.new, dec);
-                } else {
-                    arch::acs::step2(isa, &st, &mut ws.new, dec);
-                }
+                arch::acs::step(isa, tr.n_in, &st, &mut ws.new, dec);
             }
             None => {
                 branch_metrics(tr, g, &mut ws.sums, &mut ws.bm);
@@ -376,11 +372,7 @@ mod tests {
             for level in crate::Level::all().into_iter().filter(|l| l.available()) {
                 let isa = Isa::new(level).unwrap();
                 let (mut new, mut dec) = (vec![f32::NAN; s], vec![!0u64; words]);
-                if n_in == 1 {
-                    arch::acs::step1(isa, &st, &mut new, &mut dec);
-                } else {
-                    arch::acs::step2(isa, &st, &mut new, &mut dec);
-                }
+                arch::acs::step(isa, n_in, &st, &mut new, &mut dec);
                 assert_eq!(
                     new, want,
                     "metrics, k {k} n_in {n_in} n_out {n_out} {level:?}"

@@ -4,7 +4,7 @@
 //! `round(value / scale)` clamped to `-q ..= q`, stored as `bits`-bit two's
 //! complement.
 
-use super::{pack, Encoding};
+use super::pack;
 use crate::Result;
 
 pub(super) fn encode(
@@ -28,12 +28,7 @@ pub(super) fn encode(
         };
         (c as i32 as u32) & mask
     });
-    let packed = pack(codes, values.len(), bits)?;
-    debug_assert_eq!(
-        packed.len(),
-        Encoding::Int { bits, group }.code_bytes(values.len())
-    );
-    Ok((packed, scales))
+    Ok((pack(codes, values.len(), bits)?, scales))
 }
 
 pub(super) fn decode(

@@ -76,8 +76,7 @@ impl Encoding {
 
     /// Bytes of packed codes for `n` values.
     pub fn code_bytes(&self, n: usize) -> usize {
-        self.code_bits()
-            .map_or(0, |b| (n as u128 * u128::from(b)).div_ceil(8) as usize)
+        self.code_bits().map_or(0, |b| packed_bytes(n, b))
     }
 
     /// Entries of the side table for `n` values: scales (one per group) or
@@ -234,10 +233,14 @@ fn code(codes: &[u8], bits: u32, j: usize) -> u32 {
     (((hi << 8) | lo) >> (at % 8)) & ((1 << bits) - 1)
 }
 
+/// Bytes that hold `n` codes of `bits` bits.
+fn packed_bytes(n: usize, bits: u32) -> usize {
+    (n as u128 * u128::from(bits)).div_ceil(8) as usize
+}
+
 /// Packs `codes` (each below `2^bits`) least-significant bit first.
 fn pack(codes: impl Iterator<Item = u32>, n: usize, bits: u32) -> Result<Vec<u8>> {
-    let mut out =
-        crate::sys::zeros::<u8>(Encoding::Codebook { bits }.code_bytes(n), "value codes")?;
+    let mut out = crate::sys::zeros::<u8>(packed_bytes(n, bits), "value codes")?;
     for (j, c) in codes.enumerate() {
         let at = j * bits as usize;
         let v = c << (at % 8);
