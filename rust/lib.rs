@@ -47,7 +47,7 @@ pub use products::{Real, Widen};
 pub use scores::{Float, Score, Scores, Weights};
 pub use search::rate::{prune_to_rate, RateResult};
 pub use search::{BlockResult, Searcher, ThresholdSearch, DEFAULT_MAX_SEARCH_BYTES};
-pub use values::{encode, kmeans, Encoded, Encoding, Source, MAX_GROUP};
+pub use values::{encode, kmeans, Decoded, Encoded, Encoding, Source, MAX_GROUP};
 pub use vd::step::reference_bits;
 pub use vd::{default_comparator, generate_taps, VdConfig};
 pub use vd::{MAX_BLOCK_THRESHOLD, MAX_COMPARATOR_BITS, MAX_FLIP_FLOPS, MAX_N_IN, MAX_N_OUT};

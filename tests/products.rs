@@ -380,7 +380,7 @@ fn encoded_values_decode_inside_products_and_scatter() {
         assert_eq!(Source::<f32>::len(&enc), decoded.len());
         for starts in [Some(case.starts.clone()), None, Some(skewed(&case.starts))] {
             let s = starts.as_deref();
-            let dense = case.e.scatter_vec(&case.index, &enc, s).unwrap();
+            let dense: Vec<f32> = case.e.scatter_vec(&case.index, &enc, s).unwrap();
             assert_eq!(
                 dense,
                 case.e.scatter_vec(&case.index, &decoded[..], s).unwrap(),
@@ -399,7 +399,7 @@ fn encoded_values_decode_inside_products_and_scatter() {
                 &mut want,
             )
             .unwrap();
-            matmul(&case.e, &case.index, &enc, s, rows, &x, 3, &mut got).unwrap();
+            matmul::<f32, f32, _>(&case.e, &case.index, &enc, s, rows, &x, 3, &mut got).unwrap();
             assert_eq!(got, want, "{name} W @ X");
             let cols = n / rows;
             let (mut want, mut got) = (vec![0.0f32; 3 * cols], vec![0.0f32; 3 * cols]);
@@ -414,11 +414,11 @@ fn encoded_values_decode_inside_products_and_scatter() {
                 &mut want,
             )
             .unwrap();
-            rmatmul(&case.e, &case.index, &enc, s, rows, &xr, 3, &mut got).unwrap();
+            rmatmul::<f32, f32, _>(&case.e, &case.index, &enc, s, rows, &xr, 3, &mut got).unwrap();
             assert_eq!(got, want, "{name} X @ W");
         }
         // Kept positions still get the decoded values.
-        let dense = case.e.scatter_vec(&case.index, &enc, None).unwrap();
+        let dense: Vec<f32> = case.e.scatter_vec(&case.index, &enc, None).unwrap();
         let kept: Vec<f32> = dense
             .iter()
             .zip(&case.mask)

@@ -4,8 +4,8 @@
 //! `round(value / scale)` clamped to `-q ..= q`, stored as `bits`-bit two's
 //! complement.
 
-use super::pack;
-use crate::Result;
+use super::{pack, Decoded};
+use crate::{bail, Result};
 
 pub(super) fn encode(
     values: &[f32],
@@ -18,6 +18,10 @@ pub(super) fn encode(
         .chunks(group)
         .map(|g| round(g.iter().fold(0.0f32, |m, v| m.max(v.abs())) / q))
         .collect();
+    // A scale rounded up may take `q * scale` past the dtype's largest value.
+    if let Some(s) = scales.iter().find(|&&s| !round(q * s).is_finite()) {
+        bail!("values: a group's largest code times its scale {s} overflows the values' dtype");
+    }
     let mask = (1u32 << bits) - 1;
     let codes = values.iter().enumerate().map(|(j, &v)| {
         let s = scales[j / group];
@@ -31,20 +35,20 @@ pub(super) fn encode(
     Ok((pack(codes, values.len(), bits)?, scales))
 }
 
-pub(super) fn decode(
+pub(super) fn decode<V: Decoded>(
     codes: &[u8],
     scales: &[f32],
     bits: u32,
     group: usize,
     from: usize,
-    out: &mut [f32],
+    out: &mut [V],
 ) {
     let sign = 1i32 << (bits - 1);
     for (j, o) in out.iter_mut().enumerate() {
         let at = from + j;
         // Sign-extend the two's complement code.
         let c = (super::code(codes, bits, at) as i32 ^ sign) - sign;
-        *o = c as f32 * scales[at / group];
+        *o = V::from_f32(c as f32 * scales[at / group]);
     }
 }
 

@@ -134,13 +134,46 @@ impl<V: Copy + Sync> Source<V> for Vec<V> {
     }
 }
 
-impl Source<f32> for Encoded {
+/// A value type encoded values decode to: a float32 rounded to the type
+/// (to nearest, ties to even), or widened exactly.
+pub trait Decoded: Copy + Send + Sync + Default {
+    fn from_f32(x: f32) -> Self;
+}
+
+impl Decoded for f32 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+}
+impl Decoded for f64 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        f64::from(x)
+    }
+}
+impl Decoded for half::f16 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        half::f16::from_f32(x)
+    }
+}
+impl Decoded for half::bf16 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        half::bf16::from_f32(x)
+    }
+}
+
+/// Decoded in the values' own type, so that products and the dense array
+/// read exactly what [`Encoded::decode`] gives.
+impl<V: Decoded> Source<V> for Encoded {
     fn len(&self) -> usize {
         self.len
     }
-    fn range<'s>(&'s self, from: usize, n: usize, buf: &'s mut Vec<f32>) -> &'s [f32] {
+    fn range<'s>(&'s self, from: usize, n: usize, buf: &'s mut Vec<V>) -> &'s [V] {
         buf.clear();
-        buf.resize(n, 0.0);
+        buf.resize(n, V::default());
         self.decode(from, buf);
         buf
     }
@@ -183,6 +216,9 @@ pub fn encode(
 impl Encoded {
     /// Checks that codes and table fit `n` values (a file's claims, say).
     pub fn check(&self, n: usize) -> Result<()> {
+        if self.encoding == Encoding::Raw {
+            bail!("raw values are stored as themselves, not encoded");
+        }
         if self.len != n {
             bail!(
                 "{} values: {} encoded, expected {n}",
@@ -208,16 +244,19 @@ impl Encoded {
         Ok(())
     }
 
-    /// Decodes values `from .. from + out.len()` into `out`.
-    pub fn decode(&self, from: usize, out: &mut [f32]) {
+    /// Decodes values `from .. from + out.len()` into `out`: an integer
+    /// code times its scale in float32, or its centroid, rounded to `V`.
+    /// `Raw` (which [`check`](Self::check) refuses and [`encode`] never
+    /// makes) decodes to zeros.
+    pub fn decode<V: Decoded>(&self, from: usize, out: &mut [V]) {
         match self.encoding {
-            Encoding::Raw => unreachable!("raw values are not encoded"),
+            Encoding::Raw => out.fill(V::default()),
             Encoding::Int { bits, group } => {
                 int::decode(&self.codes, &self.table, bits, group, from, out)
             }
             Encoding::Codebook { bits } => {
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = self.table[code(&self.codes, bits, from + j) as usize];
+                    *o = V::from_f32(self.table[code(&self.codes, bits, from + j) as usize]);
                 }
             }
         }

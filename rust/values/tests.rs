@@ -55,7 +55,7 @@ fn integers_match_the_reference() {
         let enc = encode(Encoding::Int { bits, group }, &v, &[], same).unwrap();
         enc.check(v.len()).unwrap();
         let q = ((1 << (bits - 1)) - 1) as f32;
-        let mut out = vec![0.0; v.len()];
+        let mut out = vec![0.0f32; v.len()];
         enc.decode(0, &mut out);
         for (j, (&x, &y)) in v.iter().zip(&out).enumerate() {
             let g = &v[j / group * group..((j / group + 1) * group).min(v.len())];
@@ -86,7 +86,7 @@ fn a_zero_group_decodes_to_zeros_and_rounded_scales_stay_in_range() {
         |x| (x * 16.0).floor() / 16.0,
     )
     .unwrap();
-    let mut out = vec![1.0; v.len()];
+    let mut out = vec![1.0f32; v.len()];
     enc.decode(0, &mut out);
     assert!(out[..128].iter().all(|&y| y == 0.0));
     for (j, &y) in out.iter().enumerate() {
@@ -102,10 +102,10 @@ fn ranges_decode_alone() {
     let w: Vec<f32> = v.iter().map(|x| x.abs()).collect();
     for name in ["int8", "int4", "codebook3", "codebook7", "codebook1"] {
         let enc = encode(Encoding::parse(name, 100).unwrap(), &v, &w, same).unwrap();
-        let mut all = vec![0.0; v.len()];
+        let mut all = vec![0.0f32; v.len()];
         enc.decode(0, &mut all);
         for (from, len) in [(0, 1), (1, 7), (99, 3), (1001, 999), (1999, 1), (37, 0)] {
-            let mut part = vec![0.0; len];
+            let mut part = vec![0.0f32; len];
             enc.decode(from, &mut part);
             assert_eq!(part, all[from..from + len], "{name} {from}+{len}");
         }
@@ -175,7 +175,7 @@ fn codebook_codes_name_the_nearest_centroid() {
         let enc = encode(Encoding::Codebook { bits }, &v, &w, same).unwrap();
         enc.check(v.len()).unwrap();
         assert!(enc.table.windows(2).all(|p| p[0] <= p[1]));
-        let mut out = vec![0.0; v.len()];
+        let mut out = vec![0.0f32; v.len()];
         enc.decode(0, &mut out);
         for (&x, &y) in v.iter().zip(&out) {
             let nearest = enc
@@ -236,4 +236,60 @@ fn bad_values_and_mismatched_tables_are_refused() {
     let none = encode(Encoding::Codebook { bits: 3 }, &[], &[], same).unwrap();
     none.check(0).unwrap();
     assert_eq!(none.table, vec![0.0; 8]);
+}
+
+#[test]
+fn narrow_types_decode_to_the_rounded_float32_decoding() {
+    let v = draws(3000, 11);
+    let w: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+    let bf = |x: f32| half::bf16::from_f32(x).to_f32();
+    for name in ["int8", "int4", "codebook3"] {
+        let enc = encode(Encoding::parse(name, 64).unwrap(), &v, &w, bf).unwrap();
+        let mut wide = vec![0.0f32; v.len()];
+        enc.decode(0, &mut wide);
+        let mut narrow = vec![half::bf16::ZERO; v.len()];
+        enc.decode(0, &mut narrow);
+        let mut f64s = vec![0.0f64; v.len()];
+        enc.decode(0, &mut f64s);
+        for j in 0..v.len() {
+            assert_eq!(narrow[j], half::bf16::from_f32(wide[j]), "{name} {j}");
+            assert_eq!(f64s[j], f64::from(wide[j]), "{name} {j}");
+        }
+    }
+}
+
+#[test]
+fn a_scale_that_would_overflow_the_dtype_is_refused() {
+    // float16's largest is 65504: its scale 65504 / 127 = 515.78 rounds up
+    // to 516, and 127 * 516 = 65532 rounds to infinity.
+    let f16r = |x: f32| half::f16::from_f32(x).to_f32();
+    let r = encode(
+        Encoding::parse("int8", 128).unwrap(),
+        &[65504.0, 1.0],
+        &[],
+        f16r,
+    );
+    assert!(r.unwrap_err().msg.contains("overflows"));
+    // One step lower the scale rounds down and the codes decode finite.
+    let ok = encode(
+        Encoding::parse("int8", 128).unwrap(),
+        &[65000.0, 1.0],
+        &[],
+        f16r,
+    )
+    .unwrap();
+    let mut out = [half::f16::ZERO; 2];
+    ok.decode(0, &mut out);
+    assert!(out.iter().all(|y| y.is_finite()));
+}
+
+#[test]
+fn raw_is_never_an_encoding_that_checks() {
+    let e = Encoded {
+        encoding: Encoding::Raw,
+        len: 0,
+        codes: vec![],
+        table: vec![],
+    };
+    assert!(e.check(0).is_err());
 }
