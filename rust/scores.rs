@@ -93,6 +93,12 @@ impl Weights<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The elements as float32 (float64 rounded; the rest exact).
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        let mut out = crate::sys::with_capacity(self.len(), "values as float32")?;
+        dispatch!(*self, x => out.extend(x.iter().map(|v| v.to_f64() as f32)));
+        Ok(out)
+    }
 }
 
 impl<'a> Scores<'a> {

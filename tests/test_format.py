@@ -108,7 +108,7 @@ def test_an_independent_reader_opens_the_file(saved, tensors):
     b = json.loads(meta["vitrust"])
     # Nothing here needs version 2, so the file stays version 1 for v1 readers.
     assert b["version"] == vitrust._vitrust.FORMAT_VERSION_1 == 1
-    assert vitrust._vitrust.FORMAT_VERSION == 2
+    assert vitrust._vitrust.FORMAT_VERSION == 3
     rec = b["sparse"]["w"]
     w = tensors["w"]
     assert rec["shape"] == list(w.shape) and rec["dtype"] == "F32" and rec["nnz"] == w.nnz
@@ -186,7 +186,7 @@ def test_truncation_and_data_damage_are_refused(saved):
 
 
 HOSTILE = [
-    (lambda b: b.update(version=3), "unsupported vitrust format version 3"),
+    (lambda b: b.update(version=4), "unsupported vitrust format version 4"),
     (lambda b: b.update(version=0), "unsupported vitrust format version 0"),
     (lambda b: b["sparse"]["w"].update(order="F"), "version 1 file has no \"order\""),
     (lambda b: b["sparse"]["w"]["config"].update(flip_flops=17), "flip_flops = 17"),

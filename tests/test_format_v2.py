@@ -271,7 +271,7 @@ DAMAGE = [
     (dict(edit_body=lambda b: b["sparse"]["a"].update(order=1)), "order"),
     (dict(edit_body=lambda b: b.update(version=1)), "version 1 file has no"),
     (dict(edit_header=_drop_thresholds, edit_body=lambda b: b.update(version=1)), "version 1 file has no \"order\""),
-    (dict(edit_body=lambda b: b.update(version=3)), "unsupported vitrust format version 3"),
+    (dict(edit_body=lambda b: b.update(version=4)), "unsupported vitrust format version 4"),
     (dict(edit_body=lambda b: b["sparse"].pop("a")), "belongs to no pruned tensor"),
     (dict(edit_body=lambda b: b["sparse"]["a"].update(nnz=b["sparse"]["a"]["nnz"] + 1)), "nnz"),
     (dict(edit_body=lambda b: b["sparse"]["a"].update(order="C"), recheck=False), "checksum mismatch"),

@@ -12,14 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vitrust
+from encoded import save_encoded
 from fuzzing import consistent, mutate, same, sample_tensors, sample_tensors_v2
 
 
-@pytest.fixture(scope="module", params=["v1", "v2"])
+@pytest.fixture(scope="module", params=["v1", "v2", "v3"])
 def original(request, tmp_path_factory):
-    # A version 1 file, and a version 2 one (per-block thresholds, order F).
+    # A version 1 file, a version 2 one (per-block thresholds, order F) and
+    # a version 3 one (the same with encoded values).
     path = tmp_path_factory.mktemp("fuzz") / "orig.safetensors"
-    vitrust.save_file(sample_tensors() if request.param == "v1" else sample_tensors_v2(), path)
+    if request.param == "v3":
+        save_encoded(sample_tensors_v2(), {"a": "int4", "b": "codebook3"}, path)
+    else:
+        vitrust.save_file(sample_tensors() if request.param == "v1" else sample_tensors_v2(), path)
     return path.read_bytes(), vitrust.load_file(path)
 
 

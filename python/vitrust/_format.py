@@ -4,7 +4,8 @@ A pruned tensor ``name`` is stored as the sibling tensors ``name.vitrust.index``
 (U64), ``name.vitrust.values`` (its dtype) and, when its blocks have their own
 thresholds, ``name.vitrust.thresholds`` (U8); plain arrays pass through, so any
 safetensors reader opens the file. A file is format version 2 when a tensor
-has per-block thresholds or order ``"F"``, version 1 otherwise. Writing, parsing and every check happen in
+has per-block thresholds or order ``"F"``, version 1 otherwise; version 3
+files (values stored encoded) load with their values decoded. Writing, parsing and every check happen in
 the compiled core (the Rust ``safetensors`` crate underneath). The layout
 and its versions are in docs/format.md ("File format", "Versions").
 """

@@ -1,6 +1,6 @@
 """Type stubs for the compiled core ``vitrust._vitrust``."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -156,13 +156,15 @@ FORMAT_VERSION_1: int
 def save_file(
     path: str,
     plain: List[Tuple[str, str, List[int], npt.NDArray[np.uint8]]],
-    # (name, dtype, shape, value bytes, config, block_steps, lam, index, thresholds or None, order)
+    # (name, dtype, shape, value bytes or (encoding, group, nnz, codes, float32 table), config, block_steps, lam,
+    #  index, thresholds or None, order)
     sparse: List[
         Tuple[
             str,
             str,
             List[int],
-            npt.NDArray[np.uint8],
+            Union[npt.NDArray[np.uint8],
+                  Tuple[str, int, int, npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
             VDConfig,
             int,
             float,
@@ -194,6 +196,13 @@ def load_file(
     ],
 ]: ...
 def read_metadata(path: str) -> Dict[str, str]: ...
+def encode_values(
+    values: npt.NDArray[Any],
+    weights: npt.NDArray[np.float32],
+    encoding: str,
+    group: int = 128,
+    threads: Optional[int] = None,
+) -> Tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]: ...
 def index_cost(
     mask: npt.NDArray[np.bool_],
     rows: int,
@@ -238,7 +247,7 @@ class ShardWriter:
         name: str,
         dtype_name: str,
         shape: List[int],
-        values: npt.NDArray[np.uint8],
+        values: Union[npt.NDArray[np.uint8], Tuple[str, int, int, npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
         config: VDConfig,
         block_steps: int,
         lam: float,

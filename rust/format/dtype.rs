@@ -1,5 +1,7 @@
 //! The element types a vitrust file carries, and their safetensors names.
 
+use crate::Result;
+use half::{bf16, f16};
 use safetensors::Dtype as St;
 
 /// Element types of plain tensors; [`DType::is_value`] marks those a pruned
@@ -83,6 +85,68 @@ impl DType {
             self,
             Self::F16 | Self::BF16 | Self::F32 | Self::F64 | Self::F8E4M3 | Self::F8E5M2
         )
+    }
+
+    /// The dtype of an encoding's side table for values of this type: the
+    /// type itself, float32 for float64 (encodings compute in float32), and
+    /// `None` for the 8-bit floats, which are not encoded.
+    pub fn table_dtype(self) -> Option<Self> {
+        match self {
+            Self::F16 | Self::BF16 | Self::F32 => Some(self),
+            Self::F64 => Some(Self::F32),
+            _ => None,
+        }
+    }
+
+    /// `x` rounded to this table type (to nearest, ties to even) and back.
+    pub fn round_f32(self, x: f32) -> f32 {
+        match self {
+            Self::F16 => f16::from_f32(x).to_f32(),
+            Self::BF16 => bf16::from_f32(x).to_f32(),
+            _ => x,
+        }
+    }
+
+    /// True when this table type holds `x` exactly.
+    pub fn holds_f32(self, x: f32) -> bool {
+        self.round_f32(x).to_bits() == x.to_bits() || x.is_nan()
+    }
+
+    /// Table entries as little-endian bytes of this table type (each one it
+    /// holds exactly).
+    pub fn f32_bytes(self, table: &[f32]) -> Result<Vec<u8>> {
+        let mut out = crate::sys::with_capacity(table.len() * self.size(), "a side table")?;
+        for &x in table {
+            match self {
+                Self::F16 => out.extend_from_slice(&f16::from_f32(x).to_le_bytes()),
+                Self::BF16 => out.extend_from_slice(&bf16::from_f32(x).to_le_bytes()),
+                _ => out.extend_from_slice(&x.to_le_bytes()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Little-endian bytes of this table type as float32 (exactly).
+    pub fn bytes_f32(self, bytes: &[u8]) -> Result<Vec<f32>> {
+        let mut out = crate::sys::with_capacity(bytes.len() / self.size(), "a side table")?;
+        match self {
+            Self::F16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ),
+            Self::BF16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ),
+            _ => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+        }
+        Ok(out)
     }
 
     pub fn to_safetensors(self) -> St {

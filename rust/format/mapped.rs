@@ -6,10 +6,10 @@
 
 use super::header;
 use super::{
-    is_reserved, load, DType, Item, Order, Sparse, INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX,
-    VALUES_SUFFIX,
+    is_reserved, load, table_suffix, DType, Item, Order, Sparse, Values, CODES_SUFFIX,
+    INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
 };
-use crate::{bail_format, Error, Result, VdConfig};
+use crate::{bail_format, Encoded, Encoding, Error, Result, VdConfig};
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -34,23 +34,43 @@ pub struct SparseSpan {
     pub block_steps: usize,
     pub lam: f64,
     pub index: Span,
-    pub values: Span,
+    pub values: ValueSpans,
     /// The per-block thresholds (version 2), if the tensor has them.
     pub thresholds: Option<Span>,
     pub order: Order,
 }
 
+/// Where a pruned tensor's values lie: stored as they are, or as codes and
+/// a side table (version 3).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueSpans {
+    Raw(Span),
+    Encoded {
+        encoding: Encoding,
+        len: usize,
+        codes: Span,
+        table: Span,
+    },
+}
+
 impl SparseSpan {
     /// The byte ranges of the stored siblings.
     pub fn spans(&self) -> impl Iterator<Item = &Span> {
-        [&self.index, &self.values]
+        let (a, b) = match &self.values {
+            ValueSpans::Raw(v) => (v, None),
+            ValueSpans::Encoded { codes, table, .. } => (codes, Some(table)),
+        };
+        [&self.index, a]
             .into_iter()
+            .chain(b)
             .chain(&self.thresholds)
     }
 }
 
 /// One logical tensor of the file: plain, or pruned (stored as two or three siblings).
 #[derive(Clone, Debug, PartialEq)]
+// One per tensor of a file, so the pruned variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Entry {
     Plain(Span),
     Sparse(SparseSpan),
@@ -170,7 +190,20 @@ impl MappedFile {
             lam: s.lam,
             index: Cow::Owned(index),
             dtype: s.dtype,
-            values: Cow::Borrowed(self.bytes(&s.values)),
+            values: match &s.values {
+                ValueSpans::Raw(v) => Values::Raw(Cow::Borrowed(self.bytes(v))),
+                ValueSpans::Encoded {
+                    encoding,
+                    len,
+                    codes,
+                    table,
+                } => Values::Encoded(Encoded {
+                    encoding: *encoding,
+                    len: *len,
+                    codes: Cow::Borrowed(self.bytes(codes)),
+                    table: table.dtype.bytes_f32(self.bytes(table))?,
+                }),
+            },
             thresholds: s.thresholds.as_ref().map(|t| Cow::Borrowed(self.bytes(t))),
             order: s.order,
         })
@@ -219,7 +252,15 @@ fn vitrust_entries(
             Item::Plain(_) => Entry::Plain(take(&name)?),
             Item::Sparse(s) => Entry::Sparse(SparseSpan {
                 index: take(&format!("{name}{INDEX_SUFFIX}"))?,
-                values: take(&format!("{name}{VALUES_SUFFIX}"))?,
+                values: match &s.values {
+                    Values::Raw(_) => ValueSpans::Raw(take(&format!("{name}{VALUES_SUFFIX}"))?),
+                    Values::Encoded(e) => ValueSpans::Encoded {
+                        encoding: e.encoding,
+                        len: e.len,
+                        codes: take(&format!("{name}{CODES_SUFFIX}"))?,
+                        table: take(&format!("{name}{}", table_suffix(e.encoding)))?,
+                    },
+                },
                 thresholds: match s.thresholds {
                     Some(_) => Some(take(&format!("{name}{THRESHOLDS_SUFFIX}"))?),
                     None => None,

@@ -11,7 +11,10 @@
 use super::header::{Dt, Shape};
 use super::version::{Version, VersionOnly};
 use super::{numel, DType, Order, FORMAT_VERSION, FORMAT_VERSION_1, MAX_DIMS};
-use crate::{Error, Result, VdConfig};
+use crate::{Encoding, Error, Result, VdConfig};
+
+/// The version that added encoded values.
+const FORMAT_VERSION_3: u64 = 3;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -36,11 +39,18 @@ pub struct SparseMeta {
     pub config: VdConfig,
     /// As written (`None` when absent, which means `C`), for the canonical form.
     pub order: Option<Order>,
+    /// As written (`None` when absent, which means raw values), with its
+    /// group for an integer encoding (version 3).
+    pub values: Option<Encoding>,
 }
 
 impl SparseMeta {
     pub fn order(&self) -> Order {
         self.order.unwrap_or_default()
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.values.unwrap_or(Encoding::Raw)
     }
 }
 
@@ -111,6 +121,13 @@ pub fn parse<R: Read>(
         if let Some((name, _)) = sparse.iter().find(|(_, m)| m.order.is_some()) {
             return Err(Error::format(format!(
                 "pruned tensor {name:?}: a version 1 file has no \"order\" field (the file is damaged)"
+            )));
+        }
+    }
+    if version < FORMAT_VERSION_3 {
+        if let Some((name, _)) = sparse.iter().find(|(_, m)| m.values.is_some()) {
+            return Err(Error::format(format!(
+                "pruned tensor {name:?}: a version {version} file has no \"values\" field (the file is damaged)"
             )));
         }
     }
@@ -271,6 +288,10 @@ struct RawSparse {
     config: RawConfig,
     #[serde(default, deserialize_with = "order")]
     order: Option<Order>,
+    #[serde(default, deserialize_with = "values")]
+    values: Option<String>,
+    #[serde(default, deserialize_with = "named_u64::group_opt")]
+    group: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +314,19 @@ fn order<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Order>, 
     })
 }
 
+/// An encoding's name, refused as read when no encoding is that long.
+fn values<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let s: std::borrow::Cow<'de, str> =
+        Deserialize::deserialize(d).map_err(|e| de::Error::custom(format_args!("values: {e}")))?;
+    if s.len() > 16 {
+        let short: String = s.chars().take(20).collect();
+        return Err(de::Error::custom(format_args!(
+            "values = {short:?}: expected raw, int8, int4 or codebook1 .. codebook8"
+        )));
+    }
+    Ok(Some(s.into_owned()))
+}
+
 fn lam<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Number, D::Error> {
     Number::deserialize(d).map_err(|e| de::Error::custom(format_args!("lam: {e}")))
 }
@@ -307,6 +341,9 @@ mod named_u64 {
     }
     pub fn block_steps<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         get(d, "block_steps")
+    }
+    pub fn group_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        get(d, "group").map(Some)
     }
 }
 
@@ -367,6 +404,25 @@ impl RawSparse {
         let shape = self.shape.dims().to_vec();
         numel(&shape).map_err(|e| e.msg)?;
         debug_assert!(shape.len() <= MAX_DIMS);
+        let values = match self.values {
+            None if self.group.is_some() => return Err("group: given without \"values\"".into()),
+            None => None,
+            Some(name) => {
+                let parsed = Encoding::parse(&name, 1).map_err(|e| e.msg)?;
+                match (parsed, self.group) {
+                    (Encoding::Int { .. }, Some(g)) => {
+                        Some(Encoding::parse(&name, size(g, "group")?).map_err(|e| e.msg)?)
+                    }
+                    (Encoding::Int { .. }, None) => {
+                        return Err(format!("values = {name:?}: the \"group\" field is missing"))
+                    }
+                    (_, Some(_)) => {
+                        return Err(format!("values = {name:?}: has no \"group\" field"))
+                    }
+                    (e, None) => Some(e),
+                }
+            }
+        };
         Ok(SparseMeta {
             shape,
             dtype: self.dtype.0,
@@ -375,6 +431,7 @@ impl RawSparse {
             lam: self.lam,
             config,
             order: self.order,
+            values,
         })
     }
 }
@@ -387,17 +444,37 @@ pub struct SparseRecord<'a> {
     pub block_steps: usize,
     pub config: ConfigRecord<'a>,
     pub dtype: &'static str,
+    /// An integer encoding's group (version 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
     pub lam: &'a Number,
     pub nnz: usize,
     /// Written only when given (`"F"` when writing; as read when checking).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<&'static str>,
     pub shape: &'a [usize],
+    /// The encoding (version 3): written only for encoded values; as read
+    /// when checking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
 }
 
 /// The `"order"` field a writer gives a tensor: only for `F`.
 pub fn order_field(order: Order) -> Option<&'static str> {
     (order != Order::C).then(|| order.name())
+}
+
+/// The `"values"` field a writer gives a tensor: only for encoded values.
+pub fn values_field(e: Encoding) -> Option<String> {
+    (e != Encoding::Raw).then(|| e.name())
+}
+
+/// The `"group"` field of an integer encoding.
+pub fn group_field(e: Encoding) -> Option<usize> {
+    match e {
+        Encoding::Int { group, .. } => Some(group),
+        _ => None,
+    }
 }
 
 /// Fields in sorted order: serialised as they are, they are canonical.

@@ -7,8 +7,9 @@
 //! The string metadata holds, under the key `"vitrust"`, one JSON object:
 //!
 //! ```text
-//! {"version": 1 or 2,
-//!  "sparse":  {name: {"shape", "dtype", "nnz", "block_steps", "lam", ["order",]
+//! {"version": 1, 2 or 3,
+//!  "sparse":  {name: {"shape", "dtype", "nnz", "block_steps", "lam",
+//!                     ["order",] ["values", ["group",]]
 //!                     "config": {"flip_flops", "n_in", "n_out",
 //!                                "comparator_bits", "threshold", "taps"}}},
 //!  "tensors": {stored name: {"dtype", "shape", "crc32"}},
@@ -20,9 +21,13 @@
 //! means a damaged file is refused rather than loaded as different data.
 //! Loading ([`load`]) validates everything before it returns anything.
 //!
-//! A file is version 2 when any of its pruned tensors has per-block
-//! thresholds or order `"F"`, and version 1 otherwise, so that files which
-//! need nothing new stay readable by version 1 readers.
+//! A pruned tensor's values may instead be encoded (version 3): packed codes
+//! `name.vitrust.codes` (U8) and a side table, `name.vitrust.scales` or
+//! `name.vitrust.codebook`, with the encoding in its record.
+//!
+//! A file is version 3 when any of its pruned tensors has encoded values,
+//! else 2 when any has per-block thresholds or order `"F"`, and 1 otherwise,
+//! so that files which need nothing new stay readable by older readers.
 
 pub mod atomic;
 pub mod cost;
@@ -34,13 +39,16 @@ pub mod meta;
 mod read;
 mod stream;
 mod unescape;
+mod values;
 mod version;
 
 pub use count::{kept_count, KeptCounter};
 pub use dtype::DType;
-pub use mapped::{Entry, MappedFile, Span, SparseSpan};
+pub use mapped::{Entry, MappedFile, Span, SparseSpan, ValueSpans};
 pub use read::{load, read_file, read_metadata, sparse_item, verify};
 pub use stream::{Planned, ShardWriter};
+use values::table_suffix;
+pub use values::Values;
 
 use crate::{bail, Error, Layout, Result, VdConfig};
 use serde_json::{json, Value};
@@ -51,17 +59,32 @@ use std::path::Path;
 /// The newest format version this build reads and writes (docs/format.md,
 /// "Versions"): it reads versions 1 ..= `FORMAT_VERSION`, and writes the
 /// oldest version that holds the file's tensors ([`file_version`]).
-pub const FORMAT_VERSION: u64 = 2;
-/// The version of a file that uses neither per-block thresholds nor order `"F"`.
+pub const FORMAT_VERSION: u64 = 3;
+/// The version of a file that uses neither per-block thresholds, order
+/// `"F"` nor encoded values.
 pub const FORMAT_VERSION_1: u64 = 1;
+/// The version that added per-block thresholds and the order.
+pub const FORMAT_VERSION_2: u64 = 2;
 /// The metadata key holding vitrust's JSON.
 pub const META_KEY: &str = "vitrust";
 pub const INDEX_SUFFIX: &str = ".vitrust.index";
 pub const VALUES_SUFFIX: &str = ".vitrust.values";
 /// The sibling holding a pruned tensor's per-block thresholds (version 2).
 pub const THRESHOLDS_SUFFIX: &str = ".vitrust.thresholds";
+/// The siblings of encoded values (version 3): packed codes, and the scales
+/// of an integer encoding or the centroids of a codebook.
+pub const CODES_SUFFIX: &str = ".vitrust.codes";
+pub const SCALES_SUFFIX: &str = ".vitrust.scales";
+pub const CODEBOOK_SUFFIX: &str = ".vitrust.codebook";
 /// Every sibling suffix, for messages and for the reserved names.
-pub const SUFFIXES: [&str; 3] = [INDEX_SUFFIX, VALUES_SUFFIX, THRESHOLDS_SUFFIX];
+pub const SUFFIXES: [&str; 6] = [
+    INDEX_SUFFIX,
+    VALUES_SUFFIX,
+    THRESHOLDS_SUFFIX,
+    CODES_SUFFIX,
+    SCALES_SUFFIX,
+    CODEBOOK_SUFFIX,
+];
 /// More dimensions than numpy allows are refused.
 pub const MAX_DIMS: usize = 64;
 
@@ -108,9 +131,9 @@ pub struct Sparse<'a> {
     pub block_steps: usize,
     pub lam: f64,
     pub index: Cow<'a, [u64]>,
-    /// The kept values' type; `values` holds their little-endian bytes.
+    /// The kept values' type.
     pub dtype: DType,
-    pub values: Cow<'a, [u8]>,
+    pub values: Values<'a>,
     /// One comparator threshold per block (version 2), or `None` when the
     /// config's threshold serves every block.
     pub thresholds: Option<Cow<'a, [u8]>>,
@@ -138,6 +161,14 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::invalid(format!("shape {shape:?}: the element count overflows")))
 }
 
+/// `name`'s error message for reserved names.
+fn reserved_message(name: &str) -> String {
+    format!(
+        "tensor {name:?}: names ending in {} are reserved",
+        SUFFIXES.join(", ")
+    )
+}
+
 fn is_reserved(name: &str) -> bool {
     SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -147,21 +178,20 @@ fn sibling_base(name: &str) -> Option<&str> {
     SUFFIXES.iter().find_map(|s| name.strip_suffix(s))
 }
 
-/// The version a file of `items` is written as: 2 if any pruned tensor has
-/// per-block thresholds or order `F`, else 1 (a version 1 reader keeps
-/// reading files that need nothing new).
+/// The version a file of `items` is written as: the newest any of its
+/// pruned tensors needs (older readers keep reading files that need
+/// nothing new).
 pub fn file_version<'a, 'b: 'a>(items: impl IntoIterator<Item = &'a Sparse<'b>>) -> u64 {
-    if items.into_iter().any(Sparse::needs_v2) {
-        FORMAT_VERSION
-    } else {
-        FORMAT_VERSION_1
-    }
+    items
+        .into_iter()
+        .map(Sparse::version)
+        .fold(FORMAT_VERSION_1, u64::max)
 }
 
 impl Plain<'_> {
     fn check(&self, name: &str) -> Result<()> {
         if is_reserved(name) {
-            bail!("tensor {name:?}: names ending in {INDEX_SUFFIX:?}, {VALUES_SUFFIX:?} or {THRESHOLDS_SUFFIX:?} are reserved");
+            bail!("{}", reserved_message(name));
         }
         let want = numel(&self.shape)?
             .checked_mul(self.dtype.size())
@@ -187,14 +217,23 @@ impl Sparse<'_> {
         Layout::new(&self.config, numel(&self.shape)?, self.block_steps)
     }
 
-    /// Number of kept values, from the length of `values`.
+    /// Number of kept values.
     pub fn nnz(&self) -> usize {
-        self.values.len() / self.dtype.size()
+        match &self.values {
+            Values::Raw(v) => v.len() / self.dtype.size(),
+            Values::Encoded(e) => e.len,
+        }
     }
 
-    /// True when the tensor uses what only version 2 holds.
-    pub fn needs_v2(&self) -> bool {
-        self.thresholds.is_some() || self.order != Order::C
+    /// The oldest format version that holds this tensor.
+    pub fn version(&self) -> u64 {
+        if matches!(self.values, Values::Encoded(_)) {
+            FORMAT_VERSION
+        } else if self.thresholds.is_some() || self.order != Order::C {
+            FORMAT_VERSION_2
+        } else {
+            FORMAT_VERSION_1
+        }
     }
 
     /// Index bits, the per-block thresholds' bits included (see
@@ -227,8 +266,27 @@ impl Sparse<'_> {
         }
         let layout = self.layout().map_err(ctx)?;
         layout.check_index(self.index.len()).map_err(ctx)?;
-        if !self.values.len().is_multiple_of(self.dtype.size()) {
-            bail!("pruned tensor {name:?}: values are not a whole number of elements");
+        match &self.values {
+            Values::Raw(v) if !v.len().is_multiple_of(self.dtype.size()) => {
+                bail!("pruned tensor {name:?}: values are not a whole number of elements");
+            }
+            Values::Raw(_) => {}
+            Values::Encoded(e) => {
+                let Some(table) = self.dtype.table_dtype() else {
+                    bail!(
+                        "pruned tensor {name:?}: {} values cannot be encoded (they are 8 bits already)",
+                        self.dtype.name()
+                    );
+                };
+                e.check(e.len).map_err(ctx)?;
+                if let Some(x) = e.table.iter().find(|&&x| !table.holds_f32(x)) {
+                    bail!(
+                        "pruned tensor {name:?}: {} table entry {x} is not a {} value",
+                        e.encoding.name(),
+                        table.name()
+                    );
+                }
+            }
         }
         let kept = counter
             .count(
@@ -301,14 +359,21 @@ fn config_json(c: &VdConfig) -> Value {
     })
 }
 
-/// A pruned tensor's record in the `"sparse"` field (`"order"` only when `F`).
+/// A pruned tensor's record in the `"sparse"` field (`"order"` only when
+/// `F`, `"values"` and `"group"` only for encoded values).
 fn sparse_record(s: &Sparse<'_>) -> Value {
     let mut r = json!({
         "shape": s.shape, "dtype": s.dtype.name(), "nnz": s.nnz(),
         "block_steps": s.block_steps, "lam": s.lam, "config": config_json(&s.config),
     });
-    if s.order != Order::C {
-        r["order"] = json!(s.order.name());
+    if let Some(o) = meta::order_field(s.order) {
+        r["order"] = json!(o);
+    }
+    if let Some(v) = meta::values_field(s.encoding()) {
+        r["values"] = json!(v);
+    }
+    if let Some(g) = meta::group_field(s.encoding()) {
+        r["group"] = json!(g);
     }
     r
 }
@@ -347,20 +412,10 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                     shape: vec![s.index.len()],
                     data: Cow::Owned(u64_bytes(&s.index)?),
                 };
-                let values = Stored {
-                    dtype: s.dtype,
-                    shape: vec![s.nnz()],
-                    data: Cow::Borrowed(s.values.as_ref()),
-                };
                 stored.push((format!("{name}{INDEX_SUFFIX}"), index));
-                stored.push((format!("{name}{VALUES_SUFFIX}"), values));
-                if let Some(t) = &s.thresholds {
-                    let thresholds = Stored {
-                        dtype: DType::U8,
-                        shape: vec![t.len()],
-                        data: Cow::Borrowed(t.as_ref()),
-                    };
-                    stored.push((format!("{name}{THRESHOLDS_SUFFIX}"), thresholds));
+                for (sibling, dtype, data) in s.value_siblings(name)? {
+                    let shape = vec![data.len() / dtype.size()];
+                    stored.push((sibling, Stored { dtype, shape, data }));
                 }
             }
         }
@@ -384,6 +439,8 @@ fn layout_file<'a>(items: &'a [(String, Item<'a>)]) -> Result<(Vec<(String, Stor
                 nnz: s.nnz(),
                 order: meta::order_field(s.order),
                 shape: &s.shape,
+                values: meta::values_field(s.encoding()),
+                group: meta::group_field(s.encoding()),
             };
             (*name, r)
         })
@@ -476,3 +533,5 @@ pub fn save(
 mod tests;
 #[cfg(test)]
 mod v2_tests;
+#[cfg(test)]
+mod v3_tests;

@@ -8,10 +8,11 @@
 use super::header::{self, Container, Entry};
 use super::meta::{self, ConfigRecord, SparseMeta, SparseRecord, TensorMeta, TensorRecord};
 use super::{
-    is_reserved, sibling_base, DType, Item, KeptCounter, Plain, Sparse, FORMAT_VERSION_1,
-    INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
+    is_reserved, sibling_base, table_suffix, DType, Item, KeptCounter, Plain, Sparse, Values,
+    CODEBOOK_SUFFIX, CODES_SUFFIX, FORMAT_VERSION_1, INDEX_SUFFIX, META_KEY, SCALES_SUFFIX,
+    THRESHOLDS_SUFFIX, VALUES_SUFFIX,
 };
-use crate::{bail_format, Error, ErrorKind, Result};
+use crate::{bail_format, Encoded, Encoding, Error, ErrorKind, Result};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -163,10 +164,36 @@ pub fn sparse_item<'a>(
         }
         Ok(Some(c.bytes(e)))
     };
-    let (index, values) = (
-        sibling(INDEX_SUFFIX, DType::U64, true)?.expect("needed"),
-        sibling(VALUES_SUFFIX, m.dtype, true)?.expect("needed"),
-    );
+    let index = sibling(INDEX_SUFFIX, DType::U64, true)?.expect("needed");
+    let encoding = m.encoding();
+    let needed = |suffix: &str, want: DType| Ok(sibling(suffix, want, true)?.expect("needed"));
+    let values = match (encoding, m.dtype.table_dtype()) {
+        (Encoding::Raw, _) => Values::Raw(Cow::Borrowed(needed(VALUES_SUFFIX, m.dtype)?)),
+        (e, Some(t)) => Values::Encoded(Encoded {
+            encoding: e,
+            len: m.nnz,
+            codes: Cow::Borrowed(needed(CODES_SUFFIX, DType::U8)?),
+            table: t.bytes_f32(needed(table_suffix(e), t)?)?,
+        }),
+        (e, None) => bail_format!(
+            "{ctx}: {} values cannot be stored as {}",
+            m.dtype.name(),
+            e.name()
+        ),
+    };
+    // A values sibling the encoding does not use is refused, not ignored.
+    for suffix in [VALUES_SUFFIX, CODES_SUFFIX, SCALES_SUFFIX, CODEBOOK_SUFFIX] {
+        let used = match encoding {
+            Encoding::Raw => suffix == VALUES_SUFFIX,
+            e => suffix == CODES_SUFFIX || suffix == table_suffix(e),
+        };
+        if !used && c.get(&format!("{name}{suffix}")).is_some() {
+            bail_format!(
+                "{ctx}: a tensor with {} values has no {name}{suffix} tensor",
+                encoding.name()
+            );
+        }
+    }
     let thresholds = sibling(THRESHOLDS_SUFFIX, DType::U8, false)?;
     if thresholds.is_some() && version == FORMAT_VERSION_1 {
         bail_format!(
@@ -185,7 +212,7 @@ pub fn sparse_item<'a>(
         lam,
         index: words(index),
         dtype: m.dtype,
-        values: Cow::Borrowed(values),
+        values,
         thresholds: thresholds.map(Cow::Borrowed),
         order,
     };
@@ -301,6 +328,8 @@ fn record(m: &SparseMeta) -> SparseRecord<'_> {
         nnz: m.nnz,
         order: m.order.map(super::Order::name),
         shape: &m.shape,
+        values: m.values.map(|e| e.name()),
+        group: meta::group_field(m.encoding()),
     }
 }
 

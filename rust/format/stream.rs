@@ -9,8 +9,9 @@
 
 use super::atomic::TempFile;
 use super::{
-    body_check, config_json, numel, sparse_record, DType, Plain, Sparse, FORMAT_VERSION,
-    FORMAT_VERSION_1, INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX, VALUES_SUFFIX,
+    body_check, config_json, numel, sparse_record, DType, Plain, Sparse, CODEBOOK_SUFFIX,
+    CODES_SUFFIX, FORMAT_VERSION, FORMAT_VERSION_1, INDEX_SUFFIX, META_KEY, THRESHOLDS_SUFFIX,
+    VALUES_SUFFIX,
 };
 use crate::{bail, Error, Result, VdConfig};
 use serde_json::{json, Map, Value};
@@ -49,7 +50,7 @@ pub struct ShardWriter {
     records: Vec<Record>,
     sparse: Map<String, Value>,
     metadata: HashMap<String, String>,
-    /// The file's version so far: 2 once a tensor needs it.
+    /// The file's version so far: the newest any of its tensors needs.
     version: u64,
 }
 
@@ -170,24 +171,11 @@ impl ShardWriter {
                 vec![s.index.len()],
                 parts,
             )?;
-            let values = std::iter::once(s.values.as_ref());
-            self.put(
-                format!("{name}{VALUES_SUFFIX}"),
-                s.dtype,
-                vec![s.nnz()],
-                values,
-            )?;
-            if let Some(t) = &s.thresholds {
-                self.put(
-                    format!("{name}{THRESHOLDS_SUFFIX}"),
-                    DType::U8,
-                    vec![t.len()],
-                    std::iter::once(t.as_ref()),
-                )?;
+            for (sibling, dtype, data) in s.value_siblings(name)? {
+                let shape = vec![data.len() / dtype.size()];
+                self.put(sibling, dtype, shape, std::iter::once(data.as_ref()))?;
             }
-            if s.needs_v2() {
-                self.version = FORMAT_VERSION;
-            }
+            self.version = self.version.max(s.version());
             self.sparse.insert(name.to_string(), sparse_record(s));
             Ok(())
         })();
@@ -331,11 +319,10 @@ fn header_bound(plan: &[Planned], metadata: &HashMap<String, String>) -> Result<
             p.dtype,
             vec![n],
         ));
-        records.push(widest(
-            format!("{}{THRESHOLDS_SUFFIX}", p.name),
-            DType::U8,
-            vec![n],
-        ));
+        // Every sibling any encoding may store, each at its widest.
+        for suffix in [THRESHOLDS_SUFFIX, CODES_SUFFIX, CODEBOOK_SUFFIX] {
+            records.push(widest(format!("{}{suffix}", p.name), DType::U8, vec![n]));
+        }
         let config = config_json(&VdConfig::from_seed(1, 1, 1, 1, 1, 0)?);
         let mut config = config.as_object().cloned().unwrap_or_default();
         for key in [
@@ -351,6 +338,7 @@ fn header_bound(plan: &[Planned], metadata: &HashMap<String, String>) -> Result<
         let record = json!({
             "shape": p.shape, "dtype": p.dtype.name(), "nnz": n, "block_steps": usize::MAX,
             "lam": -2.2250738585072014e-308f64, "config": config, "order": "F",
+            "values": "codebook8", "group": usize::MAX,
         });
         sparse.insert(p.name.clone(), record);
     }

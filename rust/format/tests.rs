@@ -27,7 +27,7 @@ pub(super) fn pinned_sparse(
         lam,
         index: Cow::Owned(index),
         dtype,
-        values: Cow::Owned((0..kept as u32).flat_map(value).collect()),
+        values: Values::Raw(Cow::Owned((0..kept as u32).flat_map(value).collect())),
         thresholds: None,
         order: Order::C,
     }
@@ -89,7 +89,9 @@ fn bad_items_are_refused_and_the_old_file_survives() {
     let before = std::fs::read(&path).unwrap();
     let mut bad = sample();
     if let Item::Sparse(s) = &mut bad[1].1 {
-        s.values.to_mut().truncate(4);
+        if let Values::Raw(v) = &mut s.values {
+            v.to_mut().truncate(4);
+        }
     }
     let err = save(&path, &bad, &HashMap::new()).unwrap_err();
     assert!(err.msg.contains("values"), "{err}");

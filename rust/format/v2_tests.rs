@@ -19,7 +19,9 @@ fn v2_sparse(order: Order, top: u8) -> Sparse<'static> {
         .collect();
     let e = Expander::with_thresholds(&s.config, layout, Some(&t)).unwrap();
     let kept: usize = e.counts(&s.index).unwrap().iter().sum();
-    s.values = Cow::Owned((0..kept as u32).flat_map(|v| v.to_le_bytes()).collect());
+    s.values = Values::Raw(Cow::Owned(
+        (0..kept as u32).flat_map(|v| v.to_le_bytes()).collect(),
+    ));
     s.thresholds = Some(Cow::Owned(t));
     s.order = order;
     s
@@ -137,7 +139,7 @@ fn a_version_1_file_with_v2_fields_is_refused() {
 }
 
 /// `buf` with its vitrust metadata replaced by `meta`, loaded.
-fn reframe(buf: &[u8], meta: &str) -> Result<usize> {
+pub(super) fn reframe(buf: &[u8], meta: &str) -> Result<usize> {
     let n = u64::from_le_bytes(buf[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&buf[8..8 + n]).unwrap();
     header["__metadata__"][META_KEY] = meta.into();

@@ -4,7 +4,7 @@
 //! time with the interpreter released.
 
 use super::{detached, value_error, PyConfig};
-use crate::format::{self, DType, Entry, MappedFile, Plain, Planned, Span, Sparse};
+use crate::format::{self, DType, Entry, MappedFile, Plain, Planned, Span, Sparse, ValueSpans};
 use numpy::ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -88,10 +88,20 @@ impl SafeOpen {
             Entry::Sparse(s) => {
                 let file = &slf.get().0;
                 let index = detached(py, None, || Ok(file.sparse(&s)?.index.into_owned()))?;
+                // Raw values are a view of the file; encoded ones load decoded.
+                let values = match &s.values {
+                    ValueSpans::Raw(v) => view(slf, v)?,
+                    ValueSpans::Encoded { .. } => {
+                        let bytes = detached(py, None, || {
+                            Ok(file.sparse(&s)?.value_bytes()?.into_owned())
+                        })?;
+                        bytes.into_pyarray(py).into_any()
+                    }
+                };
                 let t = (
                     s.dtype.name(),
                     s.shape.clone(),
-                    view(slf, &s.values)?,
+                    values,
                     PyConfig(s.config.clone()),
                     s.block_steps,
                     s.lam,
@@ -191,7 +201,7 @@ impl ShardWriter {
         name: &str,
         dtype_name: &str,
         shape: Vec<usize>,
-        values: PyReadonlyArray1<'_, u8>,
+        values: super::format::ValuesIn<'_>,
         config: &PyConfig,
         block_steps: usize,
         lam: f64,
@@ -207,7 +217,7 @@ impl ShardWriter {
             lam,
             index: Cow::Borrowed(index.as_slice()?),
             dtype: dtype(dtype_name)?,
-            values: Cow::Borrowed(values.as_slice()?),
+            values: values.values()?,
             thresholds: match &thresholds {
                 Some(t) => Some(Cow::Borrowed(t.as_slice()?)),
                 None => None,

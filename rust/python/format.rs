@@ -5,9 +5,9 @@
 use super::{detached, value_error, PyConfig};
 use crate::cancel;
 use crate::format::cost::{index_cost as cost, CostFormat};
-use crate::format::{self, DType, Item, Order, Plain, Sparse};
+use crate::format::{self, DType, Item, Order, Plain, Sparse, Values};
 use crate::sys::{zeros, Zeroable};
-use crate::{Error, ErrorKind, Expander, Layout};
+use crate::{Encoded, Encoding, Error, ErrorKind, Expander, Layout};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -17,11 +17,40 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 type PlainIn<'py> = (String, String, Vec<usize>, PyReadonlyArray1<'py, u8>);
+/// A pruned tensor's values as `save_file` takes them: their bytes, or
+/// `(encoding, group, count, codes, table)` with the table in float32.
+#[derive(FromPyObject)]
+pub(super) enum ValuesIn<'py> {
+    Raw(PyReadonlyArray1<'py, u8>),
+    Encoded(
+        String,
+        usize,
+        usize,
+        PyReadonlyArray1<'py, u8>,
+        PyReadonlyArray1<'py, f32>,
+    ),
+}
+
+impl ValuesIn<'_> {
+    /// The values, borrowed from the arrays (the table copied: it is small).
+    pub(super) fn values(&self) -> PyResult<Values<'_>> {
+        Ok(match self {
+            Self::Raw(b) => Values::Raw(Cow::Borrowed(b.as_slice()?)),
+            Self::Encoded(name, group, len, codes, table) => Values::Encoded(Encoded {
+                encoding: Encoding::parse(name, *group).map_err(value_error)?,
+                len: *len,
+                codes: Cow::Borrowed(codes.as_slice()?),
+                table: table.as_slice()?.to_vec(),
+            }),
+        })
+    }
+}
+
 type SparseIn<'py> = (
     String,
     String,
     Vec<usize>,
-    PyReadonlyArray1<'py, u8>,
+    ValuesIn<'py>,
     Bound<'py, PyConfig>,
     usize,
     f64,
@@ -74,7 +103,7 @@ pub fn save_file(
             lam: *lam,
             index: Cow::Borrowed(index.as_slice()?),
             dtype: dtype(dt)?,
-            values: Cow::Borrowed(values.as_slice()?),
+            values: values.values()?,
             thresholds: match thresholds {
                 Some(t) => Some(Cow::Borrowed(t.as_slice()?)),
                 None => None,
@@ -195,7 +224,8 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
                 Ok(Loaded::Plain(name, p.dtype, p.shape, data))
             }
             Item::Sparse(s) => Ok(Loaded::Sparse(Box::new(LoadedSparse {
-                values: decode(s.dtype, &s.values)?,
+                // Encoded values load decoded, in the values' dtype.
+                values: decode(s.dtype, &s.value_bytes()?)?,
                 index: s.index.into_owned(),
                 thresholds: s.thresholds.map(Cow::into_owned),
                 name,

@@ -22,6 +22,7 @@ mod config;
 mod expand;
 mod format;
 mod search;
+mod values;
 
 use config::PyConfig;
 
@@ -144,5 +145,6 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_TAPS", crate::format::meta::MAX_TAPS)?;
     m.add("MAX_DIMS", crate::format::MAX_DIMS)?;
     format::register(m)?;
+    values::register(m)?;
     Ok(())
 }

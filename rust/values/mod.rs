@@ -16,6 +16,7 @@ mod int;
 pub use codebook::kmeans;
 
 use crate::{bail, Result};
+use std::borrow::Cow;
 
 /// Largest group of an integer encoding (values sharing one scale).
 pub const MAX_GROUP: usize = 1 << 20;
@@ -93,11 +94,12 @@ impl Encoding {
 /// Encoded values: the packed codes and the side table (scales or
 /// centroids, as float32 holding the stored dtype's values).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Encoded {
+pub struct Encoded<'a> {
     pub encoding: Encoding,
     /// How many values the codes hold.
     pub len: usize,
-    pub codes: Vec<u8>,
+    /// Packed codes, borrowed from a file or an array where they are stored.
+    pub codes: Cow<'a, [u8]>,
     pub table: Vec<f32>,
 }
 
@@ -167,7 +169,7 @@ impl Decoded for half::bf16 {
 
 /// Decoded in the values' own type, so that products and the dense array
 /// read exactly what [`Encoded::decode`] gives.
-impl<V: Decoded> Source<V> for Encoded {
+impl<V: Decoded> Source<V> for Encoded<'_> {
     fn len(&self) -> usize {
         self.len
     }
@@ -187,7 +189,7 @@ pub fn encode(
     values: &[f32],
     weights: &[f32],
     round: impl Fn(f32) -> f32,
-) -> Result<Encoded> {
+) -> Result<Encoded<'static>> {
     if values.iter().any(|v| !v.is_finite()) {
         bail!("values: NaN or infinite values cannot be encoded");
     }
@@ -208,12 +210,12 @@ pub fn encode(
     Ok(Encoded {
         encoding,
         len: values.len(),
-        codes,
+        codes: Cow::Owned(codes),
         table,
     })
 }
 
-impl Encoded {
+impl Encoded<'_> {
     /// Checks that codes and table fit `n` values (a file's claims, say).
     pub fn check(&self, n: usize) -> Result<()> {
         if self.encoding == Encoding::Raw {
