@@ -74,3 +74,37 @@ def test_float8_values_are_not_encoded():
         vitrust._vitrust.encode_values(np.ones(10, np.float32), np.ones(10, np.float32), "int3")
     with pytest.raises(ValueError, match="NaN"):
         vitrust._vitrust.encode_values(np.array([np.nan], np.float32), np.ones(1, np.float32), "int8")
+
+
+@pytest.mark.parametrize("enc", ["int8", "int4", "codebook4"])
+def test_save_file_encodes_values_on_request(tmp_path, enc):
+    tensors = sample_tensors_v2()
+    tensors["f8"] = tensors["c"].astype(ml_dtypes.float8_e4m3fn)
+    raw, coded = tmp_path / "raw.safetensors", tmp_path / "coded.safetensors"
+    vitrust.save_file(tensors, raw)
+    vitrust.save_file(tensors, coded, values=enc, group=32)
+    got = vitrust.load_file(coded)
+    for name in ("a", "b", "c", "w"):
+        orig = tensors[name]
+        e, g, n, codes, table = encode(orig.values, enc, 32)
+        assert np.array_equal(got[name].values, reference_decode(e, g, n, codes, table, orig.dtype)), name
+        assert np.array_equal(got[name].mask(), orig.mask())
+    # float8 values stay raw, plain arrays pass through, the file shrinks.
+    assert np.array_equal(got["f8"].values, tensors["f8"].values)
+    assert np.array_equal(got["bias"], tensors["bias"])
+    assert coded.stat().st_size < raw.stat().st_size
+    assert vitrust.read_metadata(coded) == {}  # no user metadata was added
+    with safe_open(coded, framework="np") as f:
+        meta = json.loads(f.metadata()["vitrust"])
+    assert meta["sparse"]["a"]["values"] == enc and "values" not in meta["sparse"]["f8"]
+
+
+def test_save_file_refuses_bad_encodings(tmp_path):
+    t = sample_tensors_v2()
+    with pytest.raises(ValueError, match="values = 'int5'"):
+        vitrust.save_file(t, tmp_path / "x.safetensors", values="int5")
+    with pytest.raises(TypeError, match="values"):
+        vitrust.save_file(t, tmp_path / "x.safetensors", values=8)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="group"):
+        vitrust.save_file(t, tmp_path / "x.safetensors", values="int8", group=0)
+    assert not (tmp_path / "x.safetensors").exists()

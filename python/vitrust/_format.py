@@ -62,7 +62,22 @@ def _from_bytes(name: str, dtype_name: str, data: np.ndarray) -> np.ndarray:
     return data
 
 
-def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
+ENCODINGS = ("raw", "int8", "int4") + tuple(f"codebook{b}" for b in range(1, 9))
+
+
+def _stored_values(t: ViterbiSparse, values: str, group: int) -> Any:
+    """A pruned tensor's values as the core stores them: their bytes, or
+    encoded (weighted by |value|, so the largest weights are fitted best).
+    8-bit floats stay raw: they are as small as int8 already."""
+    if values == "raw" or t.values.dtype.itemsize == 1:
+        return _le_bytes(t.values)
+    weights = np.abs(t.values.astype(np.float32))
+    codes, table = _vitrust.encode_values(t.values, weights, values, group, t._threads)
+    return values, group, t.nnz, codes, table
+
+
+def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Mapping[str, str]] = None, *,
+              values: str = "raw", group: int = 128) -> None:
     """Write ``tensors`` (names to ``ViterbiSparse`` or arrays) to a safetensors file.
 
     Pruned tensors are stored as index and values (and per-block thresholds
@@ -72,7 +87,18 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
     reserved). The write is atomic: a temporary file in the same directory is
     renamed over ``path`` only when complete, so a failed save leaves an
     existing file untouched.
+
+    ``values`` stores the pruned tensors' kept values as they are
+    (``"raw"``) or encoded: ``"int8"`` / ``"int4"`` (a scale per ``group``
+    consecutive values) or ``"codebook1"`` .. ``"codebook8"`` (2^B shared
+    centroids). Encoding is lossy; the file loads with the decoded values
+    (docs/format.md, "Value encodings"). float8 values are always raw.
     """
+    if not isinstance(values, str):
+        raise TypeError(f"values: expected an encoding name (str), got {type(values).__name__}")
+    if values not in ENCODINGS:
+        raise ValueError(f"values = {values!r}: expected one of {', '.join(ENCODINGS)}")
+    group = _checks.integer(group, "group", 1, _vitrust.MAX_GROUP)
     if not isinstance(tensors, Mapping):
         raise TypeError(f"tensors: expected a mapping of names to arrays, got {type(tensors).__name__}")
     meta = {} if metadata is None else metadata
@@ -86,8 +112,8 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
         if isinstance(t, ViterbiSparse):
             dt = _dtype_name(t.values, f"tensor {name!r} values")
             sparse.append(
-                (name, dt, list(t.shape), _le_bytes(t.values), t.config, t.block_steps, t.lam, t.index,
-                 t.thresholds, t.order)
+                (name, dt, list(t.shape), _stored_values(t, values, group), t.config, t.block_steps, t.lam,
+                 t.index, t.thresholds, t.order)
             )
         else:
             a = t if isinstance(t, np.ndarray) else np.asarray(t)

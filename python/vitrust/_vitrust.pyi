@@ -152,6 +152,7 @@ def default_comparator(rate: float) -> Tuple[int, int]: ...
 
 FORMAT_VERSION: int  # the newest version read (and written when a file needs it)
 FORMAT_VERSION_1: int
+MAX_GROUP: int  # the largest group of an integer value encoding
 
 def save_file(
     path: str,

@@ -59,5 +59,6 @@ pub fn encode_values<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_values, m)?)?;
+    m.add("MAX_GROUP", crate::MAX_GROUP)?;
     Ok(())
 }
