@@ -44,7 +44,7 @@ def reference_decode(encoding: str, group: int, n: int, codes: np.ndarray, table
 def encode(values: np.ndarray, encoding: str, group: int = 16) -> Tuple[str, int, int, np.ndarray, np.ndarray]:
     """``values`` encoded by the core, weighted by |value|, as save_file takes them."""
     weights = np.abs(values.astype(np.float32))
-    codes, table = vitrust._vitrust.encode_values(values, weights, encoding, group)
+    codes, table = vitrust._vitrust.encode_values(values, encoding, group, weights)
     return encoding, group, len(values), codes, table
 
 

@@ -69,11 +69,11 @@ def test_encoded_files_load_decoded(tmp_path, enc):
 def test_float8_values_are_not_encoded():
     v = np.ones(10, dtype=ml_dtypes.float8_e4m3fn)
     with pytest.raises(TypeError, match="float8"):
-        vitrust._vitrust.encode_values(v, np.ones(10, np.float32), "codebook2")
+        vitrust._vitrust.encode_values(v, "codebook2")
     with pytest.raises(ValueError, match="expected raw, int8"):
-        vitrust._vitrust.encode_values(np.ones(10, np.float32), np.ones(10, np.float32), "int3")
+        vitrust._vitrust.encode_values(np.ones(10, np.float32), "int3")
     with pytest.raises(ValueError, match="NaN"):
-        vitrust._vitrust.encode_values(np.array([np.nan], np.float32), np.ones(1, np.float32), "int8")
+        vitrust._vitrust.encode_values(np.array([np.nan], np.float32), "int8")
 
 
 @pytest.mark.parametrize("enc", ["int8", "int4", "codebook4"])
@@ -108,3 +108,13 @@ def test_save_file_refuses_bad_encodings(tmp_path):
     with pytest.raises(ValueError, match="group"):
         vitrust.save_file(t, tmp_path / "x.safetensors", values="int8", group=0)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_encoder_weights_by_magnitude_by_default():
+    v = np.random.default_rng(3).standard_normal(900).astype(np.float32) ** 3
+    for enc in ("codebook4", "int4"):
+        got = vitrust._vitrust.encode_values(v, enc, 64)
+        want = vitrust._vitrust.encode_values(v, enc, 64, np.abs(v))
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    flat = vitrust._vitrust.encode_values(v, "codebook4", 64, np.ones_like(v))
+    assert not np.array_equal(flat[1], vitrust._vitrust.encode_values(v, "codebook4")[1])

@@ -71,8 +71,7 @@ def _stored_values(t: ViterbiSparse, values: str, group: int) -> Any:
     8-bit floats stay raw: they are as small as int8 already."""
     if values == "raw" or t.values.dtype.itemsize == 1:
         return _le_bytes(t.values)
-    weights = np.abs(t.values.astype(np.float32))
-    codes, table = _vitrust.encode_values(t.values, weights, values, group, t._threads)
+    codes, table = _vitrust.encode_values(t.values, values, group, threads=t._threads)
     return values, group, t.nnz, codes, table
 
 

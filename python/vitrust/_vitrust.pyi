@@ -199,9 +199,9 @@ def load_file(
 def read_metadata(path: str) -> Dict[str, str]: ...
 def encode_values(
     values: npt.NDArray[Any],
-    weights: npt.NDArray[np.float32],
     encoding: str,
     group: int = 128,
+    weights: Optional[npt.NDArray[np.float32]] = None,
     threads: Optional[int] = None,
 ) -> Tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]: ...
 def index_cost(

@@ -10,11 +10,8 @@
 
 use super::header::{Dt, Shape};
 use super::version::{Version, VersionOnly};
-use super::{numel, DType, Order, FORMAT_VERSION, FORMAT_VERSION_1, MAX_DIMS};
+use super::{numel, DType, Order, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_3, MAX_DIMS};
 use crate::{Encoding, Error, Result, VdConfig};
-
-/// The version that added encoded values.
-const FORMAT_VERSION_3: u64 = 3;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};

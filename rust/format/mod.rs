@@ -59,12 +59,14 @@ use std::path::Path;
 /// The newest format version this build reads and writes (docs/format.md,
 /// "Versions"): it reads versions 1 ..= `FORMAT_VERSION`, and writes the
 /// oldest version that holds the file's tensors ([`file_version`]).
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = FORMAT_VERSION_3;
 /// The version of a file that uses neither per-block thresholds, order
 /// `"F"` nor encoded values.
 pub const FORMAT_VERSION_1: u64 = 1;
 /// The version that added per-block thresholds and the order.
 pub const FORMAT_VERSION_2: u64 = 2;
+/// The version that added encoded values.
+pub const FORMAT_VERSION_3: u64 = 3;
 /// The metadata key holding vitrust's JSON.
 pub const META_KEY: &str = "vitrust";
 pub const INDEX_SUFFIX: &str = ".vitrust.index";
@@ -161,14 +163,6 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::invalid(format!("shape {shape:?}: the element count overflows")))
 }
 
-/// `name`'s error message for reserved names.
-fn reserved_message(name: &str) -> String {
-    format!(
-        "tensor {name:?}: names ending in {} are reserved",
-        SUFFIXES.join(", ")
-    )
-}
-
 fn is_reserved(name: &str) -> bool {
     SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -191,7 +185,10 @@ pub fn file_version<'a, 'b: 'a>(items: impl IntoIterator<Item = &'a Sparse<'b>>)
 impl Plain<'_> {
     fn check(&self, name: &str) -> Result<()> {
         if is_reserved(name) {
-            bail!("{}", reserved_message(name));
+            bail!(
+                "tensor {name:?}: names ending in {} are reserved",
+                SUFFIXES.join(", ")
+            );
         }
         let want = numel(&self.shape)?
             .checked_mul(self.dtype.size())
@@ -228,7 +225,7 @@ impl Sparse<'_> {
     /// The oldest format version that holds this tensor.
     pub fn version(&self) -> u64 {
         if matches!(self.values, Values::Encoded(_)) {
-            FORMAT_VERSION
+            FORMAT_VERSION_3
         } else if self.thresholds.is_some() || self.order != Order::C {
             FORMAT_VERSION_2
         } else {

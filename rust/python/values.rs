@@ -29,26 +29,34 @@ fn table_dtype(values: &Weights<'_>) -> PyResult<DType> {
 
 /// Encodes `values` (float16, bfloat16, float32 or float64) as `encoding`
 /// (`int8`, `int4` with `group`, `codebook1` .. `codebook8`, its k-means
-/// weighted by `weights`, one per value): `(codes, table)`, the packed
+/// weighted by `weights`, one per value, or by |value| without them): `(codes, table)`, the packed
 /// codes and the scales or centroids as float32 holding values of the
 /// table's dtype (the values' own, float32 for float64).
 #[pyfunction]
-#[pyo3(signature = (values, weights, encoding, group=128, threads=None))]
+#[pyo3(signature = (values, encoding, group=128, weights=None, threads=None))]
 pub fn encode_values<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
-    weights: PyReadonlyArray1<'py, f32>,
     encoding: &str,
     group: usize,
+    weights: Option<PyReadonlyArray1<'py, f32>>,
     threads: Option<usize>,
 ) -> PyResult<Coded<'py>> {
     let enc = Encoding::parse(encoding, group).map_err(value_error)?;
     let v = Floats::extract(values, "values")?;
     let v = v.weights()?;
     let table = table_dtype(&v)?;
-    let w = weights.as_slice()?;
+    let given = weights.as_ref().map(|w| w.as_slice()).transpose()?;
     let e = detached(py, threads, || {
         let wide = v.to_f32()?;
+        let abs: Vec<f32>;
+        let w = match given {
+            Some(w) => w,
+            None => {
+                abs = wide.iter().map(|x| x.abs()).collect();
+                &abs
+            }
+        };
         encode(enc, &wide, w, |x| table.round_f32(x))
     })?;
     Ok((
