@@ -29,12 +29,13 @@ def unpack(codes: np.ndarray, n: int, bits: int) -> np.ndarray:
 def reference_decode(encoding: str, group: int, n: int, codes: np.ndarray, table: np.ndarray,
                      dtype: Any) -> np.ndarray:
     """Decoded values in ``dtype``: code * scale in float32 (codes as two's
-    complement) or the code's centroid, rounded to the dtype."""
+    complement, -q - 1 read as -q) or the code's centroid, rounded to the dtype."""
     bits = bits_of(encoding)
     c = unpack(codes, n, bits)
     table = table.astype(np.float32)
     if encoding.startswith("int"):
         c = np.where(c >= 1 << (bits - 1), c - (1 << bits), c)
+        c = np.maximum(c, 1 - (1 << (bits - 1)))  # -q - 1 decodes as -q
         wide = c.astype(np.float32) * table[np.arange(n) // group]
     else:
         wide = table[c]

@@ -60,15 +60,19 @@ def test_prune_info_unpack_round_trip(ckpt, tmp_path, capsys):
 
     code, stdout, _ = run(["info", out], capsys)
     assert code == 0
-    lines = {ln.split()[0]: ln for ln in stdout.splitlines()[3:-3] if not ln.split()[0].endswith(":")}
+    lines = {ln.split()[0]: ln for ln in stdout.splitlines() if ln.split() and ln.split()[0] in CHECKPOINT}
     # (a format-2 tensor adds a line "NAME: order F, ..." under the table)
     assert "needs vitrust" in stdout.splitlines()[-1]
     assert all(len(ln) <= 79 for ln in stdout.splitlines()[1:]), stdout
     assert set(lines) == set(CHECKPOINT)
     for name in pruned:
-        bpw = [float(x) for x in lines[name].split()[4:8]]  # viterbi, csr32, relative, bitmask
-        assert bpw[0] == pytest.approx(loaded[name].bits_per_weight, abs=1e-3)
-        assert bpw[3] == 1.0 and bpw[1] > bpw[2] > bpw[0]
+        sp = loaded[name]
+        index, total, csr32, bitmask, deepc = [float(x) for x in lines[name].split()[4:9]]
+        assert index == pytest.approx(sp.bits_per_weight, abs=1e-3)
+        assert total == pytest.approx(sp.total_bits / sp.size, rel=1e-3)
+        assert bitmask == pytest.approx(1 + sp.nnz * sp.dtype.itemsize * 8 / sp.size, rel=1e-3)
+        assert csr32 > bitmask > total
+        assert deepc == pytest.approx(sp.storage()["relative-5+codebook5"]["total_bits_per_weight"], rel=1e-3)
     assert "dense" in lines["fc1.bias"]
 
     dense_path = tmp_path / "dense.safetensors"

@@ -147,7 +147,7 @@ def test_failed_save_keeps_the_old_file(saved, tensors):
     w = tensors["w"]
     for slot in ("shape", "config", "block_steps", "index", "lam", "thresholds", "order", "_threads"):
         setattr(bad, slot, getattr(w, slot))
-    bad.values = w.values[:-1]  # one value short of what the index keeps
+    bad._raw, bad._encoded = w.values[:-1], None  # one value short of what the index keeps
     with pytest.raises(ValueError, match="values"):
         vitrust.save_file({"w": bad}, saved)
     assert saved.read_bytes() == before

@@ -55,6 +55,9 @@ def test_info_bits_per_weight_cells(tmp_path, capsys):
     out = capsys.readouterr().out
     (row,) = [line for line in out.splitlines() if line.startswith("w ")]
     cells = row.split()
+    values = 32 * sp.nnz / w.size
+    assert 10 < values < 11  # so the totals print with 2 decimals, the index (under 10) with 3
     assert cells[4] == f"{sp.bits_per_weight:.3f}"
-    assert cells[5] == f"{b:.2f}"
-    assert cells[7] == "1.000"
+    assert cells[5] == f"{sp.total_bits / w.size:.2f}"
+    assert cells[6] == f"{b + values:.2f}"
+    assert cells[7] == f"{1 + values:.2f}"

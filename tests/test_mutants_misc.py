@@ -201,5 +201,6 @@ def test_info_header_and_json_tensor_fields(tmp_path, capsys):
     assert doc["seconds"] > 0 and doc["weights_per_second"] == pytest.approx(1600 / doc["seconds"])
     assert main(["info", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["---", "index", "bits", "per", "weight", "---"]
-    assert lines[2].split() == ["tensor", "shape", "dtype", "rate", "vitrust", "csr32", "rel-4", "bitmask", "bytes"]
+    assert lines[1].split() == ["---", "bits", "per", "weight:", "index,", "index", "+", "values", "---"]
+    assert lines[2].split() == ["tensor", "shape", "dtype", "rate", "index", "total", "csr32", "bmask", "deepc",
+                                "bytes"]

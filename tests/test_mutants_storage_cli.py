@@ -42,22 +42,23 @@ def test_storage_table_text():
     text = str(table).splitlines()
     n, nnz = w.size, sp.nnz
     assert text[0] == f"{n} weights, {nnz} kept ({100 * (1 - nnz / n):.2f}% pruned), values 4 bytes each"
-    assert text[1].split() == ["format", "index", "bits", "bits/weight", "padding", "total", "bytes", "index", "vs",
-                               "viterbi"]
+    assert text[1].split() == ["format", "index", "bits", "bits/weight", "padding", "total", "bits/weight", "total",
+                               "bytes", "index", "vs", "viterbi"]
     assert len(text) == 2 + len(table)
     ref = table["viterbi"]["index_bits"]
     for line, (name, r) in zip(text[2:], table.items()):
-        assert line[:12].rstrip() == name
-        fields = line[12:].split()
+        assert line[:22].rstrip() == name
+        fields = line[22:].split()
         assert int(fields[0].replace(",", "")) == r["index_bits"]
         assert float(fields[1]) == pytest.approx(r["index_bits"] / n, abs=6e-5)
         assert int(fields[2].replace(",", "")) == r["padding"]
-        assert int(fields[3].replace(",", "")) == r["total_bytes"]
+        assert float(fields[3]) == pytest.approx((r["index_bits"] + r["value_bits"]) / n, abs=6e-5)
+        assert int(fields[4].replace(",", "")) == r["total_bytes"]
         if name == "dense":
-            assert len(fields) == 4
+            assert len(fields) == 5
         else:
-            assert fields[4] == f"{r['index_bits'] / ref:.2f}x"
-        assert len(line) <= 12 + 14 + 13 + 10 + 14 + 18
+            assert fields[5] == f"{r['index_bits'] / ref:.2f}x"
+        assert len(line) <= 22 + 14 + 13 + 10 + 19 + 14 + 18
     assert text[2].startswith("dense ")
     # dense: no index, every value stored
     assert table["dense"]["total_bytes"] == n * 4

@@ -9,6 +9,7 @@ mask or a dense array in parallel.
 from ._vitrust import FormatError, VDConfig, default_comparator, generate_taps
 from ._prune import RateWarning, expand, prune
 from ._sparse import ViterbiSparse
+from ._values import EncodedValues
 from ._format import load_file, read_metadata, save_file
 from ._checkpoint import prune_checkpoint
 from ._quality import Quality, rd_bound
@@ -18,6 +19,7 @@ from ._vitrust import default_threads
 __version__ = "0.1.0"
 
 __all__ = [
+    "EncodedValues",
     "FormatError",
     "RateWarning",
     "VDConfig",

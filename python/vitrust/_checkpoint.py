@@ -18,14 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import _checks, _format, _layout, _presets, _shard, _vitrust
+from . import _checks, _format, _layout, _presets, _shard, _values, _vitrust
 from ._calibrate import Calibrator
 from ._prune import _config
 from ._shard import ShardStats, ShardTask, Target, TensorPlan
 
 PRUNABLE = tuple(st for _, st in _checks.VALUE_DTYPES.values())
 PRUNE_OPTIONS = ("ratio", "flip_flops", "n_in", "comparator_bits", "threshold", "block_steps", "score", "seed",
-                 "threads", "max_memory", "effort", "tap_seeds")
+                 "threads", "max_memory", "effort", "tap_seeds", "values", "group")
 # The global calibration samples about this share of the selected weights,
 # and at most this many weights in all (they are held in memory at once).
 _SAMPLE_SHARE = 1 / 16
@@ -101,6 +101,8 @@ def _check_options(options: Dict[str, Any]) -> None:
     if unknown:
         raise TypeError(f"prune_checkpoint: unknown option(s) {', '.join(unknown)} (prune options: "
                         f"{', '.join(PRUNE_OPTIONS)})")
+    # Checked here, before any file is read or written.
+    _values.encoding_arg(options.get("values", "raw"), options.get("group", _values.DEFAULT_GROUP))
 
 
 def _check_rate_map(rate_map: Optional[Mapping[str, float]]) -> Optional[Dict[str, float]]:
@@ -126,10 +128,16 @@ def _expected_bytes(t: TensorPlan, rate: float, options: Dict[str, Any]) -> int:
     n = math.prod(t.shape)
     ratio, n_in = int(options.get("ratio", 5)), int(options.get("n_in") or 1)
     steps = int(options.get("block_steps", _checks.DEFAULT_BLOCK_STEPS))
-    blocks = math.ceil(n / (steps * ratio * n_in))
-    words = blocks * math.ceil(steps * n_in / 64)
+    # Whole blocks of `steps` steps, then a last one of what is left (docs/format.md, "Index layout").
+    full, rest = divmod(math.ceil(n / (ratio * n_in)), steps)
+    words = full * math.ceil(steps * n_in / 64) + math.ceil(rest * n_in / 64)
     item = {st: size for size, st in _checks.VALUE_DTYPES.values()}[t.dtype]
-    return 8 * words + round(n * (1.0 - rate)) * item
+    kept, enc = round(n * (1.0 - rate)), options.get("values", "raw")
+    if enc == "raw" or item == 1:
+        return 8 * words + kept * item
+    table = math.ceil(kept / int(options.get("group", _values.DEFAULT_GROUP))) if enc.startswith("int") \
+        else 1 << _values.code_bits(enc)
+    return 8 * words + math.ceil(kept * _values.code_bits(enc) / 8) + table * min(item, 4)
 
 
 def _list_tensors(src: _layout.Source, select_args: Tuple[Any, ...]) -> Tuple[List[TensorPlan], Dict[str, Dict[str, str]]]:

@@ -55,14 +55,22 @@ def ml_dtype(name: str, what: str) -> np.dtype:
     return dt
 
 
+def stored_dtype(st_name: str, what: str) -> np.dtype:
+    """The numpy dtype of a value dtype's safetensors name (``"BF16"``, ...)."""
+    numpy_name = next(name for name, (_, st) in VALUE_DTYPES.items() if st == st_name)
+    if numpy_name in ("float16", "float32", "float64"):
+        return np.dtype(numpy_name)
+    return ml_dtype(numpy_name, what)
+
+
 def native(a: np.ndarray) -> np.ndarray:
     """``a`` in the machine's byte order (big-endian arrays are converted)."""
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
-def float_array(x: Any, name: str) -> np.ndarray:
+def float_array(x: Any, name: str, empty_ok: bool = False) -> np.ndarray:
     """``x`` as an ndarray of a value dtype (float16/32/64, bfloat16, float8) in
-    native byte order, with at least one dimension and one element."""
+    native byte order, with at least one dimension and (unless ``empty_ok``) one element."""
     if isinstance(x, np.ndarray):
         a = x
     else:
@@ -77,7 +85,7 @@ def float_array(x: Any, name: str) -> np.ndarray:
     a = native(a)
     if a.ndim == 0:
         raise ValueError(f"{name}: expected an array with at least one dimension, got a 0-d scalar")
-    if a.size == 0:
+    if a.size == 0 and not empty_ok:
         raise ValueError(f"{name}: the array is empty (shape {a.shape})")
     return a
 

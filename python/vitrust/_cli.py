@@ -16,7 +16,7 @@ import re
 import sys
 from typing import List, Optional, Sequence
 
-from . import _commands, _layout, _presets
+from . import _commands, _layout, _presets, _values
 
 SOURCE_HELP = "a .safetensors file, a *.safetensors.index.json or a model directory"
 
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--ratio", type=int, default=5, help="weights per index bit (default 5: 0.2 bit per weight)")
     pr.add_argument("--effort", default=None, choices=list(_presets.EFFORTS),
                     help="search preset: fast, default or best (see the README's Quality section)")
+    pr.add_argument("--values", default="raw", choices=list(_values.ENCODINGS), metavar="ENC",
+                    help="store the kept values as raw (default), int8, int4 (a scale per --group values) "
+                         "or codebook1 .. codebook8 (2^B shared centroids)")
+    pr.add_argument("--group", type=int, default=_values.DEFAULT_GROUP, metavar="G",
+                    help=f"values per scale of int8 and int4 (default {_values.DEFAULT_GROUP})")
     pr.add_argument("--include", action="append", default=None, metavar="PATTERN",
                     help="prune only tensors whose name matches this glob (repeatable; default: all)")
     pr.add_argument("--exclude", action="append", default=[], metavar="PATTERN",

@@ -18,8 +18,9 @@ from . import _checks, _layout, _progress, _shard, _unpack, _vitrust
 from ._checkpoint import CheckpointError, Result, prune_checkpoint
 from ._progress import _fit
 
-# The storage formats shown beside vitrust's own (keys of ViterbiSparse.storage()).
-COMPARED = ("csr32", "relative-4", "bitmask")
+# The storage formats whose totals are shown beside vitrust's (keys of
+# ViterbiSparse.storage(); the last is Deep Compression's relative-5+codebookB).
+COMPARED = ("csr32", "bitmask", "relative-5+")
 WIDTH = 79
 
 
@@ -96,6 +97,8 @@ def _options(args: Any) -> Dict[str, Any]:
     opts: Dict[str, Any] = {"ratio": args.ratio, "seed": args.seed, "threads": args.threads}
     if args.effort is not None:
         opts["effort"] = args.effort
+    if args.values != "raw":
+        opts.update(values=args.values, group=args.group)
     return opts
 
 
@@ -194,7 +197,7 @@ def _count(n: int) -> str:
 
 def info(path: str) -> None:
     source = _layout.resolve(path)
-    head = ["tensor", "shape", "dtype", "rate", "vitrust", "csr32", "rel-4", "bitmask", "bytes"]
+    head = ["tensor", "shape", "dtype", "rate", "index", "total", "csr32", "bmask", "deepc", "bytes"]
     rows: List[List[str]] = [head]
     pruned = dense_bytes = stored = n = 0
     notes: List[str] = []
@@ -209,21 +212,26 @@ def info(path: str) -> None:
                 st = sp.storage()  # the vitrust column counts per-block thresholds' bits
                 if sp.thresholds is not None or sp.order != "C":
                     notes.append(f"{name}: {_stream(sp)}")
-                cols = [_bpw(st, fmt) for fmt in ("viterbi",) + COMPARED]
+                if sp.encoded is not None:
+                    e = sp.encoded
+                    notes.append(f"{name}: values {e.encoding}" + (f", group {e.group}" if e.group else ""))
+                cols = [_bpw(st, "viterbi")] + [_bpw(st, fmt, "total_bits_per_weight")
+                                                for fmt in ("viterbi",) + COMPARED]
                 pruned += 1
-                dense_bytes += sp.size * sp.values.itemsize
+                dense_bytes += sp.size * sp.dtype.itemsize
                 rows.append([name, _shape(shape), dtype, f"{sp.rate:.2%}", *cols, _mib(nbytes)])
                 del sp
             else:
                 dense_bytes += nbytes
-                rows.append([name, _shape(shape), dtype, "dense", "", "", "", "", _mib(nbytes)])
+                rows.append([name, _shape(shape), dtype, "dense", "", "", "", "", "", _mib(nbytes)])
             f.release(name)
         del f
     size = sum(os.path.getsize(s) for s in source.shards)
     files = f" in {len(source.shards)} files" if len(source.shards) > 1 else ""
     print(f"{path}: {n} tensors{files}, {_mib(size)}")
-    lines = table(rows, [0, 11, 5, 6, 7, 6, 6, 7, 9], [False] + [True] * 8, sep=1)
-    print(" " * (len(lines[0]) - 38) + "--- index bits per weight ---")
+    lines = table(rows, [0, 11, 5, 6, 5, 5, 5, 5, 5, 9], [False] + [True] * 9, sep=1)
+    banner = "--- bits per weight: index, index + values ---"
+    print(" " * max(0, len(lines[0]) - 10 - len(banner)) + banner)
     for line in lines:
         print(line)
     for note in notes:
@@ -231,7 +239,11 @@ def info(path: str) -> None:
     print(f"total: {pruned} pruned, {n - pruned} dense; {_mib(stored)} stored, "
           f"{_mib(dense_bytes)} as dense ({stored / max(dense_bytes, 1):.1%})")
     if pruned:
-        print("note: pruned tensors are stored as NAME.vitrust.index, .values (.thresholds);\n"
+        print("index, total: vitrust's index, and index + values (as stored)\n"
+              "csr32, bmask: total of CSR (32-bit) or a bitmask, the values at their dtype\n"
+              "deepc: total of Deep Compression's 5-bit relative index and codebook (B bits,\n"
+              "       the tensor's if encoded, else 5), before Huffman coding")
+        print("note: pruned tensors are stored as NAME.vitrust.index, .values or .codes, ...;\n"
               "other readers see those: expanding it needs vitrust (`vitrust unpack`)")
 
 
@@ -249,11 +261,11 @@ def _stream(sp: Any) -> str:
     return f"order {sp.order}, {comparator}"
 
 
-def _bpw(table_: Dict[str, Dict[str, float]], fmt: str) -> str:
-    """Bits per weight of ``fmt`` in a storage table (the first key starting with ``fmt``)."""
+def _bpw(table_: Dict[str, Dict[str, float]], fmt: str, column: str = "bits_per_weight") -> str:
+    """A bits-per-weight ``column`` of ``fmt`` in a storage table (the first key starting with ``fmt``)."""
     for key, row in table_.items():
         if key == fmt or key.startswith(fmt):
-            b = row["bits_per_weight"]
+            b = row[column]
             return f"{b:.3f}" if b < 10 else f"{b:.2f}"
     return "-"
 

@@ -1,13 +1,14 @@
 """``save_file`` and ``load_file``: vitrust's safetensors files.
 
 A pruned tensor ``name`` is stored as the sibling tensors ``name.vitrust.index``
-(U64), ``name.vitrust.values`` (its dtype) and, when its blocks have their own
+(U64), ``name.vitrust.values`` (its dtype) or, encoded, ``name.vitrust.codes``
+and ``.scales`` or ``.codebook``, and, when its blocks have their own
 thresholds, ``name.vitrust.thresholds`` (U8); plain arrays pass through, so any
-safetensors reader opens the file. A file is format version 2 when a tensor
-has per-block thresholds or order ``"F"``, version 1 otherwise; version 3
-files (values stored encoded) load with their values decoded. Writing, parsing and every check happen in
-the compiled core (the Rust ``safetensors`` crate underneath). The layout
-and its versions are in docs/format.md ("File format", "Versions").
+safetensors reader opens the file. A file is format version 3 when a tensor's
+values are encoded, 2 when a tensor has per-block thresholds or order ``"F"``,
+1 otherwise. Writing, parsing and every check happen in the compiled core
+(the Rust ``safetensors`` crate underneath). The layout and its versions are
+in docs/format.md ("File format", "Value encodings", "Versions").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _checks, _vitrust
+from . import _checks, _values, _vitrust
 from ._sparse import ViterbiSparse
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -62,21 +63,27 @@ def _from_bytes(name: str, dtype_name: str, data: np.ndarray) -> np.ndarray:
     return data
 
 
-ENCODINGS = ("raw", "int8", "int4") + tuple(f"codebook{b}" for b in range(1, 9))
-
-
-def _stored_values(t: ViterbiSparse, values: str, group: int) -> Any:
-    """A pruned tensor's values as the core stores them: their bytes, or
-    encoded (weighted by |value|, so the largest weights are fitted best).
-    8-bit floats stay raw: they are as small as int8 already."""
-    if values == "raw" or t.values.dtype.itemsize == 1:
+def stored_values(t: ViterbiSparse, values: Optional[str], group: int) -> Any:
+    """A pruned tensor's values as the core stores them: as the tensor holds
+    them (``values=None``, or the encoding and group it has), their bytes
+    (``"raw"``), or encoded (weighted by |value|, so the largest weights are
+    fitted best). 8-bit floats stay raw: they are as small as int8 already."""
+    e = t.encoded
+    if e is not None and values in (None, e.encoding) and (e.group is None or values is None or e.group == group):
+        return e.core()[0]
+    if values in (None, "raw") or t.dtype.itemsize == 1:
         return _le_bytes(t.values)
-    codes, table = _vitrust.encode_values(t.values, values, group, threads=t._threads)
-    return values, group, t.nnz, codes, table
+    return t.quantize(values, group=group).encoded.core()[0]  # type: ignore[union-attr]
+
+
+def encoding_args(values: Optional[str], group: int) -> Tuple[Optional[str], int]:
+    """save_file's ``values`` (``None``: as each tensor holds them) and ``group``, checked."""
+    return (None, _checks.integer(group, "group", 1, _vitrust.MAX_GROUP)) if values is None \
+        else _values.encoding_arg(values, group)
 
 
 def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Mapping[str, str]] = None, *,
-              values: str = "raw", group: int = 128) -> None:
+              values: Optional[str] = None, group: int = _values.DEFAULT_GROUP) -> None:
     """Write ``tensors`` (names to ``ViterbiSparse`` or arrays) to a safetensors file.
 
     Pruned tensors are stored as index and values (and per-block thresholds
@@ -87,17 +94,16 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
     renamed over ``path`` only when complete, so a failed save leaves an
     existing file untouched.
 
-    ``values`` stores the pruned tensors' kept values as they are
-    (``"raw"``) or encoded: ``"int8"`` / ``"int4"`` (a scale per ``group``
+    ``values`` stores the pruned tensors' kept values as each holds them
+    (``None``: encoded ones as they are encoded, see
+    :meth:`ViterbiSparse.quantize`), as themselves (``"raw"``, decoding
+    encoded ones) or encoded: ``"int8"`` / ``"int4"`` (a scale per ``group``
     consecutive values) or ``"codebook1"`` .. ``"codebook8"`` (2^B shared
-    centroids). Encoding is lossy; the file loads with the decoded values
-    (docs/format.md, "Value encodings"). float8 values are always raw.
+    centroids, fitted weighted by |value|). Encoding is lossy; the file
+    loads with the values encoded as stored (docs/format.md, "Value
+    encodings"). float8 values are always raw.
     """
-    if not isinstance(values, str):
-        raise TypeError(f"values: expected an encoding name (str), got {type(values).__name__}")
-    if values not in ENCODINGS:
-        raise ValueError(f"values = {values!r}: expected one of {', '.join(ENCODINGS)}")
-    group = _checks.integer(group, "group", 1, _vitrust.MAX_GROUP)
+    values, group = encoding_args(values, group)
     if not isinstance(tensors, Mapping):
         raise TypeError(f"tensors: expected a mapping of names to arrays, got {type(tensors).__name__}")
     meta = {} if metadata is None else metadata
@@ -109,15 +115,22 @@ def save_file(tensors: Mapping[str, Any], path: PathLike, metadata: Optional[Map
         if not isinstance(name, str):
             raise TypeError(f"tensor names must be str, got {type(name).__name__}")
         if isinstance(t, ViterbiSparse):
-            dt = _dtype_name(t.values, f"tensor {name!r} values")
+            dt = _values.value_name(t.dtype)
             sparse.append(
-                (name, dt, list(t.shape), _stored_values(t, values, group), t.config, t.block_steps, t.lam,
+                (name, dt, list(t.shape), stored_values(t, values, group), t.config, t.block_steps, t.lam,
                  t.index, t.thresholds, t.order)
             )
         else:
             a = t if isinstance(t, np.ndarray) else np.asarray(t)
             plain.append((name, _dtype_name(a, f"tensor {name!r}"), list(a.shape), _le_bytes(a)))
     _vitrust.save_file(os.fspath(path), plain, sparse, dict(meta))
+
+
+def sparse_values(name: str, dtype_name: str, values: Any) -> Any:
+    """A loaded pruned tensor's values: an array of its dtype, or encoded."""
+    if isinstance(values, tuple):
+        return _values.from_core(values, _checks.stored_dtype(dtype_name, f"tensor {name!r}"))
+    return _from_bytes(name, dtype_name, values)
 
 
 def read_metadata(path: PathLike) -> Dict[str, str]:
@@ -136,6 +149,7 @@ def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any
     format version, every config and layout, each tensor's dtype, shape and
     CRC-32, and each pruned tensor's value count against its index. A damaged,
     truncated or hostile file raises ``ValueError`` naming the problem.
+    Encoded values stay encoded (``ViterbiSparse.encoded``).
     """
     t = _checks.threads(threads)
     plain, sparse = _vitrust.load_file(os.fspath(path), t)
@@ -143,7 +157,7 @@ def load_file(path: PathLike, *, threads: Optional[int] = None) -> Dict[str, Any
     for name, dt, shape, data in plain:
         out[name] = _from_bytes(name, dt, data).reshape(shape)
     for name, dt, shape, values, config, block_steps, lam, index, thresholds, order in sparse:
-        values = _from_bytes(name, dt, values)
+        values = sparse_values(name, dt, values)
         out[name] = ViterbiSparse._from_core(tuple(shape), config, block_steps, index, values, lam, threads=t,
                                              thresholds=thresholds, order=order)
     return dict(sorted(out.items()))

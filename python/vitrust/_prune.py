@@ -8,7 +8,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from . import _checks, _presets, _scores, _vitrust
+from . import _checks, _presets, _scores, _values, _vitrust
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
 
@@ -43,6 +43,8 @@ def prune(
     tap_seeds: Optional[int] = None,
     block_thresholds: Optional[bool] = None,
     order: Optional[str] = None,
+    values: str = "raw",
+    group: int = _values.DEFAULT_GROUP,
 ) -> ViterbiSparse:
     """Prune ``weights`` to a VD-reachable mask; the index costs ``1 / ratio`` bit per weight.
 
@@ -79,8 +81,14 @@ def prune(
     ``"C"`` row by row, ``"F"`` column by column, ``"auto"`` the better of
     the two on a sample of blocks. Both default to the preset's choice
     (docs/algorithm.md, "Thresholds per block", "Order").
+
+    ``values`` encodes the kept values (``"int8"``, ``"int4"`` with a scale
+    per ``group`` values, ``"codebook1"`` .. ``"codebook8"``; default
+    ``"raw"``, as they are): see :meth:`ViterbiSparse.quantize`. A
+    codebook's k-means weighs each kept value by its score.
     """
     w = _checks.float_array(weights, "weights")
+    values, group = _values.encoding_arg(values, group)
     if (rate is None) == (lam is None):
         raise ValueError("give exactly one of rate (share to prune) and lam (multiplier)")
     rate = None if rate is None else _checks.rate(rate)
@@ -122,9 +130,20 @@ def prune(
             f"within 0.2 points with this VD (tied scores, mostly zeros or too few weights); this is the closest"
         ), stacklevel=2)
     kept_from = stream if src is w_flat else _stream(w_flat, rows, cols, order)
-    values, starts = _vitrust.gather(config, index, block_steps, kept_from, threads, thresholds)
-    return ViterbiSparse._from_core(w.shape, config, block_steps, index, values, lam, threads=threads, starts=starts,
-                                    thresholds=thresholds, order=order)
+    kept, starts = _vitrust.gather(config, index, block_steps, kept_from, threads, thresholds)
+    sp = ViterbiSparse._from_core(w.shape, config, block_steps, index, kept, lam, threads=threads, starts=starts,
+                                  thresholds=thresholds, order=order)
+    kept_scores = None if src is w_flat else _vitrust.gather(config, index, block_steps, stream, threads, thresholds)[0]
+    return quantized(sp, values, group, kind, kept_scores)
+
+
+def quantized(sp: ViterbiSparse, values: str, group: int, kind: str, kept_scores: Any = None) -> ViterbiSparse:
+    """``sp`` with its values encoded as ``values``, a codebook fitted weighted
+    by the kept weights' scores (``kept_scores`` for the caller's own)."""
+    if values == "raw":
+        return sp
+    weights = kept_scores if kept_scores is not None else _scores.values(sp.values, kind, np.float32)
+    return sp.quantize(values, group=group, scores=weights)
 
 
 Found = Tuple[npt.NDArray[np.uint64], int, float, VDConfig, Optional[npt.NDArray[np.uint8]]]

@@ -21,9 +21,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _checks, _format, _scores, _vitrust
+from . import _checks, _format, _scores, _values, _vitrust
 from ._calibrate import Part
-from ._prune import RateWarning, prune
+from ._prune import RateWarning, prune, quantized
 from ._sparse import ViterbiSparse
 from ._vitrust import VDConfig
 
@@ -108,11 +108,9 @@ def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) 
     places it at an offset its dtype does not divide: safetensors packs tensors
     without padding, and the core takes aligned arrays only); bfloat16 and
     float8 need the ml_dtypes package."""
-    numpy_name = _format._VALUE_NUMPY.get(dtype)
     dt: np.dtype
-    if numpy_name is not None:
-        dt = np.dtype(numpy_name) if numpy_name in ("float16", "float32", "float64") else \
-            _checks.ml_dtype(numpy_name, f"tensor {name!r}")
+    if dtype in _format._VALUE_NUMPY:
+        dt = _checks.stored_dtype(dtype, f"tensor {name!r}")
     elif dtype in _PLAIN_NUMPY:
         dt = _PLAIN_NUMPY[dtype]
     else:
@@ -124,7 +122,10 @@ def plain_array(raw: np.ndarray, dtype: str, shape: Tuple[int, ...], name: str) 
 def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> ViterbiSparse:
     """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
     dt, shape, values, config, block_steps, lam, index, thresholds, order = item
-    vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
+    if isinstance(values, tuple):
+        vals: Any = _values.from_core(values, _checks.stored_dtype(dt, f"tensor {name!r}"))
+    else:
+        vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
     return ViterbiSparse._from_core(tuple(shape), config, block_steps, index, vals, lam, threads=threads,
                                     thresholds=thresholds, order=order)
 
@@ -165,7 +166,8 @@ def _writer_plan(t: TensorPlan, f: _vitrust.SafeOpen) -> Tuple[str, str, List[in
 def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> ViterbiSparse:
     if isinstance(target, tuple):
         lam, config = target
-        keep = {k: options[k] for k in ("block_steps", "score", "threads", "max_memory") if k in options}
+        keep = {k: options[k] for k in ("block_steps", "score", "threads", "max_memory", "values", "group")
+                if k in options}
         # λ was calibrated on the row-major stream; the other order would move the global count.
         return prune(w, lam=lam, config=config, order="C", **keep)
     return prune(w, float(target), **options)
@@ -174,8 +176,8 @@ def _prune_one(w: np.ndarray, target: Target, options: Dict[str, Any]) -> Viterb
 def _write(w: _vitrust.ShardWriter, f: _vitrust.SafeOpen, t: TensorPlan, sp: Optional[ViterbiSparse],
            part: Optional[str] = None) -> None:
     if sp is not None:
-        vals = sp.values
-        w.add_sparse(t.name, _format._dtype_name(vals, t.name), list(sp.shape), _format._le_bytes(vals),
+        values = _format.stored_values(sp, None, _values.DEFAULT_GROUP)  # as pruned: raw or encoded
+        w.add_sparse(t.name, _values.value_name(sp.dtype), list(sp.shape), values,
                      sp.config, sp.block_steps, sp.lam, sp.index, sp.thresholds, sp.order)
     elif t.kind == "sparse" or part is not None:
         g = f if part is None else _vitrust.SafeOpen(part)
@@ -195,7 +197,8 @@ def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[s
     s0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RateWarning)
-        sp = _prune_one(w, target, options)
+        # Encoded after the statistics, which are the mask's.
+        sp = _prune_one(w, target, dict(options, values="raw"))
     for c in caught:
         if issubclass(c.category, RateWarning):
             st.warning = str(c.message)
@@ -203,9 +206,13 @@ def _search(f: _vitrust.SafeOpen, t: TensorPlan, target: Target, options: Dict[s
             warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
     st.search_seconds = time.perf_counter() - s0
     st.nnz, st.lam, st.bits_per_weight = sp.nnz, sp.lam, sp.bits_per_weight
-    st.bytes_after = sp.index.nbytes + sp.values.nbytes
     if report:
-        st.retained, st.storage = _scores.retained_of(w, sp.values), dict(sp.storage())
+        st.retained = _scores.retained_of(w, sp.values)
+    sp = quantized(sp, options.get("values", "raw"), options.get("group", _values.DEFAULT_GROUP),
+                   options.get("score", "abs"))
+    st.bytes_after = sp.nbytes
+    if report:
+        st.storage = dict(sp.storage())
     return sp, st
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _checks, _vitrust
+from . import _checks, _values, _vitrust
+from ._values import EncodedValues
 from ._vitrust import VDConfig
 
 if TYPE_CHECKING:
@@ -18,10 +19,17 @@ class ViterbiSparse:
     """A pruned tensor: shape, VD config, block layout, index and kept values.
 
     ``index`` is one ``uint64`` array (block ``b`` starts at word
-    ``b * ceil(block_steps * n_in / 64)``); ``values`` holds the kept weights in
+    ``b * ceil(block_steps * n_in / 64)``); ``values`` gives the kept weights in
     stream order and the original dtype (float16/32/64, or ml_dtypes' bfloat16,
     float8_e4m3fn, float8_e5m2). Nothing dense is stored. The index's layout
     is in docs/format.md ("Blocks", "Index layout").
+
+    The kept values are held as they are, or encoded (``encoded``, an
+    :class:`EncodedValues`: ``int8``/``int4`` codes with a scale per group,
+    or ``codebook1`` .. ``codebook8`` codes into shared centroids; see
+    :meth:`quantize`). Encoded, ``values`` decodes them on each access,
+    while ``to_dense``, ``mask`` and the products decode as they go, never
+    holding all the decoded values.
 
     ``order`` is the stream's walk over the 2-D view ``(shape[0], rest)``:
     ``"C"`` (row by row, the flattened C order) or ``"F"`` (column by
@@ -30,8 +38,10 @@ class ViterbiSparse:
     (docs/format.md, "Thresholds per block", "Order").
     """
 
-    __slots__ = ("shape", "config", "block_steps", "index", "values", "lam", "thresholds", "order", "_threads",
-                 "_starts")
+    __slots__ = ("shape", "config", "block_steps", "index", "_raw", "_encoded", "lam", "thresholds", "order",
+                 "_threads", "_starts")
+    _raw: Optional[np.ndarray]
+    _encoded: Optional[EncodedValues]
     # NumPy operators defer to this class (so `X @ sp` reaches __rmatmul__
     # instead of densifying `sp`); np.asarray(sp) still gives the dense array.
     __array_ufunc__ = None
@@ -49,8 +59,13 @@ class ViterbiSparse:
         thresholds: Any = None,
         order: str = "C",
     ) -> None:
+        """``values``: the kept values (an array of a value dtype) or an
+        :class:`EncodedValues`, checked against the index either way."""
         self._set(shape, config, block_steps, index, lam, threads, thresholds, order)
-        self.values = _checks.flat(_checks.float_array(values, "values"))
+        if isinstance(values, EncodedValues):
+            self._raw, self._encoded = None, _values.checked(values)
+        else:
+            self._raw, self._encoded = _checks.flat(_checks.float_array(values, "values", empty_ok=True)), None
         self._starts = None
         n_blocks, index_len, _ = _vitrust.layout_info(config, self.size, self.block_steps)
         if len(self.index) != index_len:
@@ -60,8 +75,8 @@ class ViterbiSparse:
                              f"{n_blocks} blocks")
         self._starts = self._block_starts()
         nnz = int(self._starts[-1])
-        if nnz != len(self.values):
-            raise ValueError(f"values has {len(self.values)} entries but the index keeps {nnz} weights")
+        if nnz != self.nnz:
+            raise ValueError(f"values has {self.nnz} entries but the index keeps {nnz} weights")
 
     @classmethod
     def _from_core(
@@ -70,7 +85,7 @@ class ViterbiSparse:
         config: VDConfig,
         block_steps: int,
         index: Any,
-        values: np.ndarray,
+        values: Union[np.ndarray, EncodedValues],
         lam: float,
         *,
         threads: Optional[int] = None,
@@ -84,7 +99,10 @@ class ViterbiSparse:
         each block's values start, may come along from the core's gather."""
         sp = cls.__new__(cls)
         sp._set(shape, config, block_steps, index, lam, threads, thresholds, order)
-        sp.values = values
+        if isinstance(values, EncodedValues):
+            sp._raw, sp._encoded = None, values
+        else:
+            sp._raw, sp._encoded = values, None
         # Where each block's values start (`n_blocks + 1` entries): derived by
         # expanding, kept so that to_dense and products skip that pass. The
         # core checks them block by block, so a stale copy only costs time.
@@ -140,11 +158,72 @@ class ViterbiSparse:
             return np.ascontiguousarray(a.reshape(_checks.matrix_view(self.shape)).T).reshape(-1)
         return a.reshape(-1)
 
+    # -- values ----------------------------------------------------------------
+    @property
+    def values(self) -> np.ndarray:
+        """The kept values in stream order and the tensor's dtype (decoded,
+        a new array each time, when they are encoded)."""
+        if self._encoded is not None:
+            return self._encoded.decode(self._threads)
+        return self._raw  # type: ignore[return-value]
+
+    @property
+    def encoded(self) -> Optional[EncodedValues]:
+        """The encoded values, or ``None`` when they are held as they are."""
+        return self._encoded
+
+    @property
+    def encoding(self) -> str:
+        """How the values are held: ``"raw"``, ``"int8"``, ``"int4"`` or ``"codebook1"`` .. ``"codebook8"``."""
+        return "raw" if self._encoded is None else self._encoded.encoding
+
+    @property
+    def codes(self) -> Optional[np.ndarray]:
+        """The packed codes (uint8) of encoded values, else ``None``."""
+        return None if self._encoded is None else self._encoded.codes
+
+    @property
+    def codebook(self) -> Optional[np.ndarray]:
+        """The centroids of ``codebookB`` values, in the table dtype, else ``None``."""
+        e = self._encoded
+        return e.side_table() if e is not None and e.group is None else None
+
+    @property
+    def scales(self) -> Optional[np.ndarray]:
+        """The scales of ``int8``/``int4`` values (one per group), in the table dtype, else ``None``."""
+        e = self._encoded
+        return e.side_table() if e is not None and e.group is not None else None
+
+    def quantize(self, values: str, *, group: int = _values.DEFAULT_GROUP, scores: Any = None,
+                 threads: Optional[int] = None) -> "ViterbiSparse":
+        """A new tensor with the kept values encoded as ``values``.
+
+        ``"int8"`` and ``"int4"`` store a scale per ``group`` consecutive
+        values; ``"codebook1"`` .. ``"codebook8"`` store ``2**B`` centroids
+        fitted by k-means weighted by ``scores`` (one per kept value in
+        stream order; ``|value|`` without them), so the weights that matter
+        fit best. ``"raw"`` gives the values as they are (decoded). Encoded
+        values are encoded again from their decoding. float8 values are 8
+        bits already and are refused (``TypeError``).
+        """
+        values, group = _values.encoding_arg(values, group)
+        t = _checks.threads(threads) or self._threads
+        v = self.values
+        held = v if values == "raw" else _values.encode(v, values, group, scores, t)
+        return ViterbiSparse._from_core(
+            self.shape, self.config, self.block_steps, self.index, held, self.lam,
+            threads=self._threads, starts=self._starts, order=self.order, thresholds=self.thresholds,
+        )
+
+    def _kept(self) -> Any:
+        """The values as the core's expansion and products take them."""
+        return self._raw if self._encoded is None else self._encoded.core()
+
     # -- figures ---------------------------------------------------------------
     @property
     def dtype(self) -> np.dtype:
         """The values' dtype: the pruned tensor's own."""
-        return self.values.dtype
+        return self._raw.dtype if self._encoded is None else self._encoded.dtype  # type: ignore[union-attr]
 
     @property
     def size(self) -> int:
@@ -154,7 +233,7 @@ class ViterbiSparse:
     @property
     def nnz(self) -> int:
         """Number of kept weights."""
-        return len(self.values)
+        return len(self._raw) if self._encoded is None else self._encoded.size  # type: ignore[arg-type]
 
     @property
     def rate(self) -> float:
@@ -175,6 +254,24 @@ class ViterbiSparse:
         """Index bits per weight (dense element): about ``1 / ratio``."""
         return self.index_bits / self.size
 
+    @property
+    def value_bits(self) -> int:
+        """Bits of the stored values: raw, or codes plus the side table."""
+        if self._encoded is not None:
+            return self._encoded.stored_bits
+        return 8 * self.nnz * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored arrays: index, per-block thresholds, values (or codes and side table)."""
+        th = 0 if self.thresholds is None else self.thresholds.nbytes
+        return int(self.index.nbytes + th + self.value_bits // 8)
+
+    @property
+    def total_bits(self) -> int:
+        """Bits of the whole stored tensor: index (with per-block thresholds) plus values."""
+        return self.index_bits + self.value_bits
+
     # -- expansion ---------------------------------------------------------------
     def mask(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The keep-mask, a bool array of the weights' shape."""
@@ -186,9 +283,9 @@ class ViterbiSparse:
     def to_dense(self, *, threads: Optional[int] = None) -> np.ndarray:
         """The pruned tensor as a dense array: kept values in place, zeros elsewhere."""
         t = _checks.threads(threads) or self._threads
-        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self.values, self.size, t,
+        dense = _vitrust.scatter(self.config, self.index, self.block_steps, self._kept(), self.size, t,
                                  self._block_starts(), self.thresholds, self._transpose())
-        return dense.reshape(self.shape)
+        return _values.relabel(dense, self.dtype).reshape(self.shape)
 
     def __matmul__(self, other: Any) -> Any:
         """``W @ X`` from the index and values, never forming the dense ``W``.
@@ -244,7 +341,7 @@ class ViterbiSparse:
         core_left = left != flip
         stream_rows, stream_cols = self._stream_view()
         y = _vitrust.matmul(
-            self.config, self.index, self.block_steps, self.values, self.size, stream_rows, xs.reshape(-1), batch,
+            self.config, self.index, self.block_steps, self._kept(), self.size, stream_rows, xs.reshape(-1), batch,
             self._threads, self._block_starts(), core_left, self.thresholds,
         )
         if vector:  # the row's 1 dropped: a scalar, or (batch,)
@@ -282,6 +379,7 @@ class ViterbiSparse:
         c = self.config
         return (
             f"ViterbiSparse(shape={self.shape}, dtype={self.dtype}, nnz={self.nnz}, "
+            f"{'' if self._encoded is None else f'values={self.encoding}, '}"
             f"rate={self.rate:.4f}, index={self.bits_per_weight:.4f} bit/weight, lam={self.lam:.6g}, "
             f"flip_flops={c.flip_flops}, n_in={c.n_in}, n_out={c.n_out}, "
             f"comparator={'per block' if self.thresholds is not None else c.threshold}/{2 ** c.comparator_bits}"
@@ -299,15 +397,17 @@ class ViterbiSparse:
 
     def astype(self, dtype: Any) -> "ViterbiSparse":
         """A copy with the values cast to ``dtype`` (float16/32/64, or ml_dtypes'
-        bfloat16, float8_e4m3fn, float8_e5m2). A cast that would overflow a
-        finite value (to infinity, or to NaN in float8_e4m3fn) is refused."""
+        bfloat16, float8_e4m3fn, float8_e5m2), held as they are (encoded
+        values are decoded first). A cast that would overflow a finite value
+        (to infinity, or to NaN in float8_e4m3fn) is refused."""
         dt = np.dtype(dtype)
         if _checks.value_dtype(dt) is None:
             raise TypeError(f"astype: expected {_checks.VALUE_NAMES}, got {dt}")
+        old = self.values
         with np.errstate(over="ignore", invalid="ignore"):
-            values = _checks.native(self.values.astype(dt))
-        if not np.isfinite(values).all() and np.isfinite(self.values).all():
-            big = float(np.abs(self.values).max())
+            values = _checks.native(old.astype(dt))
+        if not np.isfinite(values).all() and np.isfinite(old).all():
+            big = float(np.abs(old).max())
             raise ValueError(f"astype({dt}): a value of magnitude {big:g} overflows {dt}")
         return ViterbiSparse._from_core(
             self.shape, self.config, self.block_steps, self.index.copy(), values, self.lam,
@@ -340,11 +440,14 @@ class ViterbiSparse:
 
     def __reduce__(self) -> Any:
         # Rebuilt through __init__, so an unpickled object is validated again.
-        return (_rebuild, (self.shape, self.config, self.block_steps, self.index, self.values, self.lam,
+        values = self._raw if self._encoded is None else tuple(self._encoded)
+        return (_rebuild, (self.shape, self.config, self.block_steps, self.index, values, self.lam,
                            self.thresholds, self.order))
 
 
 def _rebuild(shape: Tuple[int, ...], config: VDConfig, block_steps: int, index: Any, values: Any, lam: float,
              thresholds: Any = None, order: str = "C") -> ViterbiSparse:
     """Unpickles a tensor through ``__init__``, so it is validated again."""
+    if isinstance(values, tuple):
+        values = EncodedValues(*values)
     return ViterbiSparse(shape, config, block_steps, index, values, lam, thresholds=thresholds, order=order)

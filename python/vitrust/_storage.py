@@ -2,7 +2,7 @@
 
 ``index_cost(mask, fmt, **params)`` gives the bits an index of ``mask`` costs
 under one format; ``StorageTable`` (from ``ViterbiSparse.storage()``) sets the
-formats side by side with the bytes they need including the values.
+formats side by side with the bits and bytes they need including the values.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from . import _checks, _vitrust
 
 FORMATS = ("viterbi", "bitmask", "csr32", "csr16", "csr-min", "relative", "entropy")
 _PARAMS = {"viterbi": {"ratio", "n_in", "block_steps"}, "relative": {"bits"}}
+# Deep Compression's codebook bits for fully connected layers, for its row
+# of a tensor whose values are not encoded.
+DC_CODE_BITS = 5
 # Relative indexing's entries are at most a 32-bit gap each.
 MAX_RELATIVE_BITS = 32
 
@@ -79,30 +82,39 @@ def index_cost(mask: Any, fmt: str, **params: Any) -> int:
 
 
 class StorageTable(Dict[str, Dict[str, float]]):
-    """Format name -> ``{"index_bits", "bits_per_weight", "padding", "total_bytes"}``.
+    """Format name -> ``{"index_bits", "bits_per_weight", "padding",
+    "value_bits", "total_bits_per_weight", "total_bytes"}``.
 
-    ``total_bytes`` is the index plus the values at their dtype: for
-    ``viterbi`` the index as stored (whole ``u64`` words per block), for the
-    models ``ceil(index_bits / 8)``; relative indexing also stores a zero
-    value per padding entry. ``dense`` is the unpruned tensor.
+    ``bits_per_weight`` is the index's, ``total_bits_per_weight`` the
+    index's and the values' together, per dense weight. The index formats
+    store the values at their dtype; ``viterbi`` stores them as the tensor
+    holds them (raw or encoded), its index as stored (whole ``u64`` words
+    per block), the models ``ceil(index_bits / 8)``; relative indexing also
+    stores a zero value per padding entry. ``dense`` is the unpruned
+    tensor, and ``relative-5+codebookB`` Deep Compression's storage before
+    Huffman coding: 5-bit relative gaps, a ``B``-bit code per entry and
+    ``2**B`` centroids (``B`` the tensor's code bits if encoded, else 5).
     """
 
-    def __init__(self, rows: Iterable[Tuple[str, Dict[str, float]]], n_weights: int, nnz: int, itemsize: int):
+    def __init__(self, rows: Iterable[Tuple[str, Dict[str, float]]], n_weights: int, nnz: int, itemsize: int,
+                 encoding: str = "raw"):
         super().__init__(rows)
-        self.n_weights, self.nnz, self.itemsize = n_weights, nnz, itemsize
+        self.n_weights, self.nnz, self.itemsize, self.encoding = n_weights, nnz, itemsize, encoding
 
     def __str__(self) -> str:
         ref = self["viterbi"]["index_bits"] if "viterbi" in self else None
+        held = "" if self.encoding == "raw" else f", vitrust's as {self.encoding}"
         lines = [
             f"{self.n_weights} weights, {self.nnz} kept ({1 - self.nnz / self.n_weights:.2%} pruned), "
-            f"values {self.itemsize} bytes each",
-            f"{'format':<12}{'index bits':>14}{'bits/weight':>13}{'padding':>10}{'total bytes':>14}{'index vs viterbi':>18}",
+            f"values {self.itemsize} bytes each{held}",
+            f"{'format':<22}{'index bits':>14}{'bits/weight':>13}{'padding':>10}{'total bits/weight':>19}"
+            f"{'total bytes':>14}{'index vs viterbi':>18}",
         ]
         for name, r in self.items():
             vs = f"{r['index_bits'] / ref:.2f}x" if ref and name != "dense" else ""
             lines.append(
-                f"{name:<12}{r['index_bits']:>14,}{r['bits_per_weight']:>13.4f}{r['padding']:>10,}"
-                f"{r['total_bytes']:>14,}{vs:>18}"
+                f"{name:<22}{r['index_bits']:>14,}{r['bits_per_weight']:>13.4f}{r['padding']:>10,}"
+                f"{r['total_bits_per_weight']:>19.4f}{r['total_bytes']:>14,}{vs:>18}"
             )
         return "\n".join(lines)
 
@@ -125,32 +137,40 @@ def storage(sp: Any, relative_bits: Iterable[int] = (4, 5)) -> StorageTable:
     ``"F"``, whose stream is not the models' C order, from the mask). The
     ``viterbi`` row counts per-block thresholds at ``comparator_bits`` each.
     """
-    n, nnz, item = sp.size, sp.nnz, sp.values.dtype.itemsize
-    thresholds_bytes = 0 if sp.thresholds is None else int(sp.thresholds.nbytes)
+    n, nnz, item = sp.size, sp.nnz, sp.dtype.itemsize
     n_rows, cols = _checks.matrix_view(sp.shape)
     names = ["csr32"] + (["csr16"] if cols <= 1 << 16 else []) + ["csr-min"]
     names += [f"relative-{b}" for b in relative_bits] + ["entropy"]
+    extra = [] if "relative-5" in names else ["relative-5"]  # for Deep Compression's row
     if sp._transposed():
         # Order "F": the models index the mask in C order, which is not the
         # stream's; they are computed from the mask itself.
         flat = np.ascontiguousarray(sp.mask()).reshape(-1)
-        costs = {name: _named_cost(flat, n_rows, name) for name in names}
+        costs = {name: _named_cost(flat, n_rows, name) for name in names + extra}
     else:
-        costs = dict(zip(names, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, n_rows, names,
-                                                     sp._threads, sp.thresholds)))
+        costs = dict(zip(names + extra, _vitrust.index_costs(sp.config, sp.index, n, sp.block_steps, n_rows,
+                                                             names + extra, sp._threads, sp.thresholds)))
 
-    def row(bits: int, total: int, padding: int = 0) -> Dict[str, float]:
-        return {"index_bits": bits, "bits_per_weight": bits / n, "padding": padding, "total_bytes": total}
+    def row(bits: int, total_bytes: int, value_bits: int, padding: int = 0) -> Dict[str, float]:
+        return {"index_bits": bits, "bits_per_weight": bits / n, "padding": padding, "value_bits": value_bits,
+                "total_bits_per_weight": (bits + value_bits) / n, "total_bytes": total_bytes}
 
     def model(bits: int, padding: int = 0) -> Dict[str, float]:
-        return row(bits, math.ceil(bits / 8) + (nnz + padding) * item, padding)
+        vbits = (nnz + padding) * item * 8
+        return row(bits, math.ceil(bits / 8) + vbits // 8, vbits, padding)
 
+    e = sp.encoded
+    b = e.bits if e is not None else DC_CODE_BITS
+    dc_bits, dc_padding = costs["relative-5"]
+    dc_values = (nnz + dc_padding) * b + (1 << b) * 8 * (e.table_dtype.itemsize if e is not None else min(item, 4))
     rows = [
-        ("dense", row(0, n * item)),
+        ("dense", row(0, n * item, n * item * 8)),
         # index_bits counts comparator_bits per block for per-block thresholds
         # (stored as one byte each), as the core's cost::viterbi_bits does.
-        ("viterbi", row(sp.index_bits, sp.index.nbytes + thresholds_bytes + nnz * item)),
+        ("viterbi", row(sp.index_bits, sp.nbytes, sp.value_bits)),
         ("bitmask", model(n)),
     ]
     rows += [(name, model(*costs[name])) for name in names]
-    return StorageTable(rows, n, nnz, item)
+    rows.append((f"relative-5+codebook{b}", row(dc_bits, math.ceil((dc_bits + dc_values) / 8), dc_values,
+                                                dc_padding)))
+    return StorageTable(rows, n, nnz, item, sp.encoding)

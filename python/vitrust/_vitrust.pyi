@@ -5,6 +5,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
+# _Encoded kept values: (encoding, group (0 for a codebook), count, packed codes, float32 table).
+_Encoded = Tuple[str, int, int, npt.NDArray[np.uint8], npt.NDArray[np.float32]]
+# _Kept values as expansion and the products take them: an array, or encoded with the
+# values' safetensors dtype name.
+_Kept = Union[npt.NDArray[Any], Tuple[_Encoded, Optional[str]]]
+
 DEFAULT_MAX_SEARCH_BYTES: int
 MAX_BLOCK_STEPS: int
 MAX_THREADS: int
@@ -124,7 +130,7 @@ def scatter(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
-    values: npt.NDArray[Any],
+    values: _Kept,
     n_weights: int,
     threads: Optional[int] = None,
     starts: Optional[npt.NDArray[np.uint64]] = None,
@@ -135,7 +141,7 @@ def matmul(
     config: VDConfig,
     index: npt.NDArray[np.uint64],
     block_steps: int,
-    values: npt.NDArray[Any],
+    values: _Kept,
     n_weights: int,
     rows: int,
     x: npt.NDArray[Any],
@@ -164,8 +170,7 @@ def save_file(
             str,
             str,
             List[int],
-            Union[npt.NDArray[np.uint8],
-                  Tuple[str, int, int, npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
+            Union[npt.NDArray[np.uint8], _Encoded],
             VDConfig,
             int,
             float,
@@ -186,7 +191,7 @@ def load_file(
             str,
             str,
             List[int],
-            npt.NDArray[Any],
+            Union[npt.NDArray[Any], _Encoded],
             VDConfig,
             int,
             float,
@@ -204,6 +209,8 @@ def encode_values(
     weights: Optional[npt.NDArray[np.float32]] = None,
     threads: Optional[int] = None,
 ) -> Tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]: ...
+def decode_values(values: _Kept, threads: Optional[int] = None) -> npt.NDArray[Any]: ...
+def check_values(values: _Kept) -> None: ...
 def index_cost(
     mask: npt.NDArray[np.bool_],
     rows: int,
@@ -248,7 +255,7 @@ class ShardWriter:
         name: str,
         dtype_name: str,
         shape: List[int],
-        values: Union[npt.NDArray[np.uint8], Tuple[str, int, int, npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
+        values: Union[npt.NDArray[np.uint8], _Encoded],
         config: VDConfig,
         block_steps: int,
         lam: float,

@@ -48,7 +48,7 @@ pub use mapped::{Entry, MappedFile, Span, SparseSpan, ValueSpans};
 pub use read::{load, read_file, read_metadata, sparse_item, verify};
 pub use stream::{Planned, ShardWriter};
 use values::table_suffix;
-pub use values::Values;
+pub use values::{check_encoded, Values};
 
 use crate::{bail, Error, Layout, Result, VdConfig};
 use serde_json::{json, Value};
@@ -268,22 +268,7 @@ impl Sparse<'_> {
                 bail!("pruned tensor {name:?}: values are not a whole number of elements");
             }
             Values::Raw(_) => {}
-            Values::Encoded(e) => {
-                let Some(table) = self.dtype.table_dtype() else {
-                    bail!(
-                        "pruned tensor {name:?}: {} values cannot be encoded (they are 8 bits already)",
-                        self.dtype.name()
-                    );
-                };
-                e.check(e.len).map_err(ctx)?;
-                if let Some(x) = e.table.iter().find(|&&x| !table.holds_f32(x)) {
-                    bail!(
-                        "pruned tensor {name:?}: {} table entry {x} is not a {} value",
-                        e.encoding.name(),
-                        table.name()
-                    );
-                }
-            }
+            Values::Encoded(e) => check_encoded(e, self.dtype).map_err(ctx)?,
         }
         let kept = counter
             .count(

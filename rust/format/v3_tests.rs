@@ -148,6 +148,12 @@ fn bad_encoded_tensors_are_refused_on_save() {
         .unwrap_err()
         .msg
         .contains("cannot be encoded"));
+    // A float16 scale whose codes overflow float16 (127 * 1024 > 65504).
+    let mut s = encoded("int8", DType::F16);
+    if let Values::Encoded(e) = &mut s.values {
+        e.table[0] = 1024.0;
+    }
+    assert!(saved(&one(s)).unwrap_err().msg.contains("overflow F16"));
     // Raw is not an encoding.
     let mut s = encoded("codebook2", DType::F32);
     if let Values::Encoded(e) = &mut s.values {

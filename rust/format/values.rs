@@ -18,6 +18,43 @@ pub enum Values<'a> {
     Encoded(Encoded<'a>),
 }
 
+/// Checks encoded values of `dtype` against their own claims: codes and
+/// table of their count's lengths, table entries the table dtype holds,
+/// and no integer code whose product with its scale overflows `dtype` (a
+/// hostile file's scale decoding to infinity).
+pub fn check_encoded(e: &Encoded<'_>, dtype: DType) -> Result<()> {
+    let Some(table) = dtype.table_dtype() else {
+        bail!(
+            "{} values cannot be encoded (they are 8 bits already)",
+            dtype.name()
+        );
+    };
+    e.check(e.len)?;
+    if let Some(x) = e.table.iter().find(|&&x| !table.holds_f32(x)) {
+        bail!(
+            "{} table entry {x} is not a {} value",
+            e.encoding.name(),
+            table.name()
+        );
+    }
+    if let Encoding::Int { bits, .. } = e.encoding {
+        // Codes decode within -q ..= q (q = 2^(bits - 1) - 1).
+        let most = f32::from((1u16 << (bits - 1)) - 1);
+        if let Some(s) = e
+            .table
+            .iter()
+            .find(|&&s| !table.round_f32(most * s).is_finite())
+        {
+            bail!(
+                "{} scale {s}: its codes overflow {} values",
+                e.encoding.name(),
+                dtype.name()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The sibling holding an encoding's side table.
 pub(super) fn table_suffix(e: Encoding) -> &'static str {
     match e {

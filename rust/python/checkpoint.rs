@@ -3,6 +3,7 @@
 //! of a memory-mapped file (no copy), `ShardWriter` writes tensors one at a
 //! time with the interpreter released.
 
+use super::values::encoded_out;
 use super::{detached, value_error, PyConfig};
 use crate::format::{self, DType, Entry, MappedFile, Plain, Planned, Span, Sparse, ValueSpans};
 use numpy::ndarray::ArrayView1;
@@ -79,8 +80,9 @@ impl SafeOpen {
     }
 
     /// A plain tensor's bytes as a read-only uint8 view; a pruned tensor as
-    /// `(dtype, shape, value bytes view, config, block_steps, lam, index,
-    /// thresholds or None, order)`.
+    /// `(dtype, shape, values, config, block_steps, lam, index, thresholds
+    /// or None, order)`, the values a view of their bytes or, encoded,
+    /// `(encoding, group, count, codes view, table)`.
     fn get<'py>(slf: &Bound<'py, Self>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         match slf.get().entry(name)?.clone() {
@@ -88,14 +90,20 @@ impl SafeOpen {
             Entry::Sparse(s) => {
                 let file = &slf.get().0;
                 let index = detached(py, None, || Ok(file.sparse(&s)?.index.into_owned()))?;
-                // Raw values are a view of the file; encoded ones load decoded.
+                // Raw values and codes are views of the file.
                 let values = match &s.values {
                     ValueSpans::Raw(v) => view(slf, v)?,
-                    ValueSpans::Encoded { .. } => {
-                        let bytes = detached(py, None, || {
-                            Ok(file.sparse(&s)?.value_bytes()?.into_owned())
-                        })?;
-                        bytes.into_pyarray(py).into_any()
+                    ValueSpans::Encoded {
+                        encoding,
+                        len,
+                        codes,
+                        table,
+                    } => {
+                        let t = table
+                            .dtype
+                            .bytes_f32(file.bytes(table))
+                            .map_err(value_error)?;
+                        encoded_out(py, *encoding, *len, view(slf, codes)?, t)?
                     }
                 };
                 let t = (

@@ -1,6 +1,11 @@
 //! Expansion, the block starts, gather and scatter, and the products.
 
+use super::values::Kept;
 use super::*;
+use crate::format::DType;
+use crate::{Real, Source, Widen, F8E4M3, F8E5M2};
+use half::vec::HalfFloatVecExt;
+use half::{bf16, f16};
 
 /// `stream` as is, or transposed into a new buffer when `transpose` gives
 /// its `(rows, cols)` (the core refuses a shape that does not hold it).
@@ -132,6 +137,8 @@ pub(super) fn gather<'py>(
 
 /// A dense 1-D array: `values` on the mask, zero elsewhere, in stream order
 /// or, with `transpose`, the stream's matrix transposed (as [`expand`]).
+/// Encoded `values` ([`Kept`]) decode as they are scattered, into their
+/// dtype (bfloat16 as its bits).
 #[pyfunction]
 #[pyo3(signature = (config, index, block_steps, values, n_weights, threads=None, starts=None, thresholds=None, transpose=None))]
 #[allow(clippy::too_many_arguments)]
@@ -147,29 +154,73 @@ pub(super) fn scatter<'py>(
     thresholds: Option<PyReadonlyArray1<'py, u8>>,
     transpose: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let arr = Floats::extract(values, "values")?;
+    let kept = Kept::extract(values, "values")?;
     let idx = index.as_slice()?;
     let th = slice_arg(&thresholds)?;
     let starts = starts_arg(starts)?;
     let layout = Layout::new(&config.0, n_weights, block_steps).map_err(value_error)?;
     macro_rules! fill {
         ($v:expr, $t:ty) => {{
-            let dense = detached(py, threads, || {
+            detached(py, threads, || {
                 let e = Expander::with_thresholds(&config.0, layout, th)?;
-                let dense = e.scatter_vec(idx, $v, starts.as_deref())?;
+                let dense = e.scatter_vec::<$t, _>(idx, $v, starts.as_deref())?;
                 in_tensor_order(dense, transpose, "the dense array")
-            })?;
-            dense.into_pyarray(py).into_any()
+            })?
         }};
     }
-    let dense = by_width!(arr, fill);
-    arr.relabel(dense)
+    macro_rules! plain {
+        ($v:expr, $t:ty) => {
+            fill!($v, $t).into_pyarray(py).into_any()
+        };
+    }
+    let arr = match &kept {
+        Kept::Plain(arr) => return arr.relabel(by_width!(arr, plain)),
+        Kept::Encoded(e, dt) => {
+            let v = &e.checked(*dt)?;
+            match dt {
+                DType::F16 => fill!(v, f16).into_pyarray(py).into_any(),
+                DType::BF16 => fill!(v, bf16)
+                    .reinterpret_into()
+                    .into_pyarray(py)
+                    .into_any(),
+                DType::F32 => fill!(v, f32).into_pyarray(py).into_any(),
+                _ => fill!(v, f64).into_pyarray(py).into_any(),
+            }
+        }
+    };
+    Ok(arr)
+}
+
+/// `W @ x` (or with `left`, `x @ W`) from the index and `values` (the
+/// values themselves or encoded, decoded as they are read), in `R`.
+#[allow(clippy::too_many_arguments)]
+fn product<R: Real, V: Widen<R>, S: Source<V> + ?Sized>(
+    e: &Expander,
+    idx: &[u64],
+    values: &S,
+    starts: Option<&[usize]>,
+    rows: usize,
+    x: &[R],
+    batch: usize,
+    out_len: usize,
+    left: bool,
+) -> crate::Result<Vec<R>> {
+    // Sizes first: a bad batch is a ValueError, not a huge allocation.
+    crate::products::shapes(e, idx, rows, batch, x.len(), out_len, left)?;
+    let mut y = zeros::<R>(out_len, "the product")?;
+    if left {
+        crate::rmatmul(e, idx, values, starts, rows, x, batch, &mut y)?;
+    } else {
+        crate::matmul(e, idx, values, starts, rows, x, batch, &mut y)?;
+    }
+    Ok(y)
 }
 
 /// `W @ x` for `W` (the pruned tensor as `rows` rows) and a C-order `x` of
 /// `cols * batch` elements, or with `left` `x @ W` for `x` of `batch * rows`;
 /// `x` (float32 or float64) sets the type computed in, and the values (of any
-/// value dtype but float64 with a float32 `x`) are widened to it as read.
+/// value dtype but float64 with a float32 `x`, or encoded as [`Kept`]) are
+/// widened to it as read.
 #[pyfunction]
 #[pyo3(signature = (config, index, block_steps, values, n_weights, rows, x, batch, threads=None, starts=None, left=false, thresholds=None))]
 #[allow(clippy::too_many_arguments)]
@@ -195,44 +246,50 @@ pub(super) fn matmul<'py>(
     let out_rows = if left { n_weights / rows.max(1) } else { rows };
     let out_len = crate::sys::product(batch, out_rows, "output elements (batch x rows or columns)")
         .map_err(value_error)?;
-    let (v, xs) = (
-        Floats::extract(values, "values")?,
+    let (kept, xs) = (
+        Kept::extract(values, "values")?,
         Floats::extract(x, "operand")?,
     );
     macro_rules! run {
-        ($v:expr, $x:expr, $t:ty) => {{
+        ($v:expr, $x:expr, $r:ty, $t:ty) => {{
             let s = starts.as_deref();
             let y = detached(py, threads, || {
                 let e = Expander::with_thresholds(&config.0, layout, th)?;
-                // Sizes first: a bad batch is a ValueError, not a huge allocation.
-                crate::products::shapes(&e, idx, rows, batch, $x.len(), out_len, left)?;
-                let mut y = zeros::<$t>(out_len, "the product")?;
-                if left {
-                    crate::rmatmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
-                } else {
-                    crate::matmul(&e, idx, $v, s, rows, $x, batch, &mut y)?;
-                }
-                Ok(y)
+                product::<$r, $t, _>(&e, idx, $v, s, rows, $x, batch, out_len, left)
             })?;
             y.into_pyarray(py).into_any()
         }};
     }
-    Ok(match (v.weights()?, xs.weights()?) {
-        (Weights::F16(v), Weights::F32(x)) => run!(v, x, f32),
-        (Weights::BF16(v), Weights::F32(x)) => run!(v, x, f32),
-        (Weights::F8E4M3(v), Weights::F32(x)) => run!(v, x, f32),
-        (Weights::F8E5M2(v), Weights::F32(x)) => run!(v, x, f32),
-        (Weights::F32(v), Weights::F32(x)) => run!(v, x, f32),
-        (Weights::F16(v), Weights::F64(x)) => run!(v, x, f64),
-        (Weights::BF16(v), Weights::F64(x)) => run!(v, x, f64),
-        (Weights::F8E4M3(v), Weights::F64(x)) => run!(v, x, f64),
-        (Weights::F8E5M2(v), Weights::F64(x)) => run!(v, x, f64),
-        (Weights::F32(v), Weights::F64(x)) => run!(v, x, f64),
-        (Weights::F64(v), Weights::F64(x)) => run!(v, x, f64),
-        _ => {
-            return Err(PyTypeError::new_err(
-                "operand must be float32 or float64, and float64 for float64 values",
-            ))
+    let refused = || {
+        PyTypeError::new_err("operand must be float32 or float64, and float64 for float64 values")
+    };
+    Ok(match (&kept, xs.weights()?) {
+        (Kept::Encoded(e, dt), x) => {
+            let v = &e.checked(*dt)?;
+            match (dt, x) {
+                (DType::F16, Weights::F32(x)) => run!(v, x, f32, f16),
+                (DType::BF16, Weights::F32(x)) => run!(v, x, f32, bf16),
+                (DType::F32, Weights::F32(x)) => run!(v, x, f32, f32),
+                (DType::F16, Weights::F64(x)) => run!(v, x, f64, f16),
+                (DType::BF16, Weights::F64(x)) => run!(v, x, f64, bf16),
+                (DType::F32, Weights::F64(x)) => run!(v, x, f64, f32),
+                (DType::F64, Weights::F64(x)) => run!(v, x, f64, f64),
+                _ => return Err(refused()),
+            }
         }
+        (Kept::Plain(v), x) => match (v.weights()?, x) {
+            (Weights::F16(v), Weights::F32(x)) => run!(v, x, f32, f16),
+            (Weights::BF16(v), Weights::F32(x)) => run!(v, x, f32, bf16),
+            (Weights::F8E4M3(v), Weights::F32(x)) => run!(v, x, f32, F8E4M3),
+            (Weights::F8E5M2(v), Weights::F32(x)) => run!(v, x, f32, F8E5M2),
+            (Weights::F32(v), Weights::F32(x)) => run!(v, x, f32, f32),
+            (Weights::F16(v), Weights::F64(x)) => run!(v, x, f64, f16),
+            (Weights::BF16(v), Weights::F64(x)) => run!(v, x, f64, bf16),
+            (Weights::F8E4M3(v), Weights::F64(x)) => run!(v, x, f64, F8E4M3),
+            (Weights::F8E5M2(v), Weights::F64(x)) => run!(v, x, f64, F8E5M2),
+            (Weights::F32(v), Weights::F64(x)) => run!(v, x, f64, f32),
+            (Weights::F64(v), Weights::F64(x)) => run!(v, x, f64, f64),
+            _ => return Err(refused()),
+        },
     })
 }

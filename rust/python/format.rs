@@ -2,12 +2,13 @@
 //! ([`crate::format::cost`]): arrays in and out, the interpreter released around I/O
 //! and validation, core errors as Python exceptions (`FormatError` for files).
 
+use super::values::{encoded_out, EncodedIn};
 use super::{detached, value_error, PyConfig};
 use crate::cancel;
 use crate::format::cost::{index_cost as cost, CostFormat};
 use crate::format::{self, DType, Item, Order, Plain, Sparse, Values};
 use crate::sys::{zeros, Zeroable};
-use crate::{Encoded, Encoding, Error, ErrorKind, Expander, Layout};
+use crate::{Error, ErrorKind, Expander, Layout};
 use half::f16;
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -18,30 +19,19 @@ use std::path::PathBuf;
 
 type PlainIn<'py> = (String, String, Vec<usize>, PyReadonlyArray1<'py, u8>);
 /// A pruned tensor's values as `save_file` takes them: their bytes, or
-/// `(encoding, group, count, codes, table)` with the table in float32.
+/// encoded ([`EncodedIn`]).
 #[derive(FromPyObject)]
 pub(super) enum ValuesIn<'py> {
     Raw(PyReadonlyArray1<'py, u8>),
-    Encoded(
-        String,
-        usize,
-        usize,
-        PyReadonlyArray1<'py, u8>,
-        PyReadonlyArray1<'py, f32>,
-    ),
+    Encoded(EncodedIn<'py>),
 }
 
 impl ValuesIn<'_> {
-    /// The values, borrowed from the arrays (the table copied: it is small).
+    /// The values, borrowed from the arrays.
     pub(super) fn values(&self) -> PyResult<Values<'_>> {
         Ok(match self {
             Self::Raw(b) => Values::Raw(Cow::Borrowed(b.as_slice()?)),
-            Self::Encoded(name, group, len, codes, table) => Values::Encoded(Encoded {
-                encoding: Encoding::parse(name, *group).map_err(value_error)?,
-                len: *len,
-                codes: Cow::Borrowed(codes.as_slice()?),
-                table: table.as_slice()?.to_vec(),
-            }),
+            Self::Encoded(e) => Values::Encoded(e.encoded()?),
         })
     }
 }
@@ -199,9 +189,16 @@ struct LoadedSparse {
     lam: f64,
     index: Vec<u64>,
     dtype: DType,
-    values: Typed,
+    values: Stored,
     thresholds: Option<Vec<u8>>,
     order: Order,
+}
+
+/// Loaded kept values: decoded from their bytes when stored as they are,
+/// else their codes and table as stored (they decode when read).
+enum Stored {
+    Raw(Typed),
+    Encoded(crate::Encoded<'static>),
 }
 
 enum Loaded {
@@ -224,8 +221,13 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
                 Ok(Loaded::Plain(name, p.dtype, p.shape, data))
             }
             Item::Sparse(s) => Ok(Loaded::Sparse(Box::new(LoadedSparse {
-                // Encoded values load decoded, in the values' dtype.
-                values: decode(s.dtype, &s.value_bytes()?)?,
+                values: match s.values {
+                    Values::Raw(v) => Stored::Raw(decode(s.dtype, &v)?),
+                    Values::Encoded(e) => Stored::Encoded(crate::Encoded {
+                        codes: Cow::Owned(e.codes.into_owned()),
+                        ..e
+                    }),
+                },
                 index: s.index.into_owned(),
                 thresholds: s.thresholds.map(Cow::into_owned),
                 name,
@@ -242,7 +244,8 @@ fn load_items(path: &std::path::Path) -> crate::Result<Vec<Loaded>> {
 
 /// Loads and validates `path`: `(plain, sparse)` lists mirroring
 /// [`save_file`]'s arguments, with 1-D arrays of each tensor's type (the
-/// thresholds `None` for a tensor without them).
+/// thresholds `None` for a tensor without them), encoded values as
+/// [`EncodedIn`] takes them.
 #[pyfunction]
 #[pyo3(signature = (path, threads=None))]
 pub fn load_file<'py>(
@@ -265,7 +268,13 @@ pub fn load_file<'py>(
                     s.name,
                     s.dtype.name(),
                     s.shape,
-                    to_numpy(py, s.values),
+                    match s.values {
+                        Stored::Raw(v) => to_numpy(py, v),
+                        Stored::Encoded(e) => {
+                            let codes = e.codes.into_owned().into_pyarray(py).into_any();
+                            encoded_out(py, e.encoding, e.len, codes, e.table)?
+                        }
+                    },
                     config,
                     s.block_steps,
                     s.lam,

@@ -3,11 +3,15 @@
 
 use super::arrays::Floats;
 use super::{detached, value_error};
-use crate::format::DType;
-use crate::{encode, Encoding, Weights};
+use crate::format::{check_encoded, DType};
+use crate::sys::{zeros, Zeroable};
+use crate::{encode, Decoded, Encoded, Encoding, Weights};
+use half::vec::HalfFloatVecExt;
+use half::{bf16, f16};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use std::borrow::Cow;
 
 /// Packed codes and a float32 side table.
 type Coded<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<f32>>);
@@ -65,8 +69,129 @@ pub fn encode_values<'py>(
     ))
 }
 
+/// Encoded values as Python passes them: `(encoding, group, count, codes,
+/// table)`, the table in float32 (the group 0 for a codebook).
+#[derive(FromPyObject)]
+pub(super) struct EncodedIn<'py>(
+    String,
+    usize,
+    usize,
+    PyReadonlyArray1<'py, u8>,
+    PyReadonlyArray1<'py, f32>,
+);
+
+impl EncodedIn<'_> {
+    /// The encoded values, the codes borrowed (the table copied: it is small).
+    pub(super) fn encoded(&self) -> PyResult<Encoded<'_>> {
+        let Self(name, group, len, codes, table) = self;
+        Ok(Encoded {
+            encoding: Encoding::parse(name, *group).map_err(value_error)?,
+            len: *len,
+            codes: Cow::Borrowed(codes.as_slice()?),
+            table: table.as_slice()?.to_vec(),
+        })
+    }
+}
+
+/// Encoded values for Python in [`EncodedIn`]'s form, the codes given as
+/// an array (a new one, or a view of a mapped file).
+pub(super) fn encoded_out<'py>(
+    py: Python<'py>,
+    encoding: Encoding,
+    len: usize,
+    codes: Bound<'py, PyAny>,
+    table: Vec<f32>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let group = match encoding {
+        Encoding::Int { group, .. } => group,
+        _ => 0,
+    };
+    let t = (encoding.name(), group, len, codes, table.into_pyarray(py));
+    Ok(t.into_pyobject(py)?.into_any())
+}
+
+/// Kept values as expansion and the products take them: a 1-D array of a
+/// value dtype, or `(encoded, dtype)` with `encoded` as [`EncodedIn`] and
+/// `dtype` the values' safetensors name (`F16`, `BF16`, `F32`, `F64`).
+pub(super) enum Kept<'py> {
+    Plain(Floats<'py>),
+    Encoded(EncodedIn<'py>, DType),
+}
+
+impl<'py> Kept<'py> {
+    pub(super) fn extract(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        if let Ok((e, dt)) = obj.extract::<(EncodedIn<'py>, String)>() {
+            let dt = DType::from_name(&dt)
+                .ok_or_else(|| PyValueError::new_err(format!("{what}: unknown dtype {dt:?}")))?;
+            return Ok(Self::Encoded(e, dt));
+        }
+        Floats::extract(obj, what).map(Self::Plain)
+    }
+}
+
+impl EncodedIn<'_> {
+    /// The encoded values of `dtype`, checked against their claims.
+    pub(super) fn checked(&self, dtype: DType) -> PyResult<Encoded<'_>> {
+        let e = self.encoded()?;
+        check_encoded(&e, dtype).map_err(value_error)?;
+        Ok(e)
+    }
+}
+
+/// Decoded values `(encoded, dtype)` in their dtype (bfloat16 as its bits).
+#[pyfunction]
+#[pyo3(signature = (values, threads=None))]
+pub fn decode_values<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Kept::Encoded(e, dt) = Kept::extract(values, "values")? else {
+        return Err(PyTypeError::new_err("values: expected (encoded, dtype)"));
+    };
+    let e = e.checked(dt)?;
+    fn run<V: Decoded + Zeroable>(e: &Encoded<'_>) -> crate::Result<Vec<V>> {
+        let mut out = zeros::<V>(e.len, "decoded values")?;
+        for (k, part) in out.chunks_mut(DECODE_CHUNK).enumerate() {
+            crate::cancel::check()?;
+            e.decode(k * DECODE_CHUNK, part);
+        }
+        Ok(out)
+    }
+    Ok(match dt {
+        DType::F16 => detached(py, threads, || run::<f16>(&e))?
+            .into_pyarray(py)
+            .into_any(),
+        DType::BF16 => {
+            let v = detached(py, threads, || run::<bf16>(&e))?;
+            v.reinterpret_into().into_pyarray(py).into_any()
+        }
+        DType::F32 => detached(py, threads, || run::<f32>(&e))?
+            .into_pyarray(py)
+            .into_any(),
+        _ => detached(py, threads, || run::<f64>(&e))?
+            .into_pyarray(py)
+            .into_any(),
+    })
+}
+
+/// Values decoded per cancel check.
+const DECODE_CHUNK: usize = 1 << 22;
+
+/// Checks `(encoded, dtype)` as a file's would be: lengths, table entries
+/// of the table dtype, scales that do not overflow.
+#[pyfunction]
+pub fn check_values(values: &Bound<'_, PyAny>) -> PyResult<()> {
+    match Kept::extract(values, "values")? {
+        Kept::Encoded(e, dt) => e.checked(dt).map(drop),
+        Kept::Plain(_) => Ok(()),
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_values, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_values, m)?)?;
+    m.add_function(wrap_pyfunction!(check_values, m)?)?;
     m.add("MAX_GROUP", crate::MAX_GROUP)?;
     Ok(())
 }

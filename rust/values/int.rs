@@ -46,8 +46,9 @@ pub(super) fn decode<V: Decoded>(
     let sign = 1i32 << (bits - 1);
     for (j, o) in out.iter_mut().enumerate() {
         let at = from + j;
-        // Sign-extend the two's complement code.
-        let c = (super::code(codes, bits, at) as i32 ^ sign) - sign;
+        // Sign-extend the two's complement code; -2^(bits - 1), which the
+        // encoder never writes, decodes as -q, so no code exceeds q * scale.
+        let c = ((super::code(codes, bits, at) as i32 ^ sign) - sign).max(1 - sign);
         *o = V::from_f32(c as f32 * scales[at / group]);
     }
 }

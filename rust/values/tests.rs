@@ -346,6 +346,23 @@ fn a_scale_that_would_overflow_the_dtype_is_refused() {
 }
 
 #[test]
+fn the_code_encoders_never_write_decodes_as_minus_q() {
+    // int8 code 0x80 (-128) and int4 code 0x8 (-8) decode as -127 and -7
+    // scales, so no code exceeds q * scale.
+    for (bits, codes, q) in [(8, vec![0x80u8, 0x81], 127.0), (4, vec![0x98], 7.0)] {
+        let e = Encoded {
+            encoding: Encoding::Int { bits, group: 2 },
+            len: 2,
+            codes: codes.into(),
+            table: vec![2.0],
+        };
+        let mut out = [0f32; 2];
+        e.decode(0, &mut out);
+        assert_eq!(out, [-q * 2.0, -(q * 2.0)]);
+    }
+}
+
+#[test]
 fn raw_is_never_an_encoding_that_checks() {
     let e = Encoded {
         encoding: Encoding::Raw,

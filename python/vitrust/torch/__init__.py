@@ -16,6 +16,11 @@ it with ``pip install 'vitrust[torch]'``).
   index plus kept values, everything else dense); :func:`load` puts such a
   file, a sharded checkpoint or a model directory back into a model, and
   :func:`from_pretrained` builds a ``transformers`` model from a directory.
+  ``export(..., values="codebook4")`` stores the kept values encoded.
+- :func:`share_centroids` ties each pruned weight to one of ``2**B`` shared
+  centroids and lets fine-tuning train the centroids (each one's gradient
+  the sum of its weights', as Deep Compression does); export stores them
+  exactly, and :func:`load` gives the decoded weights.
 
 Dtypes: the search needs only scores, so it always runs on float32 copies of
 float16 and bfloat16 parameters (exact for both); stored values keep float16,
@@ -27,6 +32,7 @@ stay 0-d.
 
 from __future__ import annotations
 
+from ._centroids import SharedCentroids, share_centroids
 from ._convert import to_numpy, to_torch
 from ._export import export, sparse_of as _sparse_of, state_tensors, state_tensors_names
 from ._load import checkpoint_files, from_pretrained, load
@@ -37,6 +43,8 @@ __all__ = [
     "ViterbiUnstructured",
     "viterbi_unstructured",
     "prune_model",
+    "share_centroids",
+    "SharedCentroids",
     "prunable_layers",
     "export",
     "load",

@@ -7,7 +7,9 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import torch
 
+from .. import _values
 from .._sparse import ViterbiSparse
+from ._centroids import shared, shared_tensors
 from ._convert import to_numpy
 from ._pruning import attached
 
@@ -47,7 +49,15 @@ def state_tensors(model: "torch.nn.Module") -> Dict[str, Any]:
     of the tensors' shapes (0-d included)."""
     sd = model.state_dict()
     out: Dict[str, Any] = {}
+    held = shared_tensors(model)
+    for plain in held:  # shared centroids: encoded with exactly their codes and centroids
+        prefix, _, attr = plain.rpartition(".")
+        m = model.get_submodule(prefix)
+        out[plain] = shared(m, attr).encoded(m)  # type: ignore[union-attr]
+    skip = {k for keys in held.values() for k in keys}
     for key, value in sd.items():
+        if key in skip:
+            continue
         base = _pair(sd, key)
         if base is None:
             out[key] = to_numpy(value)
@@ -63,8 +73,12 @@ def state_tensors(model: "torch.nn.Module") -> Dict[str, Any]:
 def state_tensors_names(model: "torch.nn.Module") -> List[str]:
     """The plain names of the model's state (``weight`` for ``weight_orig`` + ``weight_mask``)."""
     sd = model.state_dict()
-    names = []
+    held = shared_tensors(model)
+    names = list(held)
+    skip = {k for keys in held.values() for k in keys}
     for key in sd:
+        if key in skip:
+            continue
         base = _pair(sd, key)
         if base is None:
             names.append(key)
@@ -73,15 +87,20 @@ def state_tensors_names(model: "torch.nn.Module") -> List[str]:
     return names
 
 
-def export(model: "torch.nn.Module", path: Any, metadata: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+def export(model: "torch.nn.Module", path: Any, metadata: Optional[Mapping[str, str]] = None, *,
+           values: Optional[str] = None, group: int = _values.DEFAULT_GROUP) -> Dict[str, Any]:
     """Writes ``model`` to a vitrust safetensors file; returns what was written.
 
     Weights pruned with vitrust are stored as index plus kept values; the rest
     (including weights pruned by other methods, as their masked dense values)
-    are plain tensors under their usual ``state_dict`` names.
+    are plain tensors under their usual ``state_dict`` names. ``values``
+    encodes the kept values as :func:`vitrust.save_file` does (``"int8"``,
+    ``"codebook4"``, ...); weights with shared centroids
+    (:func:`share_centroids`) are stored with exactly their centroids and
+    codes unless ``values`` asks for another encoding.
     """
     from .. import save_file
 
     tensors = state_tensors(model)
-    save_file(tensors, path, metadata)
+    save_file(tensors, path, metadata, values=values, group=group)
     return tensors
