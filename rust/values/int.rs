@@ -43,14 +43,27 @@ pub(super) fn decode<V: Decoded>(
     from: usize,
     out: &mut [V],
 ) {
-    let sign = 1i32 << (bits - 1);
-    for (j, o) in out.iter_mut().enumerate() {
-        let at = from + j;
-        // Sign-extend the two's complement code; -2^(bits - 1), which the
-        // encoder never writes, decodes as -q, so no code exceeds q * scale.
-        let c = ((super::code(codes, bits, at) as i32 ^ sign) - sign).max(1 - sign);
-        *o = V::from_f32(c as f32 * scales[at / group]);
+    // A run of values sharing one scale at a time, so the inner loops are
+    // a load, a sign extension and a multiply per value.
+    let (mut at, mut done) = (from, 0);
+    while done < out.len() {
+        let n = (group - at % group).min(out.len() - done);
+        let s = scales[at / group];
+        let run = &mut out[done..done + n];
+        super::map_codes(codes, bits, at, run, |c| {
+            V::from_f32(signed(c, bits) as f32 * s)
+        });
+        at += n;
+        done += n;
     }
+}
+
+/// A `bits`-bit two's complement code as an integer; -2^(bits - 1), which
+/// the encoder never writes, reads as -q, so no code exceeds q * scale.
+#[inline(always)]
+fn signed(c: u32, bits: u32) -> i32 {
+    let sign = 1i32 << (bits - 1);
+    ((c as i32 ^ sign) - sign).max(1 - sign)
 }
 
 fn levels(bits: u32) -> f32 {

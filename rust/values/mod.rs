@@ -257,21 +257,89 @@ impl Encoded<'_> {
                 int::decode(&self.codes, &self.table, bits, group, from, out)
             }
             Encoding::Codebook { bits } => {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = V::from_f32(self.table[code(&self.codes, bits, from + j) as usize]);
-                }
+                // The centroids in `V` once, then one lookup per value.
+                let table: Vec<V> = self.table.iter().map(|&c| V::from_f32(c)).collect();
+                map_codes(&self.codes, bits, from, out, |c| table[c as usize]);
             }
         }
     }
 }
 
 /// Code `j` of a `bits`-bit packing (bits ≤ 8, so it spans at most two bytes).
-#[inline]
+#[inline(always)]
 fn code(codes: &[u8], bits: u32, j: usize) -> u32 {
     let at = j * bits as usize;
-    let lo = u32::from(codes[at / 8]);
-    let hi = codes.get(at / 8 + 1).map_or(0, |&b| u32::from(b));
-    (((hi << 8) | lo) >> (at % 8)) & ((1 << bits) - 1)
+    let (byte, shift) = (at / 8, at % 8);
+    let lo = u32::from(codes[byte]);
+    // A code within its byte needs no second one (every code of 1, 2, 4 or 8 bits).
+    let hi = if shift + bits as usize > 8 {
+        u32::from(codes[byte + 1])
+    } else {
+        0
+    };
+    (((hi << 8) | lo) >> shift) & ((1 << bits) - 1)
+}
+
+/// Fills `out` with `g(code)` for codes `from .. from + out.len()`: whole
+/// bytes at a time for widths that divide 8 (the common 4 and 8 bits, in
+/// loops the compiler unrolls), code by code otherwise.
+#[inline(always)]
+fn map_codes<V>(codes: &[u8], bits: u32, from: usize, out: &mut [V], g: impl Fn(u32) -> V) {
+    match bits {
+        1 => map_codes_of::<1, V>(codes, from, out, g),
+        2 => map_codes_of::<2, V>(codes, from, out, g),
+        4 => map_codes_of::<4, V>(codes, from, out, g),
+        8 => map_codes_of::<8, V>(codes, from, out, g),
+        _ => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = g(code(codes, bits, from + j));
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn map_codes_of<const B: u32, V>(codes: &[u8], from: usize, out: &mut [V], g: impl Fn(u32) -> V) {
+    let per = (8 / B) as usize;
+    let mask = (1u32 << B) - 1;
+    let n = out.len();
+    // The codes before the first whole byte, the whole bytes, the rest.
+    let head = ((per - from % per) % per).min(n);
+    let (first, rest) = out.split_at_mut(head);
+    for (j, o) in first.iter_mut().enumerate() {
+        *o = g(code(codes, B, from + j));
+    }
+    let byte0 = (from + head) / per;
+    let mut chunks = rest.chunks_exact_mut(per);
+    match B {
+        // A byte per code, or two: straight loops the compiler vectorises.
+        8 => {
+            for (o, &byte) in rest.iter_mut().zip(&codes[byte0..]) {
+                *o = g(u32::from(byte));
+            }
+            return;
+        }
+        4 => {
+            for (o, &byte) in (&mut chunks).zip(&codes[byte0..]) {
+                let byte = u32::from(byte);
+                o[0] = g(byte & 15);
+                o[1] = g(byte >> 4);
+            }
+        }
+        _ => {
+            for (o, &byte) in (&mut chunks).zip(&codes[byte0..]) {
+                let byte = u32::from(byte);
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o = g((byte >> (i as u32 * B)) & mask);
+                }
+            }
+        }
+    }
+    let tail = chunks.into_remainder();
+    let at = from + n - tail.len();
+    for (j, o) in tail.iter_mut().enumerate() {
+        *o = g(code(codes, B, at + j));
+    }
 }
 
 /// Bytes that hold `n` codes of `bits` bits.
