@@ -18,6 +18,13 @@ holds the four files is used as it is, so ``--data`` may point at any copy.
 
 ``--json FILE`` writes every run (accuracy, achieved rates per layer, index
 bits, whether fine-tuning kept the pruned weights at zero).
+
+``--values codebookB`` goes on as Deep Compression does for vitrust's
+masks: each pruned layer's kept weights share ``2**B`` centroids
+(``vitrust.torch.share_centroids``), ``--centroid-epochs`` train the
+centroids, and the model is exported (index, codes and codebooks; biases
+as float32) and loaded back into a fresh network: the table adds that
+accuracy, the file's size and its compression against dense float32.
 """
 
 from __future__ import annotations
@@ -253,15 +260,34 @@ def run_one(dense, data, method, rate, scope, args, seed):
     train(model, data, plan[-1][1], args.finetune_lr, seed + 1000 + len(plan) - 1)
     sizes = {n: mk.numel() for n, mk in fixed.items()}
     kept = {n: int(mk.sum()) for n, mk in fixed.items()}
-    return {
+    masks_fixed = still_pruned(model, fixed)
+    stored = compress(model, dense, data, args, seed) if args.values and sparse is not None else {}
+    return {**stored,
         "method": method, "rate": rate, "scope": scope, "seed": seed,
         "accuracy_pruned": pruned_acc, "accuracy": accuracy(model, data),
         "achieved": 1.0 - sum(kept.values()) / sum(sizes.values()),
         "layer_rates": {n: 1.0 - kept[n] / sizes[n] for n in sizes}, "layer_sizes": sizes,
         "rate_warnings": [str(w.message) for w in caught if issubclass(w.category, vitrust.RateWarning)],
         "weights": sum(sizes.values()), "bits": index_bits(fixed, sparse),
-        "masks_fixed": still_pruned(model, fixed), "prune_seconds": seconds,
+        "masks_fixed": masks_fixed, "prune_seconds": seconds,
     }
+
+
+def compress(model, dense, data, args, seed):
+    """Shared centroids trained, the model exported and loaded into a fresh
+    copy of ``dense``: that copy's accuracy, the file's bytes and the
+    compression against every parameter in float32."""
+    vt.share_centroids(model, args.values)
+    train(model, data, args.centroid_epochs, args.finetune_lr, seed + 2000)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.safetensors"
+        vt.export(model, path)
+        file_bytes = path.stat().st_size
+        fresh = copy.deepcopy(dense)
+        vt.load(fresh, path, masks=False)
+    dense_bytes = 4 * sum(p.numel() for p in dense.parameters())
+    return {"values": args.values, "accuracy_stored": accuracy(fresh, data), "file_bytes": file_bytes,
+            "compression": dense_bytes / file_bytes}
 
 
 def run(args, data):
@@ -313,6 +339,17 @@ def table(results) -> str:
         got = np.mean([r["achieved"] for r in rows])
         cells = _cells(rows[0]["bits"], rows[0]["weights"])
         lines.append(f"| {model} | {scope} | {rate:.1%} | {method} | {got:.2%} | {accs} | " + " | ".join(cells) + " |")
+    stored = [(k, rows) for k, rows in groups.items() if "compression" in rows[0]]
+    if stored:
+        lines += ["", "| model | scope | rate | method | values | accuracy (%) | after values (%) | file KiB | "
+                      "vs dense float32 |", "|---|---|---|---|---|---|---|---|---|"]
+        for (model, scope, rate, method), rows in stored:
+            acc, after = (np.array([r[k] for r in rows]) for k in ("accuracy", "accuracy_stored"))
+            kib = np.mean([r["file_bytes"] for r in rows]) / 1024
+            ratio = np.mean([r["compression"] for r in rows])
+            lines.append(f"| {model} | {scope} | {rate:.1%} | {method} | {rows[0]['values']} | "
+                         f"{acc.mean():.2f} ± {acc.std():.2f} | {after.mean():.2f} ± {after.std():.2f} | "
+                         f"{kib:.1f} | {ratio:.1f}x |")
     return "\n".join(lines)
 
 
@@ -335,6 +372,9 @@ def parse(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the pruning search has its own)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 4000 training and 1000 test images, 1 epoch each, 90 %%, seed 0")
+    ap.add_argument("--values", default=None, choices=[f"codebook{b}" for b in range(1, 9)],
+                    help="share this many centroids per pruned layer (vitrust's masks), train them, export")
+    ap.add_argument("--centroid-epochs", type=int, default=2, help="epochs training the shared centroids")
     ap.add_argument("--json", type=Path, help="write every run to this file")
     ap.add_argument("--verbose", action="store_true", help="a line per run as it finishes")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """Format version 3: pruned tensors whose values are stored as codes and a
-side table load as their decoded values (checked against a NumPy reference
-of the decoding), from whole files and from the mapped reader; the file is a
+side table load encoded, their values decoding as a NumPy reference of the
+decoding does, from whole files and from the mapped reader; the file is a
 valid safetensors file with the encoding in its record."""
 
 from __future__ import annotations

@@ -117,3 +117,21 @@ def test_existing_directory_is_used_without_download(mnist_dir, monkeypatch):
 
     monkeypatch.setattr(mod.subprocess, "run", no_network)
     assert mod.fetch(mnist_dir) == mnist_dir
+
+
+def test_quick_run_with_shared_centroids(mnist_dir, tmp_path, capsys):
+    mod, out = _example(), tmp_path / "runs.json"
+    mod.main(["--quick", "--data", str(mnist_dir), "--json", str(out), "--models", "lenet300", "--scopes", "global",
+              "--methods", "magnitude", "vitrust-default", "--values", "codebook3", "--centroid-epochs", "1"])
+    printed = capsys.readouterr().out
+    runs = json.loads(out.read_text())
+    (vit,) = [r for r in runs if r["method"] == "vitrust-default"]
+    (mag,) = [r for r in runs if r["method"] == "magnitude"]
+    assert "compression" not in mag  # only vitrust's masks have an index to store
+    # The file holds 0.2 bit of index and 3 bits per kept weight plus float32 biases and the header.
+    weights, kept = vit["weights"], vit["weights"] * (1 - vit["achieved"])
+    assert vit["file_bytes"] > (0.2 * weights + 3 * kept) / 8
+    assert vit["compression"] == pytest.approx(4 * (weights + 410) / vit["file_bytes"])
+    assert 0 <= vit["accuracy_stored"] <= 100
+    rows = [ln for ln in printed.splitlines() if ln.startswith("| lenet300 | global | 90.0% | vitrust-default | codebook3")]
+    assert len(rows) == 1 and rows[0].rstrip().endswith(f"{vit['compression']:.1f}x |")
