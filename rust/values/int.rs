@@ -35,6 +35,7 @@ pub(super) fn encode(
     Ok((pack(codes, values.len(), bits)?, scales))
 }
 
+#[inline(always)]
 pub(super) fn decode<V: Decoded>(
     codes: &[u8],
     scales: &[f32],

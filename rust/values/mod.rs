@@ -15,6 +15,7 @@ mod int;
 
 pub use codebook::kmeans;
 
+use crate::arch::{Isa, Kernel};
 use crate::{bail, Result};
 use std::borrow::Cow;
 
@@ -251,6 +252,12 @@ impl Encoded<'_> {
     /// `Raw` (which [`check`](Self::check) refuses and [`encode`] never
     /// makes) decodes to zeros.
     pub fn decode<V: Decoded>(&self, from: usize, out: &mut [V]) {
+        // Compiled for the CPU's level, so the loops vectorise with its widest lanes.
+        crate::arch::dispatch(Isa::best(), Decode { e: self, from, out });
+    }
+
+    #[inline(always)]
+    fn decode_here<V: Decoded>(&self, from: usize, out: &mut [V]) {
         match self.encoding {
             Encoding::Raw => out.fill(V::default()),
             Encoding::Int { bits, group } => {
@@ -262,6 +269,22 @@ impl Encoded<'_> {
                 map_codes(&self.codes, bits, from, out, |c| table[c as usize]);
             }
         }
+    }
+}
+
+/// [`Encoded::decode`]'s arguments, to compile it once per level.
+struct Decode<'a, 'e, V> {
+    e: &'a Encoded<'e>,
+    from: usize,
+    out: &'a mut [V],
+}
+
+impl<V: Decoded> Kernel for Decode<'_, '_, V> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, _isa: Isa) {
+        self.e.decode_here(self.from, self.out)
     }
 }
 
