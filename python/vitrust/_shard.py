@@ -123,8 +123,8 @@ def sparse_from(item: Tuple[Any, ...], name: str, threads: Optional[int]) -> Vit
     """A ``ViterbiSparse`` from ``SafeOpen.get``'s tuple for a pruned tensor."""
     dt, shape, values, config, block_steps, lam, index, thresholds, order = item
     if isinstance(values, tuple):
-        vals: Any = _values.from_core(values, _checks.stored_dtype(dt, f"tensor {name!r}"))
-    else:
+        vals: Any = _format.sparse_values(name, dt, values)
+    else:  # raw bytes of the mapped file, viewed (and aligned) here
         vals = plain_array(values, dt, (values.size // _ITEMSIZE[dt],), name)
     return ViterbiSparse._from_core(tuple(shape), config, block_steps, index, vals, lam, threads=threads,
                                     thresholds=thresholds, order=order)
