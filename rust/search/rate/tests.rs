@@ -178,13 +178,13 @@ fn layout(steps: usize, block_steps: usize) -> Layout {
 }
 
 #[test]
-fn sampling_starts_where_the_sample_is_under_half_the_tensor() {
+fn sampling_starts_where_the_sample_is_an_eighth_of_the_tensor() {
     let len = 64;
-    // At least MIN_PIECES whole blocks: twice that is the least tensor that
-    // is sampled (a last, partial block is never drawn).
-    assert_eq!(sample_pieces(&layout(2 * MIN_PIECES * len - 1, len)), None);
-    assert_eq!(sample_pieces(&layout(3 * MIN_PIECES * len / 2, len)), None);
-    for steps in [2 * MIN_PIECES * len, 100_000, 1 << 20] {
+    // At least MIN_PIECES whole blocks: eight times that is the least tensor
+    // that is sampled (a last, partial block is never drawn).
+    assert_eq!(sample_pieces(&layout(8 * MIN_PIECES * len - 1, len)), None);
+    assert_eq!(sample_pieces(&layout(3 * MIN_PIECES * len, len)), None);
+    for steps in [8 * MIN_PIECES * len, 100_000, 1 << 20] {
         let pieces = sample_pieces(&layout(steps, len)).expect("sampled");
         let full = steps / len;
         let m = (full / SAMPLE_SHARE).max(MIN_PIECES);
@@ -315,9 +315,10 @@ fn a_sampled_tensor_reaches_its_rate_in_about_one_full_pass() {
     let r = prune_to_rate(&s, 0.9, &mut index).unwrap();
     let kept = r.kept as f64 / scores.len() as f64;
     assert!((kept - 0.1).abs() <= FULL_TOLERANCE, "{r:?}");
-    // One full pass, the sample's share of a pass per sample search, and a
-    // correction at most.
-    assert!(r.passes > 1.0 && r.passes <= 2.5, "{r:?}");
+    // One full pass, the sample's share of a pass per sample search, and two
+    // corrections at most (this VD's kept share is steeper in the density
+    // than the default's, and the sample's estimate is off by 0.3 point).
+    assert!(r.passes > 1.0 && r.passes <= 3.5, "{r:?}");
     assert_ne!(r.passes.fract(), 0.0, "{r:?}");
 }
 
@@ -350,5 +351,49 @@ fn solve_stops_after_its_evaluations() {
             evals,
         );
         assert_eq!(n, evals);
+    }
+}
+
+#[test]
+fn the_prior_runs_through_its_knots_and_rises_with_the_share() {
+    for &(d, x, slope) in &PRIOR {
+        let (px, ps) = prior(d);
+        assert!((px - x).abs() < 1e-12 && (ps - slope).abs() < 1e-12, "{d}");
+    }
+    let xs: Vec<f64> = (0..=200).map(|i| prior(f64::from(i) / 200.0).0).collect();
+    assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+    assert_eq!((prior(-1.0).0, prior(2.0).0), (0.0, 1.0));
+}
+
+/// |N(0, 1)| draws (Box-Muller on SplitMix64).
+fn half_normal(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = crate::vd::SplitMix64::new(seed);
+    let mut u = || ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    (0..n)
+        .map(|_| ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()).abs())
+        .collect()
+}
+
+#[test]
+fn a_tensor_too_small_to_sample_starts_near_its_root() {
+    // The default VD on a tensor of 12 blocks: every search is a full pass,
+    // and the prior's start needs at most a correction or two (from x = d
+    // the first two passes alone missed by 4-6 points).
+    let scores = half_normal(12 * 5 * 1024, 5);
+    for rate in [0.5, 0.7, 0.9, 0.95] {
+        let (nc, k) = crate::vd::default_comparator(rate);
+        let cfg = crate::VdConfig::from_seed(10, 1, 5, nc, k, 0).unwrap();
+        let layout = Layout::new(&cfg, scores.len(), 1024).unwrap();
+        let sc = crate::Scores::new(crate::Weights::F64(&scores), crate::Score::Raw);
+        let s = Searcher::new(&cfg, layout, sc, 1 << 30).unwrap();
+        assert!(first_pieces(&layout).is_none());
+        let mut index = vec![0u64; layout.index_len()];
+        let r = prune_to_rate(&s, rate, &mut index).unwrap();
+        let kept = r.kept as f64 / scores.len() as f64;
+        assert!(
+            (kept - (1.0 - rate)).abs() <= FULL_TOLERANCE,
+            "{rate}: {r:?}"
+        );
+        assert!(r.passes <= 3.0, "{rate}: {r:?}");
     }
 }
