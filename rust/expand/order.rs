@@ -2,6 +2,7 @@
 //! column by column expands into the stream's own C-order matrix, the
 //! transpose of the tensor's 2-D view, and is turned into C order here.
 
+use super::Expander;
 use crate::{bail, Result};
 use rayon::prelude::*;
 
@@ -55,9 +56,201 @@ pub fn transpose<T: Copy + Send + Sync>(
     Ok(())
 }
 
+/// Output rows each task of [`Expander::mask_transposed`] writes (a multiple of 8).
+const BAND: usize = 64;
+
+impl Expander {
+    /// The mask of every weight in stream order, bit-packed (bit `i` of word
+    /// `i / 64`), with one spare word of zeros at the end.
+    pub fn stream_bits(&self, index: &[u64]) -> Result<Vec<u64>> {
+        let layout = *self.layout();
+        layout.check_index(index.len())?;
+        let words = layout.n_weights.div_ceil(64);
+        let mut out = crate::sys::zeros::<u64>(words + 1, "the stream's mask bits")?;
+        let bw = layout.block_weights();
+        if bw.is_multiple_of(64) {
+            // Each block's words are its own: decoded in place, in parallel.
+            self.blocks(index, &mut out[..words], bw / 64, |_, bits, o| {
+                o.copy_from_slice(&bits[..o.len()])
+            });
+        } else {
+            let mut bits = vec![0u64; self.bits_words()];
+            for b in 0..layout.n_blocks() {
+                self.cancel().check()?;
+                let nw = self.block_bits(index, b, &mut bits);
+                or_bits_at(&mut out, layout.weights(b).start, &bits[..nw]);
+            }
+        }
+        self.cancel().checkpoint();
+        Ok(out)
+    }
+
+    /// The keep-mask of a stream stored column by column, in the tensor's C
+    /// order: the transpose of the stream's `rows x cols` matrix, written
+    /// straight from the stream's bits. Each 8x8 square of bits is gathered
+    /// into one word, transposed there, and each of its bytes becomes eight
+    /// bools by a table: the output is written once, in order (4096x4096 on
+    /// two cores: 3.1 ms against 1.1 ms for a mask in C order; expanded to
+    /// bools and those transposed, 11.5 ms).
+    pub fn mask_transposed(&self, index: &[u64], rows: usize, cols: usize) -> Result<Vec<bool>> {
+        let n = self.layout().n_weights;
+        if rows.checked_mul(cols) != Some(n) {
+            bail!("transpose: {rows} x {cols} does not fit {n} weights");
+        }
+        let bits = self.stream_bits(index)?;
+        let mut out = crate::sys::output::<bool>(n, "the keep-mask")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        // Output row `i` (stream column `i`) is bits `i, cols + i, 2 cols + i, ...`.
+        crate::sys::par_fill(
+            &mut out,
+            n,
+            BAND * rows,
+            || self.cancel().is_cancelled(),
+            || (),
+            |_, band, out| write_band(&bits, band * BAND, rows, cols, out),
+        );
+        self.cancel().checkpoint();
+        Ok(out)
+    }
+}
+
+/// ORs `bits` into `out` from bit `at` on (`out` has room for them).
+fn or_bits_at(out: &mut [u64], at: usize, bits: &[u64]) {
+    let (w, s) = (at / 64, at % 64);
+    for (i, &b) in bits.iter().enumerate() {
+        out[w + i] |= b << s;
+        if s > 0 && b >> (64 - s) != 0 {
+            out[w + i + 1] |= b >> (64 - s);
+        }
+    }
+}
+
+/// Output rows `i0..` (as many as `out` holds, at most [`BAND`]) of
+/// [`Expander::mask_transposed`], in tiles of 64 columns: for each eight stream rows,
+/// the 64 bits of the band's columns in each, then an 8x8 square per eight
+/// columns, spread into a tile buffer whose rows are copied out whole. (Written
+/// straight to the output, the band's rows lie a power of two apart for the
+/// usual shapes, in the same few L1 sets, and every store missed.)
+fn write_band(bits: &[u64], i0: usize, rows: usize, cols: usize, out: &mut [bool]) {
+    let height = out.len() / rows;
+    let mut tile = [[false; 64]; BAND];
+    for t0 in (0..rows).step_by(64) {
+        let tw = 64.min(rows - t0);
+        for j0 in (t0..t0 + tw).step_by(8) {
+            let mut words = [0u64; 8];
+            for (r, w) in words.iter_mut().enumerate().take(rows - j0) {
+                *w = word_at(bits, (j0 + r) * cols + i0);
+            }
+            for (g, group) in tile[..height].chunks_mut(8).enumerate() {
+                let mut square = 0;
+                for (r, w) in words.iter().enumerate() {
+                    square |= ((w >> (8 * g)) & 0xFF) << (8 * r);
+                }
+                let square = transpose8(square);
+                for (k, row) in group.iter_mut().enumerate() {
+                    row[j0 - t0..j0 - t0 + 8]
+                        .copy_from_slice(&SPREAD[(square >> (8 * k)) as usize & 0xFF]);
+                }
+            }
+        }
+        for (k, row) in tile[..height].iter().enumerate() {
+            out[k * rows + t0..k * rows + t0 + tw].copy_from_slice(&row[..tw]);
+        }
+    }
+}
+
+/// 64 bits of `bits` from bit `at` on (zeros past the end).
+#[inline(always)]
+fn word_at(bits: &[u64], at: usize) -> u64 {
+    let (w, s) = (at / 64, at % 64);
+    let lo = bits[w] >> s;
+    match bits.get(w + 1) {
+        Some(&hi) if s > 0 => lo | (hi << (64 - s)),
+        _ => lo,
+    }
+}
+
+/// The transpose of the 8x8 bit matrix whose bit `8 r + c` is row `r`,
+/// column `c` (three exchanges of ever larger sub-squares).
+#[inline(always)]
+fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
+}
+
+/// Byte `b` as eight bools, bit `c` in bool `c`.
+static SPREAD: [[bool; 8]; 256] = {
+    let mut table = [[false; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut c = 0;
+        while c < 8 {
+            table[b][c] = (b >> c) & 1 == 1;
+            c += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose8_matches_the_definition() {
+        let mut rng = crate::vd::SplitMix64::new(7);
+        for _ in 0..100 {
+            let x = rng.next();
+            let t = transpose8(x);
+            for r in 0..8 {
+                for c in 0..8 {
+                    assert_eq!((t >> (8 * c + r)) & 1, (x >> (8 * r + c)) & 1, "{x:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_transposed_mask_is_the_mask_transposed() {
+        // Blocks aligned to words and not, shapes off the 8x8 squares and
+        // the bands, a single row or column.
+        for (n_out, steps, rows, cols) in [
+            (5, 64, 64, 40),
+            (5, 7, 13, 29),
+            (3, 16, 200, 3),
+            (1, 10, 1, 77),
+            (2, 33, 77, 1),
+            (4, 25, 130, 70),
+        ] {
+            let cfg = crate::VdConfig::from_seed(6, 1, n_out, 4, 5, 3).unwrap();
+            let layout = crate::Layout::new(&cfg, rows * cols, steps).unwrap();
+            let index: Vec<u64> = (0..layout.index_len() as u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23))
+                .collect();
+            let e = Expander::new(&cfg, layout);
+            let stream = e.mask_vec(&index).unwrap();
+            let mut want = vec![false; stream.len()];
+            transpose(&stream, rows, cols, &mut want).unwrap();
+            let got = e.mask_transposed(&index, rows, cols).unwrap();
+            assert_eq!(
+                got, want,
+                "{rows}x{cols}, {n_out} outputs, blocks of {steps}"
+            );
+            let bits = e.stream_bits(&index).unwrap();
+            let unpacked: Vec<bool> = (0..stream.len())
+                .map(|i| (bits[i / 64] >> (i % 64)) & 1 == 1)
+                .collect();
+            assert_eq!(unpacked, stream);
+            assert!(e.mask_transposed(&index, rows + 1, cols).is_err());
+        }
+    }
 
     #[test]
     fn transpose_matches_the_definition() {

@@ -44,8 +44,10 @@ pub(super) fn expand<'py>(
     let th = slice_arg(&thresholds)?;
     let mask = detached(py, threads, || {
         let e = Expander::with_thresholds(&config.0, layout, th)?;
-        let mask = e.mask_vec(idx)?;
-        in_tensor_order(mask, transpose, "the keep-mask")
+        match transpose {
+            Some((rows, cols)) => e.mask_transposed(idx, rows, cols),
+            None => e.mask_vec(idx),
+        }
     })?;
     Ok(mask.into_pyarray(py))
 }
