@@ -101,7 +101,7 @@ def main() -> None:
     row(f"X @ sp, X {args.batch}x{n}", best_of(lambda: xl @ sp, rep), sp.nnz * args.batch, "MAC/s", "X @ scipy CSR", peer_r)
 
     print(f"vitrust {vitrust.__version__} on {cpu_name()}, {cores} cores, SIMD {_vitrust.simd_levels()[-1]}, numpy {np.__version__}")
-    print(f"{n}x{n} float32 Gaussian, rate {rate}, flip_flops {cfg.flip_flops}, ratio {cfg.n_out // cfg.n_in}, batch {args.batch}; best of {rep}")
+    print(f"{n}x{n} float32 Gaussian, rate {rate}, flip_flops {cfg.flip_flops}, ratio {cfg.n_out // cfg.n_in}, batch {args.batch}, order {sp.order} (auto); best of {rep}")
     print(f"search: {t_pass * 1e9 / state_steps * cores:.3f} ns per state-step per core (all cores), "
           f"{t_pass1 * 1e9 / state_steps:.3f} ns (1 thread), 1 -> {cores} threads {t_pass1 / t_pass:.2f}x")
     print()
