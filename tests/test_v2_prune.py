@@ -3,8 +3,11 @@ against the NumPy reference, the dense form and the v1 search block by block."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vitrust
 from reference import expand_v2
@@ -161,3 +164,17 @@ def test_core_transpose_argument_is_checked_and_matches_numpy():
             _vitrust.expand(sp.config, sp.index, w.size, 16, None, None, bad)
         with pytest.raises(ValueError, match="transpose"):
             _vitrust.scatter(sp.config, sp.index, 16, sp.values, w.size, None, None, None, bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 90), st.integers(1, 90), st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
+       st.sampled_from([0.5, 0.9]), st.integers(0, 2**32 - 1))
+def test_order_f_mask_and_dense_against_the_reference(rows, cols, dtype, rate, seed):
+    """mask() and to_dense() of an order-F tensor, written straight in tensor
+    order from the stream's bits, against the NumPy reference expansion."""
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    w = np.random.default_rng(seed).standard_normal((rows, cols)).astype(dt)
+    sp = vitrust.prune(w, rate, order="F", block_steps=8)
+    mask = expand_v2(sp.config, sp.index, w.shape, sp.block_steps, sp.thresholds, "F")
+    np.testing.assert_array_equal(sp.mask(), mask)
+    np.testing.assert_array_equal(sp.to_dense(), np.where(mask, w, np.zeros((), dt)))

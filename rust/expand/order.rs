@@ -3,6 +3,7 @@
 //! transpose of the tensor's 2-D view, and is turned into C order here.
 
 use super::Expander;
+use crate::sys::Zeroable;
 use crate::{bail, Result};
 use rayon::prelude::*;
 
@@ -114,6 +115,59 @@ impl Expander {
         self.cancel().checkpoint();
         Ok(out)
     }
+
+    /// [`scatter_vec`](Self::scatter_vec) for a stream stored column by
+    /// column, in the tensor's C order as [`mask_transposed`](Self::mask_transposed):
+    /// each value is placed straight from the stream's bits and its rank
+    /// among them, bands of output rows through a tile buffer, with no
+    /// stream-order copy of the dense array.
+    pub fn scatter_transposed<T: Zeroable + Copy + Default + Send + Sync>(
+        &self,
+        index: &[u64],
+        values: &[T],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<T>> {
+        let n = self.layout().n_weights;
+        if rows.checked_mul(cols) != Some(n) {
+            bail!("transpose: {rows} x {cols} does not fit {n} weights");
+        }
+        let bits = self.stream_bits(index)?;
+        // The kept weights before each word.
+        let mut ranks = crate::sys::with_capacity::<usize>(bits.len(), "the stream's ranks")?;
+        let mut total = 0;
+        for w in &bits {
+            ranks.push(total);
+            total += w.count_ones() as usize;
+        }
+        if total != values.len() {
+            bail!(
+                "values has {} entries but the index keeps {total} weights",
+                values.len()
+            );
+        }
+        let mut out = crate::sys::output::<T>(n, "the dense array")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let stream = Stream {
+            bits: &bits,
+            ranks: &ranks,
+            values,
+            rows,
+            cols,
+        };
+        crate::sys::par_fill(
+            &mut out,
+            n,
+            BAND * rows,
+            || self.cancel().is_cancelled(),
+            || vec![[T::default(); 64]; BAND],
+            |tile, band, out| stream.write_band(band * BAND, out, tile),
+        );
+        self.cancel().checkpoint();
+        Ok(out)
+    }
 }
 
 /// ORs `bits` into `out` from bit `at` on (`out` has room for them).
@@ -161,6 +215,52 @@ fn write_band(bits: &[u64], i0: usize, rows: usize, cols: usize, out: &mut [bool
     }
 }
 
+/// A stream's bits, the kept weights before each of its words, its values
+/// and its matrix's shape, for [`Expander::scatter_transposed`].
+struct Stream<'a, T> {
+    bits: &'a [u64],
+    ranks: &'a [usize],
+    values: &'a [T],
+    rows: usize,
+    cols: usize,
+}
+
+impl<T: Copy + Default> Stream<'_, T> {
+    /// Output rows `i0..` (as many as `out` holds, at most [`BAND`]), in
+    /// tiles of 64 columns: each stream row's 64 bits of the band's columns,
+    /// their values from the row's rank on, into `tile` (as in [`write_band`]).
+    fn write_band(&self, i0: usize, out: &mut [T], tile: &mut [[T; 64]]) {
+        let (rows, cols) = (self.rows, self.cols);
+        let height = out.len() / rows;
+        let band = if height == 64 {
+            u64::MAX
+        } else {
+            (1u64 << height) - 1
+        };
+        for t0 in (0..rows).step_by(64) {
+            let tw = 64.min(rows - t0);
+            for row in &mut tile[..height] {
+                row[..tw].fill(T::default());
+            }
+            for j in t0..t0 + tw {
+                let at = j * cols + i0;
+                let (w, s) = (at / 64, at % 64);
+                let mut k =
+                    self.ranks[w] + (self.bits[w] & ((1u64 << s) - 1)).count_ones() as usize;
+                let mut kept = word_at(self.bits, at) & band;
+                while kept != 0 {
+                    tile[kept.trailing_zeros() as usize][j - t0] = self.values[k];
+                    k += 1;
+                    kept &= kept - 1;
+                }
+            }
+            for (c, row) in tile[..height].iter().enumerate() {
+                out[c * rows + t0..c * rows + t0 + tw].copy_from_slice(&row[..tw]);
+            }
+        }
+    }
+}
+
 /// 64 bits of `bits` from bit `at` on (zeros past the end).
 #[inline(always)]
 fn word_at(bits: &[u64], at: usize) -> u64 {
@@ -202,6 +302,43 @@ static SPREAD: [[bool; 8]; 256] = {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transposed_scatter_is_the_scatter_transposed() {
+        for (n_out, steps, rows, cols) in [
+            (5, 64, 64, 40),
+            (5, 7, 13, 29),
+            (3, 16, 200, 3),
+            (2, 33, 77, 1),
+            (4, 25, 130, 70),
+        ] {
+            let cfg = crate::VdConfig::from_seed(6, 1, n_out, 4, 9, 3).unwrap();
+            let layout = crate::Layout::new(&cfg, rows * cols, steps).unwrap();
+            let index: Vec<u64> = (0..layout.index_len() as u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(11))
+                .collect();
+            let e = Expander::new(&cfg, layout);
+            let kept: usize = e.counts(&index).unwrap().iter().sum();
+            let values: Vec<f32> = (0..kept).map(|i| i as f32 + 1.0).collect();
+            let stream = e.scatter_vec(&index, values.as_slice(), None).unwrap();
+            let mut want = vec![0f32; stream.len()];
+            transpose(&stream, rows, cols, &mut want).unwrap();
+            let got = e.scatter_transposed(&index, &values, rows, cols).unwrap();
+            assert_eq!(
+                got, want,
+                "{rows}x{cols}, {n_out} outputs, blocks of {steps}"
+            );
+            let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+            let got = e.scatter_transposed(&index, &wide, rows, cols).unwrap();
+            assert!(got.iter().zip(&want).all(|(&a, &b)| a == f64::from(b)));
+            assert!(e
+                .scatter_transposed(&index, &values[1..], rows, cols)
+                .is_err());
+            assert!(e
+                .scatter_transposed(&index, &values, rows, cols + 1)
+                .is_err());
+        }
+    }
 
     #[test]
     fn transpose8_matches_the_definition() {

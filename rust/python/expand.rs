@@ -170,9 +170,18 @@ pub(super) fn scatter<'py>(
             })?
         }};
     }
+    // Plain values in order F are placed in tensor order straight away.
     macro_rules! plain {
         ($v:expr, $t:ty) => {
-            fill!($v, $t).into_pyarray(py).into_any()
+            match transpose {
+                Some((rows, cols)) => detached(py, threads, || {
+                    Expander::with_thresholds(&config.0, layout, th)?
+                        .scatter_transposed::<$t>(idx, $v, rows, cols)
+                })?,
+                None => fill!($v, $t),
+            }
+            .into_pyarray(py)
+            .into_any()
         };
     }
     let arr = match &kept {
