@@ -303,37 +303,61 @@ static SPREAD: [[bool; 8]; 256] = {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_transposed_scatter_is_the_scatter_transposed() {
-        for (n_out, steps, rows, cols) in [
+    /// Expanders and indexes over shapes off the 8x8 squares and the bands,
+    /// blocks aligned to words and not, a single row or column, as
+    /// `(expander, index, rows, cols)`.
+    fn cases() -> Vec<(Expander, Vec<u64>, usize, usize)> {
+        let shapes = [
             (5, 64, 64, 40),
             (5, 7, 13, 29),
             (3, 16, 200, 3),
+            (1, 10, 1, 77),
             (2, 33, 77, 1),
             (4, 25, 130, 70),
-        ] {
-            let cfg = crate::VdConfig::from_seed(6, 1, n_out, 4, 9, 3).unwrap();
+        ];
+        let case = |(n_out, steps, rows, cols): (u32, usize, usize, usize)| {
+            let cfg = crate::VdConfig::from_seed(6, 1, n_out, 4, 7, 3).unwrap();
             let layout = crate::Layout::new(&cfg, rows * cols, steps).unwrap();
-            let index: Vec<u64> = (0..layout.index_len() as u64)
-                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(11))
+            let index = (0..layout.index_len() as u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
                 .collect();
-            let e = Expander::new(&cfg, layout);
+            (Expander::new(&cfg, layout), index, rows, cols)
+        };
+        shapes.into_iter().map(case).collect()
+    }
+
+    #[test]
+    fn the_transposed_mask_is_the_mask_transposed() {
+        for (e, index, rows, cols) in cases() {
+            let stream = e.mask_vec(&index).unwrap();
+            let mut want = vec![false; stream.len()];
+            transpose(&stream, rows, cols, &mut want).unwrap();
+            let got = e.mask_transposed(&index, rows, cols).unwrap();
+            assert_eq!(got, want, "{rows}x{cols}");
+            let bits = e.stream_bits(&index).unwrap();
+            let unpacked: Vec<bool> = (0..stream.len())
+                .map(|i| (bits[i / 64] >> (i % 64)) & 1 == 1)
+                .collect();
+            assert_eq!(unpacked, stream);
+            assert!(e.mask_transposed(&index, rows + 1, cols).is_err());
+        }
+    }
+
+    #[test]
+    fn the_transposed_scatter_is_the_scatter_transposed() {
+        for (e, index, rows, cols) in cases() {
             let kept: usize = e.counts(&index).unwrap().iter().sum();
             let values: Vec<f32> = (0..kept).map(|i| i as f32 + 1.0).collect();
             let stream = e.scatter_vec(&index, values.as_slice(), None).unwrap();
             let mut want = vec![0f32; stream.len()];
             transpose(&stream, rows, cols, &mut want).unwrap();
             let got = e.scatter_transposed(&index, &values, rows, cols).unwrap();
-            assert_eq!(
-                got, want,
-                "{rows}x{cols}, {n_out} outputs, blocks of {steps}"
-            );
+            assert_eq!(got, want, "{rows}x{cols}");
             let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
             let got = e.scatter_transposed(&index, &wide, rows, cols).unwrap();
             assert!(got.iter().zip(&want).all(|(&a, &b)| a == f64::from(b)));
-            assert!(e
-                .scatter_transposed(&index, &values[1..], rows, cols)
-                .is_err());
+            let short = &values[..kept.saturating_sub(1)];
+            assert!(e.scatter_transposed(&index, short, rows, cols).is_err() || kept == 0);
             assert!(e
                 .scatter_transposed(&index, &values, rows, cols + 1)
                 .is_err());
@@ -351,41 +375,6 @@ mod tests {
                     assert_eq!((t >> (8 * c + r)) & 1, (x >> (8 * r + c)) & 1, "{x:#x}");
                 }
             }
-        }
-    }
-
-    #[test]
-    fn the_transposed_mask_is_the_mask_transposed() {
-        // Blocks aligned to words and not, shapes off the 8x8 squares and
-        // the bands, a single row or column.
-        for (n_out, steps, rows, cols) in [
-            (5, 64, 64, 40),
-            (5, 7, 13, 29),
-            (3, 16, 200, 3),
-            (1, 10, 1, 77),
-            (2, 33, 77, 1),
-            (4, 25, 130, 70),
-        ] {
-            let cfg = crate::VdConfig::from_seed(6, 1, n_out, 4, 5, 3).unwrap();
-            let layout = crate::Layout::new(&cfg, rows * cols, steps).unwrap();
-            let index: Vec<u64> = (0..layout.index_len() as u64)
-                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23))
-                .collect();
-            let e = Expander::new(&cfg, layout);
-            let stream = e.mask_vec(&index).unwrap();
-            let mut want = vec![false; stream.len()];
-            transpose(&stream, rows, cols, &mut want).unwrap();
-            let got = e.mask_transposed(&index, rows, cols).unwrap();
-            assert_eq!(
-                got, want,
-                "{rows}x{cols}, {n_out} outputs, blocks of {steps}"
-            );
-            let bits = e.stream_bits(&index).unwrap();
-            let unpacked: Vec<bool> = (0..stream.len())
-                .map(|i| (bits[i / 64] >> (i % 64)) & 1 == 1)
-                .collect();
-            assert_eq!(unpacked, stream);
-            assert!(e.mask_transposed(&index, rows + 1, cols).is_err());
         }
     }
 
