@@ -298,21 +298,29 @@ impl<'a> Searcher<'a> {
     /// Kept weights of each `(start, steps)` piece (at most a block long)
     /// searched at `lam` from state 0; nothing is written.
     pub fn counts(&self, lam: f64, pieces: &[(usize, usize)]) -> Vec<usize> {
+        self.pieces(lam, pieces)
+            .into_iter()
+            .map(|p| p.0.kept)
+            .collect()
+    }
+
+    /// [`counts`](Self::counts) with each piece's result and input bits (its
+    /// index words, when the piece is a whole block).
+    pub(crate) fn pieces(
+        &self,
+        lam: f64,
+        pieces: &[(usize, usize)],
+    ) -> Vec<(BlockResult, Vec<u64>)> {
         let share = self.share_above(lam);
+        let words = self.layout.words_per_block();
         pieces
             .par_iter()
             .map_init(
                 || self.workspace(),
                 |ws, &(start, steps)| {
-                    self.piece(
-                        ws,
-                        lam,
-                        share,
-                        start,
-                        steps.min(self.layout.block_steps),
-                        None,
-                    )
-                    .kept
+                    let steps = steps.min(self.layout.block_steps);
+                    let res = self.piece(ws, lam, share, start, steps, None);
+                    (res, ws.words[..words].to_vec())
                 },
             )
             .collect::<Vec<_>>()
@@ -327,16 +335,19 @@ impl<'a> Searcher<'a> {
 
     /// [`run`](Self::run) on an index already checked against the layout.
     pub(crate) fn pass(&self, lam: f64, index: &mut [u64]) -> Vec<BlockResult> {
-        self.pass_with(lam, index, None)
+        self.pass_with(lam, index, None, &[])
     }
 
     /// [`pass`](Self::pass), each block at threshold `fixed[b]` when given
-    /// (a searcher that chooses thresholds per block only).
+    /// (a searcher that chooses thresholds per block only), and the blocks in
+    /// `known` (sorted by block, each searched at this `lam` already, as
+    /// [`pieces`](Self::pieces) returns them) taken as they are.
     pub(crate) fn pass_with(
         &self,
         lam: f64,
         index: &mut [u64],
         fixed: Option<&[u8]>,
+        known: &[(usize, BlockResult, Vec<u64>)],
     ) -> Vec<BlockResult> {
         let share = self.share_above(lam);
         let blocks = self.layout.n_blocks();
@@ -348,6 +359,10 @@ impl<'a> Searcher<'a> {
             .map_init(
                 || self.workspace(),
                 |ws, (b, out)| {
+                    if let Ok(k) = known.binary_search_by_key(&b, |k| k.0) {
+                        out.copy_from_slice(&known[k].2[..out.len()]);
+                        return known[k].1;
+                    }
                     let res = self.block(ws, lam, share, b, fixed);
                     out.copy_from_slice(&ws.words[..out.len()]);
                     res

@@ -7,6 +7,7 @@
 //! bisected, so the search never returns a miss that some `lam` in
 //! `[0, max score]` would have avoided.
 
+use crate::search::BlockResult;
 use crate::{Layout, Result, Searcher};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -274,6 +275,9 @@ fn above_all(s: &Searcher, lam: f64, ranges: &[(usize, usize)]) -> usize {
         .sum()
 }
 
+/// Sampled blocks searched at one `lam`: `(block, result, index words)`, by block.
+type Searched = Vec<(usize, BlockResult, Vec<u64>)>;
+
 /// Full passes, remembering every `lam` searched (none is searched twice) and
 /// the index of the one closest to the target.
 struct FullPasses<'s, 'a> {
@@ -289,6 +293,9 @@ struct FullPasses<'s, 'a> {
     fixed: Option<Vec<u8>>,
     /// `(lam, kept share - target)` of each pass, in order.
     points: Vec<(f64, f64)>,
+    /// The last sample's searches: a full pass at one of their `lam`s takes
+    /// the sampled blocks as they are (the sample's share of a pass saved).
+    sampled: Vec<(f64, Searched)>,
     /// `(lam, kept share - target, kept)` of the pass closest to the target.
     best: Option<(f64, f64, usize)>,
     passes: f64,
@@ -300,9 +307,21 @@ impl FullPasses<'_, '_> {
         if let Some(&(_, e)) = self.points.iter().find(|p| p.0 == lam) {
             return e;
         }
-        self.passes += 1.0;
         let fixed = self.fixed.as_deref();
-        let results = self.searcher.pass_with(lam, &mut self.scratch, fixed);
+        let known = match fixed {
+            None => self
+                .sampled
+                .iter()
+                .find(|k| k.0 == lam)
+                .map_or(&[][..], |k| &k.1[..]),
+            Some(_) => &[],
+        };
+        let layout = self.searcher.layout();
+        self.passes +=
+            1.0 - (known.len() * layout.block_weights()) as f64 / layout.n_weights as f64;
+        let results = self
+            .searcher
+            .pass_with(lam, &mut self.scratch, fixed, known);
         let kept: usize = results.iter().map(|b| b.kept).sum();
         let e = kept as f64 / self.searcher.layout().n_weights as f64 - self.target;
         self.points.push((lam, e));
@@ -412,8 +431,10 @@ fn bisect(
 
 /// Solves for the density `x` whose `lam` keeps the share `d` estimated on
 /// the sampled blocks `pieces` (see [`estimate`]), from `start` (a density
-/// and a slope), to within `tol`. Returns the density, a slope for the next
-/// stage (see [`spread_slope`]) and the work spent in full passes.
+/// and a slope), to within `tol`, adding each search of the sample to
+/// `searched`. Returns the density, a slope for the next stage (see
+/// [`spread_slope`]) and the work spent in full passes.
+#[allow(clippy::too_many_arguments)]
 fn solve_on_sample(
     s: &Searcher,
     q: &Quantiles,
@@ -422,6 +443,7 @@ fn solve_on_sample(
     d: f64,
     start: (f64, f64),
     tol: f64,
+    searched: &mut Vec<(f64, Searched)>,
 ) -> (f64, f64, f64) {
     let layout = s.layout();
     let n = layout.n_weights as f64;
@@ -435,7 +457,13 @@ fn solve_on_sample(
     let f = |x: f64| {
         cost += weights / n;
         let lam = q.lam(x);
-        let kept = s.counts(lam, pieces);
+        let found = s.pieces(lam, pieces);
+        let kept: Vec<_> = found.iter().map(|p| p.0.kept).collect();
+        let blocks = pieces.iter().map(|p| p.0 / layout.block_weights());
+        searched.push((
+            lam,
+            blocks.zip(found).map(|(b, (r, w))| (b, r, w)).collect(),
+        ));
         let above: Vec<_> = ranges
             .par_iter()
             .map(|&(start, len)| s.scores().count_above(start..start + len, lam))
@@ -498,6 +526,7 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         best_thresholds: Vec::new(),
         fixed: None,
         points: Vec::new(),
+        sampled: Vec::new(),
         best: None,
         passes: 0.0,
     };
@@ -510,7 +539,17 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
     for (pieces, tol) in samples {
         let Some(pieces) = pieces else { continue };
         let cost;
-        (x, slope, cost) = solve_on_sample(s, &q, &pieces, &whole, d, (x, slope), tol);
+        full.sampled.clear();
+        (x, slope, cost) = solve_on_sample(
+            s,
+            &q,
+            &pieces,
+            &whole,
+            d,
+            (x, slope),
+            tol,
+            &mut full.sampled,
+        );
         full.passes += cost;
     }
     // One full pass and a few secant corrections (small tensors, or a sample

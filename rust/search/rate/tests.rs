@@ -397,3 +397,25 @@ fn a_tensor_too_small_to_sample_starts_near_its_root() {
         assert!(r.passes <= 3.0, "{rate}: {r:?}");
     }
 }
+
+#[test]
+fn a_pass_that_takes_the_sampled_blocks_is_the_full_pass() {
+    // 40 blocks: the eight-block sample runs and is the last stage, so the
+    // first full pass takes its blocks as they are; the index returned must
+    // be the whole search at the returned lam, bit for bit.
+    for (rate, seed) in [(0.5, 1), (0.9, 2), (0.95, 3)] {
+        let scores = half_normal(40 * 5 * 1024, seed);
+        let (nc, k) = crate::vd::default_comparator(rate);
+        let cfg = crate::VdConfig::from_seed(10, 1, 5, nc, k, 0).unwrap();
+        let layout = Layout::new(&cfg, scores.len(), 1024).unwrap();
+        let sc = crate::Scores::new(crate::Weights::F64(&scores), crate::Score::Raw);
+        let s = Searcher::new(&cfg, layout, sc, 1 << 30).unwrap();
+        assert!(first_pieces(&layout).is_some() && sample_pieces(&layout).is_none());
+        let mut index = vec![0u64; layout.index_len()];
+        let r = prune_to_rate(&s, rate, &mut index).unwrap();
+        let mut whole = vec![0u64; layout.index_len()];
+        let results = s.run(r.lam, &mut whole).unwrap();
+        assert_eq!(index, whole, "{rate}");
+        assert_eq!(r.kept, results.iter().map(|b| b.kept).sum::<usize>());
+    }
+}
