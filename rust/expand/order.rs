@@ -2,6 +2,7 @@
 //! column by column expands into the stream's own C-order matrix, the
 //! transpose of the tensor's 2-D view, and is turned into C order here.
 
+use super::values::for_each_set;
 use super::Expander;
 use crate::sys::Zeroable;
 use crate::{bail, Result};
@@ -94,26 +95,14 @@ impl Expander {
     /// two cores: 3.1 ms against 1.1 ms for a mask in C order; expanded to
     /// bools and those transposed, 11.5 ms).
     pub fn mask_transposed(&self, index: &[u64], rows: usize, cols: usize) -> Result<Vec<bool>> {
-        let n = self.layout().n_weights;
-        if rows.checked_mul(cols) != Some(n) {
-            bail!("transpose: {rows} x {cols} does not fit {n} weights");
-        }
+        self.check_matrix(rows, cols)?;
         let bits = self.stream_bits(index)?;
-        let mut out = crate::sys::output::<bool>(n, "the keep-mask")?;
-        if n == 0 {
-            return Ok(out);
-        }
-        // Output row `i` (stream column `i`) is bits `i, cols + i, 2 cols + i, ...`.
-        crate::sys::par_fill(
-            &mut out,
-            n,
-            BAND * rows,
-            || self.cancel().is_cancelled(),
+        self.in_bands(
+            rows,
+            "the keep-mask",
             || (),
-            |_, band, out| write_band(&bits, band * BAND, rows, cols, out),
-        );
-        self.cancel().checkpoint();
-        Ok(out)
+            |_, i0, out| write_band(&bits, i0, rows, cols, out),
+        )
     }
 
     /// [`scatter_vec`](Self::scatter_vec) for a stream stored column by
@@ -128,10 +117,7 @@ impl Expander {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<T>> {
-        let n = self.layout().n_weights;
-        if rows.checked_mul(cols) != Some(n) {
-            bail!("transpose: {rows} x {cols} does not fit {n} weights");
-        }
+        self.check_matrix(rows, cols)?;
         let bits = self.stream_bits(index)?;
         // The kept weights before each word.
         let mut ranks = crate::sys::with_capacity::<usize>(bits.len(), "the stream's ranks")?;
@@ -146,10 +132,6 @@ impl Expander {
                 values.len()
             );
         }
-        let mut out = crate::sys::output::<T>(n, "the dense array")?;
-        if n == 0 {
-            return Ok(out);
-        }
         let stream = Stream {
             bits: &bits,
             ranks: &ranks,
@@ -157,13 +139,45 @@ impl Expander {
             rows,
             cols,
         };
+        self.in_bands(
+            rows,
+            "the dense array",
+            || vec![[T::default(); 64]; BAND],
+            |tile, i0, out| stream.write_band(i0, out, tile),
+        )
+    }
+
+    /// Refuses a `rows x cols` matrix that is not the stream's weights.
+    fn check_matrix(&self, rows: usize, cols: usize) -> Result<()> {
+        let n = self.layout().n_weights;
+        if rows.checked_mul(cols) != Some(n) {
+            bail!("transpose: {rows} x {cols} does not fit {n} weights");
+        }
+        Ok(())
+    }
+
+    /// A new output of every weight in the tensor's C order (`cols x rows`),
+    /// [`BAND`] rows at a time in parallel by `write(state, first row, rows)`
+    /// (`state` from `init`, once per worker), each writing its rows whole.
+    fn in_bands<T: Zeroable + Send, S>(
+        &self,
+        rows: usize,
+        what: &str,
+        init: impl Fn() -> S + Sync + Send,
+        write: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+    ) -> Result<Vec<T>> {
+        let n = self.layout().n_weights;
+        let mut out = crate::sys::output::<T>(n, what)?;
+        if n == 0 {
+            return Ok(out);
+        }
         crate::sys::par_fill(
             &mut out,
             n,
             BAND * rows,
             || self.cancel().is_cancelled(),
-            || vec![[T::default(); 64]; BAND],
-            |tile, band, out| stream.write_band(band * BAND, out, tile),
+            init,
+            |state, band, out| write(state, band * BAND, out),
         );
         self.cancel().checkpoint();
         Ok(out)
@@ -247,12 +261,10 @@ impl<T: Copy + Default> Stream<'_, T> {
                 let (w, s) = (at / 64, at % 64);
                 let mut k =
                     self.ranks[w] + (self.bits[w] & ((1u64 << s) - 1)).count_ones() as usize;
-                let mut kept = word_at(self.bits, at) & band;
-                while kept != 0 {
-                    tile[kept.trailing_zeros() as usize][j - t0] = self.values[k];
+                for_each_set(&[word_at(self.bits, at) & band], |c| {
+                    tile[c][j - t0] = self.values[k];
                     k += 1;
-                    kept &= kept - 1;
-                }
+                });
             }
             for (c, row) in tile[..height].iter().enumerate() {
                 out[c * rows + t0..c * rows + t0 + tw].copy_from_slice(&row[..tw]);

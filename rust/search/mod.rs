@@ -11,6 +11,10 @@ mod trellis;
 pub use thresholds::ThresholdSearch;
 pub use trellis::BlockResult;
 
+/// A block searched already: `(block, result, index words)`, as
+/// [`Searcher::pieces`] gives them for whole blocks.
+pub(crate) type Searched = (usize, BlockResult, Vec<u64>);
+
 use crate::arch::{Isa, Level};
 use crate::cancel::{self, Cancel, Checked};
 use crate::{bail, Layout, Result, Scores, VdConfig};
@@ -347,7 +351,7 @@ impl<'a> Searcher<'a> {
         lam: f64,
         index: &mut [u64],
         fixed: Option<&[u8]>,
-        known: &[(usize, BlockResult, Vec<u64>)],
+        known: &[Searched],
     ) -> Vec<BlockResult> {
         let share = self.share_above(lam);
         let blocks = self.layout.n_blocks();

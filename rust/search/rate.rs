@@ -7,7 +7,7 @@
 //! bisected, so the search never returns a miss that some `lam` in
 //! `[0, max score]` would have avoided.
 
-use crate::search::BlockResult;
+use crate::search::Searched;
 use crate::{Layout, Result, Searcher};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -279,9 +279,6 @@ fn above_all(s: &Searcher, lam: f64, ranges: &[(usize, usize)]) -> usize {
         .sum()
 }
 
-/// Sampled blocks searched at one `lam`: `(block, result, index words)`, by block.
-type Searched = Vec<(usize, BlockResult, Vec<u64>)>;
-
 /// Full passes, remembering every `lam` searched (none is searched twice) and
 /// the index of the one closest to the target.
 struct FullPasses<'s, 'a> {
@@ -299,7 +296,7 @@ struct FullPasses<'s, 'a> {
     points: Vec<(f64, f64)>,
     /// The last sample's searches: a full pass at one of their `lam`s takes
     /// the sampled blocks as they are (the sample's share of a pass saved).
-    sampled: Vec<(f64, Searched)>,
+    sampled: Vec<(f64, Vec<Searched>)>,
     /// `(lam, kept share - target, kept)` of the pass closest to the target.
     best: Option<(f64, f64, usize)>,
     passes: f64,
@@ -447,7 +444,7 @@ fn solve_on_sample(
     d: f64,
     start: (f64, f64),
     tol: f64,
-    searched: &mut Vec<(f64, Searched)>,
+    searched: &mut Vec<(f64, Vec<Searched>)>,
 ) -> (f64, f64, f64) {
     let layout = s.layout();
     let n = layout.n_weights as f64;
