@@ -1,4 +1,5 @@
-//! `cargo bench`: the search (per state-step) and the expansion (per weight).
+//! `cargo bench`: the search (per state-step, on integer metrics where they
+//! apply and on float32 alone) and the expansion (per weight).
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -74,6 +75,15 @@ fn pass(g: &mut BenchmarkGroup<'_, WallTime>, cfg: &VdConfig, blocks: usize) {
         &k,
         |b, _| b.iter(|| one.install(|| black_box(s.run(0.8, &mut index).unwrap()))),
     );
+    // The peer of the line above: the same pass on float32 metrics only.
+    if n_in == 1 {
+        let s = searcher(cfg, &w).0.with_float_metrics();
+        g.bench_with_input(
+            BenchmarkId::new("1 thread, float32 metrics/flip_flops", &name),
+            &k,
+            |b, _| b.iter(|| one.install(|| black_box(s.run(0.8, &mut index).unwrap()))),
+        );
+    }
 }
 
 /// `prune` to 90 % on a 1024x1024 matrix, rate control included; throughput in weights.

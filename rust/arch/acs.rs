@@ -2,7 +2,7 @@
 //! at a time, bit-identical to the portable one.
 
 use super::Isa;
-use crate::search::acs::{half_tables, step1_portable, step2_portable, subset_sums, Step};
+use crate::search::acs::{half_tables, step1_portable, step2_portable, subset_sums, Step, Step16};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -47,6 +47,98 @@ pub(crate) fn step2(isa: Isa, st: &Step, new: &mut [f32], dec: &mut [u64]) {
         // SAFETY: `isa` proves the CPU runs AVX2 and FMA; lengths as above.
         super::Level::Avx2 => unsafe { step2_avx2(st, new, dec) },
         _ => step2_portable(st, new, dec),
+    }
+}
+
+/// Runs one `n_in = 1` step on int16 metrics ([`crate::search::quantise`]
+/// says when they are exact): the decisions are exact integer arithmetic's,
+/// those of [`step1`] on the same integers as floats. AVX-512 only; the
+/// search runs other levels on the floats.
+pub(crate) fn step1_i16(isa: Isa, st: &Step16, new: &mut [i16], dec: &mut [u64]) {
+    let s = st.old.len();
+    assert!(s >= 64 && new.len() == s && st.patterns.len() == 2 * s && dec.len() == s / 64);
+    assert!(st.gains.len() <= 5);
+    match isa.level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` proves the CPU runs AVX-512; the lengths are asserted above.
+        super::Level::Avx512 => unsafe { step1_i16_avx512(st, new, dec) },
+        _ => unreachable!("int16 metrics run on AVX-512 only"),
+    }
+}
+
+/// Lane `j` of the interleave of `a` and `b` (`a0 b0 a1 b1 ...`), as
+/// `_mm512_permutex2var_epi16` indices: the first 32 lanes, then the next.
+const fn interleave16(half: usize) -> [i16; 32] {
+    let mut idx = [0i16; 32];
+    let mut j = 0;
+    while j < 32 {
+        idx[j] = (16 * half + j / 2 + 32 * (j % 2)) as i16;
+        j += 1;
+    }
+    idx
+}
+
+/// 32 states per vector; the 32-entry table is one register.
+///
+/// # Safety
+/// The CPU runs AVX-512 F, BW and VL, and the lengths are those
+/// [`step1_i16`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn step1_i16_avx512(st: &Step16, new: &mut [i16], dec: &mut [u64]) {
+    let h = st.old.len() / 2;
+    // Subset sums of the gains: entry m adds the gains of m's bits (exact in
+    // integers, so the order does not matter).
+    const LANES: [u32; 5] = [
+        0xAAAA_AAAA,
+        0xCCCC_CCCC,
+        0xF0F0_F0F0,
+        0xFF00_FF00,
+        0xFFFF_0000,
+    ];
+    let mut t = _mm512_setzero_si512();
+    for (j, &g) in st.gains.iter().enumerate() {
+        t = _mm512_mask_add_epi16(t, LANES[j], t, _mm512_set1_epi16(g));
+    }
+    const LO: [i16; 32] = interleave16(0);
+    const HI: [i16; 32] = interleave16(1);
+    // SAFETY: each array holds 32 lanes of 16 bits.
+    let (lo_idx, hi_idx) = unsafe {
+        (
+            _mm512_loadu_si512(LO.as_ptr() as *const __m512i),
+            _mm512_loadu_si512(HI.as_ptr() as *const __m512i),
+        )
+    };
+    let zero = _mm512_setzero_si512();
+    let old = st.old.as_ptr();
+    let pat = st.patterns.as_ptr();
+    let dec32 = dec.as_mut_ptr() as *mut u32;
+    let out = new.as_mut_ptr();
+    for m in 0..h / 32 {
+        // SAFETY: with the lengths `step1_i16` asserts (`old` of `2h`,
+        // `patterns` of `4h`, `new` of `2h`, `dec` of `2h / 64` words), every
+        // load and store below is in bounds.
+        unsafe {
+            let a = _mm512_loadu_si512(old.add(32 * m) as *const __m512i);
+            let b = _mm512_loadu_si512(old.add(h + 32 * m) as *const __m512i);
+            let mut best = [zero; 2];
+            for (u, best) in best.iter_mut().enumerate() {
+                let i0 = _mm512_loadu_si512(pat.add(u * h + 32 * m) as *const __m512i);
+                let i1 = _mm512_loadu_si512(pat.add((2 + u) * h + 32 * m) as *const __m512i);
+                let c0 = _mm512_add_epi16(a, _mm512_permutexvar_epi16(i0, t));
+                let c1 = _mm512_add_epi16(b, _mm512_permutexvar_epi16(i1, t));
+                // Wrapped, the difference is the true one (the range check).
+                let take1 = _mm512_cmpgt_epi16_mask(_mm512_sub_epi16(c1, c0), zero);
+                *best = _mm512_mask_blend_epi16(take1, c0, c1);
+                dec32.add(u * h / 32 + m).write_unaligned(take1);
+            }
+            let o = out.add(64 * m) as *mut __m512i;
+            _mm512_storeu_si512(o, _mm512_permutex2var_epi16(best[0], lo_idx, best[1]));
+            _mm512_storeu_si512(
+                o.add(1),
+                _mm512_permutex2var_epi16(best[0], hi_idx, best[1]),
+            );
+        }
     }
 }
 

@@ -20,6 +20,14 @@ pub(crate) struct Step<'a> {
     pub gains: &'a [f32],
 }
 
+/// [`Step`] on int16 metrics (`n_in = 1`, `n_out <= 5`).
+pub(crate) struct Step16<'a> {
+    pub old: &'a [i16],
+    /// As [`Step::patterns`], in 16-bit lanes.
+    pub patterns: &'a [u16],
+    pub gains: &'a [i16],
+}
+
 /// The two 32-entry tables of an `n_in = 2` step: pattern `m` scores
 /// `lo[m & 31] + hi[m >> 5]`, the subset sums of gains 0..5 and 5..10.
 pub(crate) fn half_tables(gains: &[f32]) -> ([f32; 32], [f32; 32]) {

@@ -4,6 +4,7 @@
 //! [`acs`], the choice of `lam` for a target rate in [`rate`].
 
 pub(crate) mod acs;
+mod quantise;
 pub(crate) mod rate;
 mod thresholds;
 mod trellis;
@@ -33,6 +34,8 @@ pub struct Searcher<'a> {
     per_block: Option<(ThresholdSearch, Trellises)>,
     threshold: u32,
     isa: Isa,
+    /// Integer metrics where they are exact ([`quantise`]); float32 otherwise.
+    integer: bool,
     keeps_all: bool,
     layout: Layout,
     scores: Scores<'a>,
@@ -76,6 +79,7 @@ impl<'a> Searcher<'a> {
             per_block: None,
             threshold: config.threshold(),
             isa: Isa::best(),
+            integer: true,
             keeps_all: config.keeps_all(),
             layout,
             scores: scores.scaled(max_score),
@@ -131,6 +135,14 @@ impl<'a> Searcher<'a> {
         };
         self.isa = isa;
         Ok(self)
+    }
+
+    /// Searches every block on float32 metrics instead of integer ones where
+    /// they are exact (for tests and benchmarks: either scores within the
+    /// search's tolerance of the optimum, the bits may differ).
+    pub fn with_float_metrics(mut self) -> Self {
+        self.integer = false;
+        self
     }
 
     /// True when every block chooses its own threshold.
@@ -200,11 +212,7 @@ impl<'a> Searcher<'a> {
         fixed: Option<u32>,
     ) -> BlockResult {
         if self.cancel.is_cancelled() {
-            return BlockResult {
-                metric: 0.0,
-                kept: 0,
-                threshold: self.threshold,
-            };
+            return BlockResult::cancelled(self.threshold);
         }
         let gains = &mut ws.gains[..steps * self.trellis.n_out];
         self.scores.gains(start, lam, gains);
@@ -212,13 +220,21 @@ impl<'a> Searcher<'a> {
         let res = match (&self.per_block, fixed) {
             (None, _) => BlockResult {
                 threshold: self.threshold,
-                ..search_block(&self.trellis, self.isa, ws, steps, valid, &self.cancel)
+                ..search_block(
+                    &self.trellis,
+                    self.isa,
+                    ws,
+                    steps,
+                    valid,
+                    &self.cancel,
+                    self.integer,
+                )
             },
             (Some((_, trellises)), Some(t)) => {
                 let tr = trellises.get(t).unwrap_or_else(|e| cancel::fail(e));
                 BlockResult {
                     threshold: t,
-                    ..search_block(tr, self.isa, ws, steps, valid, &self.cancel)
+                    ..search_block(tr, self.isa, ws, steps, valid, &self.cancel, self.integer)
                 }
             }
             (Some((how, trellises)), None) => self.choose(how, trellises, share, ws, steps, valid),
@@ -260,7 +276,7 @@ impl<'a> Searcher<'a> {
             let tr = trellises.get(t).unwrap_or_else(|e| cancel::fail(e));
             let res = BlockResult {
                 threshold: t,
-                ..search_block(tr, self.isa, ws, steps, valid, &self.cancel)
+                ..search_block(tr, self.isa, ws, steps, valid, &self.cancel, self.integer)
             };
             if best.is_none_or(|b| res.metric > b.metric) {
                 *best = Some(res);

@@ -8,6 +8,7 @@
 //! traceback from the best final state replays the decisions into the input bits.
 
 use super::acs::{self, subset_sums};
+use super::quantise::Quantised;
 use crate::arch::{self, Isa, Kernel};
 use crate::cancel::Cancel;
 use crate::sys::zeros;
@@ -27,6 +28,8 @@ pub(crate) struct Trellis {
     /// with `n_out <= 10`, `k >= 6`): keep patterns laid out `[p][u][i]` so
     /// each run is contiguous in `i`.
     lanes: Option<Vec<u32>>,
+    /// `lanes` in 16-bit lanes for the int16 kernel (`n_in = 1` only).
+    lanes16: Option<Vec<u16>>,
 }
 
 impl Trellis {
@@ -46,6 +49,10 @@ impl Trellis {
                 })
                 .collect()
         });
+        let lanes16 = lanes
+            .as_ref()
+            .filter(|_| n_in == 1)
+            .map(|l: &Vec<u32>| l.iter().map(|&p| p as u16).collect());
         Self {
             k,
             n_in: config.n_in(),
@@ -53,6 +60,7 @@ impl Trellis {
             table,
             chunks,
             lanes,
+            lanes16,
         }
     }
 
@@ -68,17 +76,32 @@ impl Trellis {
     /// Bytes of the tables shared by all threads.
     pub(super) fn table_bytes(&self) -> usize {
         let entries = self.table.len();
-        entries * 8 + self.chunks.len() * entries + self.lanes.as_ref().map_or(0, |l| l.len() * 4)
+        entries * 8
+            + self.chunks.len() * entries
+            + self.lanes.as_ref().map_or(0, |l| l.len() * 4)
+            + self.lanes16.as_ref().map_or(0, |l| l.len() * 2)
+    }
+
+    /// True when blocks run on integer metrics where they fit
+    /// ([`super::quantise`]). It depends on the config alone, not the
+    /// instruction set, so every level gives the same bits.
+    fn quantises(&self) -> bool {
+        self.lanes16.is_some()
     }
 
     /// Bytes of one thread's [`Workspace`] for blocks of `block_steps` steps;
     /// the survivor decisions dominate: `block_steps * n_in * 2^k` bits.
     pub(super) fn workspace_bytes(&self, block_steps: usize) -> usize {
         let s = self.n_states();
-        let floats = 2 * s + (s << self.n_in) + 256 + block_steps * self.n_out;
+        let floats = 2 * s + (s << self.n_in) + 256 + 2 * block_steps * self.n_out;
         let words = block_steps * self.n_in as usize * self.plane_words()
             + 2 * (block_steps * self.n_in as usize).div_ceil(64);
-        floats * 4 + words * 8
+        let int16 = if self.quantises() {
+            2 * s + block_steps * self.n_out
+        } else {
+            0
+        };
+        floats * 4 + words * 8 + int16 * 2
     }
 }
 
@@ -90,6 +113,11 @@ pub(crate) struct Workspace {
     sums: Vec<f32>,
     decisions: Vec<u64>,
     pub(super) gains: Vec<f32>,
+    /// The gains as integers ([`super::quantise`]), and int16 metrics.
+    quantised: Vec<f32>,
+    quantised16: Vec<i16>,
+    old16: Vec<i16>,
+    new16: Vec<i16>,
     pub(super) words: Vec<u64>,
     /// The best candidate's words while a block tries several thresholds.
     pub(super) best_words: Vec<u64>,
@@ -106,6 +134,17 @@ impl Workspace {
             sums: zeros(256, what)?,
             decisions: zeros(block_steps * tr.n_in as usize * tr.plane_words(), what)?,
             gains: zeros(block_steps * tr.n_out, what)?,
+            quantised: zeros(block_steps * tr.n_out, what)?,
+            quantised16: zeros(
+                if tr.quantises() {
+                    block_steps * tr.n_out
+                } else {
+                    0
+                },
+                what,
+            )?,
+            old16: zeros(if tr.quantises() { s } else { 0 }, what)?,
+            new16: zeros(if tr.quantises() { s } else { 0 }, what)?,
             words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
             best_words: zeros((block_steps * tr.n_in as usize).div_ceil(64), what)?,
         })
@@ -185,11 +224,26 @@ pub struct BlockResult {
     pub kept: usize,
     /// The comparator threshold the block was searched with.
     pub threshold: u32,
+    /// True when the mask came from integer metrics ([`super::quantise`]).
+    pub integer: bool,
+}
+
+impl BlockResult {
+    /// What a cancelled search returns (never seen: the caller unwinds).
+    pub(super) fn cancelled(threshold: u32) -> Self {
+        Self {
+            metric: 0.0,
+            kept: 0,
+            threshold,
+            integer: false,
+        }
+    }
 }
 
 /// Searches one block of `steps` steps whose gains are `ws.gains` (`valid` of
-/// them real), writing its input bits into `ws.words`. The loop around the
-/// kernels (renormalising, traceback) is compiled for the level too.
+/// them real), writing its input bits into `ws.words`; on integer metrics
+/// where the config and the block allow it and `integer` asks for them. The
+/// loop around the kernels is compiled for the level too.
 pub(super) fn search_block(
     tr: &Trellis,
     isa: Isa,
@@ -197,6 +251,7 @@ pub(super) fn search_block(
     steps: usize,
     valid: usize,
     stop: &Cancel,
+    integer: bool,
 ) -> BlockResult {
     let block = Block {
         tr,
@@ -204,6 +259,7 @@ pub(super) fn search_block(
         steps,
         valid,
         stop,
+        integer,
     };
     arch::dispatch(isa, block)
 }
@@ -215,6 +271,7 @@ struct Block<'a> {
     steps: usize,
     valid: usize,
     stop: &'a Cancel,
+    integer: bool,
 }
 
 impl Kernel for Block<'_> {
@@ -222,26 +279,68 @@ impl Kernel for Block<'_> {
 
     #[inline(always)]
     fn run(self, isa: Isa) -> BlockResult {
-        search_block_at(self.tr, isa, self.ws, self.steps, self.valid, self.stop)
+        let Block {
+            tr,
+            ws,
+            steps,
+            valid,
+            stop,
+            integer,
+        } = self;
+        let n = steps * tr.n_out;
+        let window = (tr.k / tr.n_in) as usize;
+        if integer && tr.quantises() {
+            let (gains, q) = (&ws.gains[..n], &mut ws.quantised[..n]);
+            if let Some(z) = Quantised::new(gains, tr.n_out, valid, window, q) {
+                let Some(end) = forward_integer(tr, isa, ws, steps, stop) else {
+                    return BlockResult::cancelled(0);
+                };
+                let (res, kept_q) = traceback(tr, ws, steps, valid, end, true);
+                if z.holds(res.metric, kept_q) {
+                    return BlockResult {
+                        integer: true,
+                        ..res
+                    };
+                }
+            }
+        }
+        if !forward(tr, isa, ws, Gains::Float, 0..steps, stop) {
+            return BlockResult::cancelled(0);
+        }
+        let end = best_state(&ws.old);
+        traceback(tr, ws, steps, valid, end, false).0
     }
 }
 
+/// Which gains the float32 steps add: the scores' or their integers.
+#[derive(Clone, Copy)]
+enum Gains {
+    Float,
+    Quantised,
+}
+
+/// Runs steps `at` of the float32 kernels from the metrics in `ws.old`
+/// (initialised to the start state at step 0); false when cancelled.
 #[inline(always)]
-fn search_block_at(
+fn forward(
     tr: &Trellis,
     isa: Isa,
     ws: &mut Workspace,
-    steps: usize,
-    valid: usize,
+    which: Gains,
+    at: std::ops::Range<usize>,
     stop: &Cancel,
-) -> BlockResult {
-    let s = tr.n_states();
-    let n_in = tr.n_in as usize;
-    let step_words = n_in * tr.plane_words();
-    ws.old.fill(f32::NEG_INFINITY);
-    ws.old[0] = 0.0;
-    for t in 0..steps {
-        let g = &ws.gains[t * tr.n_out..(t + 1) * tr.n_out];
+) -> bool {
+    let step_words = tr.n_in as usize * tr.plane_words();
+    if at.start == 0 {
+        ws.old.fill(f32::NEG_INFINITY);
+        ws.old[0] = 0.0;
+    }
+    for t in at {
+        let gains = match which {
+            Gains::Float => &ws.gains,
+            Gains::Quantised => &ws.quantised,
+        };
+        let g = &gains[t * tr.n_out..(t + 1) * tr.n_out];
         let dec = &mut ws.decisions[t * step_words..(t + 1) * step_words];
         match &tr.lanes {
             Some(patterns) => {
@@ -263,20 +362,95 @@ fn search_block_at(
             // A block at 16 flip-flops takes long enough to check inside it;
             // the loop around unwinds once it is over (see `Cancel::skip`).
             if stop.is_cancelled() {
-                return BlockResult {
-                    metric: 0.0,
-                    kept: 0,
-                    threshold: 0,
-                };
+                return false;
             }
         }
         std::mem::swap(&mut ws.old, &mut ws.new);
     }
-    // Traceback from the best final state (the lowest on ties).
-    let mut ns = (0..s).fold(0, |best, i| if ws.old[i] > ws.old[best] { i } else { best });
+    true
+}
+
+/// The forward pass on the block's integers (`ws.quantised`, in range):
+/// the first `k` steps in float32, which holds them exactly and gives
+/// unreached states `-inf`, the rest on int16 where the CPU has the kernel.
+/// Returns the best final state, `None` when cancelled.
+#[inline(always)]
+fn forward_integer(
+    tr: &Trellis,
+    isa: Isa,
+    ws: &mut Workspace,
+    steps: usize,
+    stop: &Cancel,
+) -> Option<usize> {
+    let lead = (tr.k as usize).min(steps);
+    let patterns = tr.lanes16.as_ref().filter(|_| isa.avx512() && lead < steps);
+    let Some(patterns) = patterns else {
+        return forward(tr, isa, ws, Gains::Quantised, 0..steps, stop).then(|| best_state(&ws.old));
+    };
+    if !forward(tr, isa, ws, Gains::Quantised, 0..lead, stop) {
+        return None;
+    }
+    // After k steps every state is reached; its metric is an integer the
+    // range check keeps within int16.
+    for (o, &m) in ws.old16.iter_mut().zip(&ws.old) {
+        *o = m as i16;
+    }
+    // Each integer is within int16 too, converted for the whole block at
+    // once: built a step at a time, the kernel's loads would wait on the
+    // stores.
+    let n = steps * tr.n_out;
+    for (d, &q) in ws.quantised16[..n].iter_mut().zip(&ws.quantised[..n]) {
+        *d = q as i16;
+    }
+    let step_words = tr.plane_words();
+    for t in lead..steps {
+        let st = acs::Step16 {
+            old: &ws.old16,
+            patterns,
+            gains: &ws.quantised16[t * tr.n_out..(t + 1) * tr.n_out],
+        };
+        let dec = &mut ws.decisions[t * step_words..(t + 1) * step_words];
+        arch::acs::step1_i16(isa, &st, &mut ws.new16, dec);
+        std::mem::swap(&mut ws.old16, &mut ws.new16);
+        if (t + 1) % RENORMALISE_EVERY == 0 && stop.is_cancelled() {
+            return None;
+        }
+    }
+    // The lowest of the best states, comparing wrapped differences, which
+    // the range check keeps true.
+    let base = ws.old16[0];
+    let gap = |m: i16| m.wrapping_sub(base);
+    Some((0..ws.old16.len()).fold(0, |best, i| {
+        if gap(ws.old16[i]) > gap(ws.old16[best]) {
+            i
+        } else {
+            best
+        }
+    }))
+}
+
+/// The best final state (the lowest on ties).
+fn best_state(old: &[f32]) -> usize {
+    (0..old.len()).fold(0, |best, i| if old[i] > old[best] { i } else { best })
+}
+
+/// Replays the decisions from state `ns` into the input bits (`ws.words`);
+/// returns the block's result and, with `quantised`, the sum of the kept
+/// weights' integers.
+#[inline(always)]
+fn traceback(
+    tr: &Trellis,
+    ws: &mut Workspace,
+    steps: usize,
+    valid: usize,
+    mut ns: usize,
+    quantised: bool,
+) -> (BlockResult, f64) {
+    let n_in = tr.n_in as usize;
+    let step_words = n_in * tr.plane_words();
     let words = &mut ws.words[..(steps * n_in).div_ceil(64)];
     words.fill(0);
-    let (mut metric, mut kept) = (0.0f64, 0usize);
+    let (mut metric, mut kept, mut kept_q) = (0.0f64, 0usize, 0.0f64);
     let (plane, shift, umask) = (tr.plane_words(), tr.k as usize - n_in, (1 << n_in) - 1);
     for t in (0..steps).rev() {
         let dec = &ws.decisions[t * step_words..(t + 1) * step_words];
@@ -297,19 +471,25 @@ fn search_block_at(
             bits &= (1u64 << left) - 1;
         }
         kept += bits.count_ones() as usize;
-        let g = &ws.gains[t * tr.n_out..];
+        let (g, q) = (&ws.gains[t * tr.n_out..], &ws.quantised[t * tr.n_out..]);
         while bits != 0 {
-            metric += f64::from(g[bits.trailing_zeros() as usize]);
+            let j = bits.trailing_zeros() as usize;
+            metric += f64::from(g[j]);
+            if quantised {
+                kept_q += f64::from(q[j]);
+            }
             bits &= bits - 1;
         }
         ns = r >> n_in;
     }
     debug_assert_eq!(ns, 0, "traceback must end in the start state");
-    BlockResult {
+    let res = BlockResult {
         metric,
         kept,
         threshold: 0,
-    }
+        integer: false,
+    };
+    (res, kept_q)
 }
 
 #[cfg(test)]
@@ -327,7 +507,10 @@ mod tests {
                 + tr.chunks.iter().map(Vec::len).sum::<usize>()
                 + tr.lanes
                     .as_ref()
-                    .map_or(0, |l| l.len() * std::mem::size_of::<u32>());
+                    .map_or(0, |l| l.len() * std::mem::size_of::<u32>())
+                + tr.lanes16
+                    .as_ref()
+                    .map_or(0, |l| l.len() * std::mem::size_of::<u16>());
             assert_eq!(tr.table_bytes(), held, "{cfg:?}");
             assert!(held >= 8 << (k + n_in), "{cfg:?}");
         }
@@ -381,6 +564,60 @@ mod tests {
                     dec, want_dec,
                     "decisions, k {k} n_in {n_in} n_out {n_out} {level:?}"
                 );
+            }
+        }
+    }
+
+    /// The int16 step takes the decisions of the float32 step on the same
+    /// integers and gives its metrics, offset by any base and wrapped: the
+    /// int16 path never renormalises.
+    #[test]
+    fn int16_step_matches_the_float_step_on_wrapped_integers() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as i64
+        };
+        for (k, n_out) in [(6, 5), (7, 1), (9, 3), (12, 5), (10, 4)] {
+            let cfg = VdConfig::from_seed(k, 1, n_out, 3, 2, k as u64).unwrap();
+            let tr = Trellis::new(&cfg);
+            assert!(tr.quantises(), "k {k} n_out {n_out}");
+            let s = tr.n_states();
+            for (spread, base) in [(9, 0i16), (4000, 32000), (9, -32768), (2000, 12345)] {
+                let old: Vec<f32> = (0..s)
+                    .map(|_| (next() % spread - spread / 2) as f32)
+                    .collect();
+                let gains: Vec<f32> = (0..n_out)
+                    .map(|_| (next() % spread - spread / 2) as f32)
+                    .collect();
+                let st = acs::Step {
+                    old: &old,
+                    patterns: tr.lanes.as_ref().unwrap(),
+                    gains: &gains,
+                };
+                let (mut want, mut want_dec) = (vec![0.0; s], vec![0u64; tr.plane_words()]);
+                acs::step1_portable(&st, &mut want, &mut want_dec);
+                let old16: Vec<i16> = old.iter().map(|&m| base.wrapping_add(m as i16)).collect();
+                let gains16: Vec<i16> = gains.iter().map(|&g| g as i16).collect();
+                let st16 = acs::Step16 {
+                    old: &old16,
+                    patterns: tr.lanes16.as_ref().unwrap(),
+                    gains: &gains16,
+                };
+                let levels = crate::Level::all().into_iter().filter(|l| l.available());
+                for isa in levels.map(|l| Isa::new(l).unwrap()).filter(|i| i.avx512()) {
+                    let (mut new, mut dec) = (vec![0i16; s], vec![!0u64; tr.plane_words()]);
+                    arch::acs::step1_i16(isa, &st16, &mut new, &mut dec);
+                    let what = format!("k {k} n_out {n_out} spread {spread} base {base}");
+                    assert_eq!(dec, want_dec, "decisions, {what}");
+                    let got: Vec<f32> = new
+                        .iter()
+                        .map(|&m| f32::from(m.wrapping_sub(base)))
+                        .collect();
+                    assert_eq!(got, want, "metrics, {what}");
+                }
             }
         }
     }
