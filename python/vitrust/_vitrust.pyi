@@ -87,7 +87,16 @@ def search(
     simd: Optional[str] = None,
     factors: Optional[Sequence[float]] = None,
     refine: bool = False,
+    metrics: str = "auto",
 ) -> Tuple[npt.NDArray[np.uint64], int, float, Optional[npt.NDArray[np.uint8]]]: ...
+def integer_blocks(
+    config: VDConfig,
+    weights: npt.NDArray[Any],
+    score: str,
+    lam: float,
+    block_steps: int,
+    threads: Optional[int] = None,
+) -> Tuple[int, int]: ...
 def search_rate(
     config: VDConfig,
     weights: npt.NDArray[Any],

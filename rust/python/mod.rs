@@ -122,6 +122,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FormatError", m.py().get_type::<FormatError>())?;
     m.add_function(wrap_pyfunction!(search::search, m)?)?;
     m.add_function(wrap_pyfunction!(search::search_rate, m)?)?;
+    m.add_function(wrap_pyfunction!(search::integer_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(expand::expand, m)?)?;
     m.add_function(wrap_pyfunction!(expand::block_starts, m)?)?;
     m.add_function(wrap_pyfunction!(expand::gather, m)?)?;

@@ -224,7 +224,8 @@ pub struct BlockResult {
     pub kept: usize,
     /// The comparator threshold the block was searched with.
     pub threshold: u32,
-    /// True when the mask came from integer metrics ([`super::quantise`]).
+    /// True when the mask came from integer metrics (docs/algorithm.md,
+    /// "Integer metrics").
     pub integer: bool,
 }
 
