@@ -45,7 +45,8 @@ def run(w: np.ndarray, rate: float, proc: str, order: str) -> Tuple[float, float
     rows, cols = _checks.matrix_view(w.shape)
     t0 = time.perf_counter()
     if order == "auto":  # as prune(order="auto") chooses: on a sample of blocks
-        order = _prune._choose_order(config, w.reshape(-1), "abs", rate, None, rows, cols, sp0.block_steps, None,
+        streams = {o: _prune._stream(w.reshape(-1), rows, cols, o) for o in "CF"}
+        order = _prune._choose_order(config, streams, "abs", rate, None, sp0.block_steps, None,
                                      _vitrust.DEFAULT_MAX_SEARCH_BYTES, None if factors is None else tuple(factors))
     flat = w.reshape(rows, cols).T.reshape(-1).copy() if order == "F" else w.reshape(-1)
     index, nnz, lam, _, th = _vitrust.search_rate(config, flat, "abs", rate, sp0.block_steps, None,

@@ -130,3 +130,27 @@ def test_matmul_errors():
         np.ones((2, 9)) @ sp
     with pytest.raises(ValueError, match="finite"):
         np.full(10, np.inf) @ sp
+
+
+@given(st.integers(1, 150), st.integers(1, 150), st.sampled_from(["float16", "bfloat16", "float32", "float64",
+                                                                  "float8_e4m3fn"]),
+       st.integers(1, 2), st.integers(0, 2**32))
+def test_transposed_is_numpys_transpose(rows, cols, dtype, threads, seed):
+    """The tiled transpose behind order "F" against NumPy's, in every value
+    dtype (ragged tiles on both sides) and thread count."""
+    import ml_dtypes
+
+    dt = np.dtype(getattr(ml_dtypes, dtype)) if dtype in ("bfloat16", "float8_e4m3fn") else np.dtype(dtype)
+    a = np.random.default_rng(seed).standard_normal(rows * cols).astype(dt)
+    got = _vitrust.transposed(a, rows, cols, threads)
+    assert got.dtype == dt and got.shape == (rows * cols,)
+    np.testing.assert_array_equal(got.view(f"u{dt.itemsize}"),
+                                  np.ascontiguousarray(a.reshape(rows, cols).T).reshape(-1).view(f"u{dt.itemsize}"))
+
+
+def test_transposed_refuses_a_shape_that_does_not_hold_the_array():
+    a = np.zeros(12, np.float32)
+    with pytest.raises(ValueError, match="transpose: 5 x 3"):
+        _vitrust.transposed(a, 5, 3)
+    with pytest.raises(TypeError, match="a: expected a 1-D"):
+        _vitrust.transposed(np.zeros(12, np.int32), 3, 4)

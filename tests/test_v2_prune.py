@@ -123,8 +123,9 @@ def test_mask_and_dense_are_c_contiguous_in_either_order(order):
 
 
 def test_the_order_sample_reads_the_streams_blocks(monkeypatch):
-    """order="auto" samples blocks of each stream by index arithmetic (no
-    transposed copy); the samples must be those blocks of the actual streams."""
+    """order="auto" samples the same blocks of each stream (the scores in C
+    order and the transposed copy): they must be those blocks of the actual
+    streams, the ragged last one included."""
     from vitrust import _prune
 
     rows, cols, bs = 37, 53, 8  # 1961 weights, blocks of 40: 50 blocks, a ragged last one
@@ -138,7 +139,8 @@ def test_the_order_sample_reads_the_streams_blocks(monkeypatch):
         return search(cfg, sample, *a, **k)
 
     monkeypatch.setattr(_prune._vitrust, "search", recording)
-    _prune._choose_order(config, src, "abs", None, 0.8, rows, cols, bs, None, 1 << 30, None)
+    streams = {o: _prune._stream(src, rows, cols, o) for o in "CF"}
+    _prune._choose_order(config, streams, "abs", None, 0.8, bs, None, 1 << 30, None)
     bw = bs * config.n_out
     n_blocks = -(-src.size // bw)
     picks = np.linspace(0, n_blocks - 1, max(_prune.SAMPLE_BLOCKS, n_blocks // _prune.SAMPLE_SHARE)).round()

@@ -46,19 +46,26 @@ def values(x: Any, kind: str, dtype: npt.DTypeLike = np.float64) -> npt.NDArray[
     return a.astype(dtype)
 
 
-def top_sum(scores: npt.NDArray[Any], k: int) -> float:
-    """The sum of the ``k`` largest of the flat float64 ``scores`` (magnitude pruning keeping ``k``)."""
+def top_sum(scores: npt.NDArray[Any], k: int, overwrite: bool = False) -> float:
+    """The sum of the ``k`` largest of the flat ``scores`` (magnitude pruning
+    keeping ``k``), added in float64; ``overwrite`` reorders ``scores`` in
+    place instead of partitioning a copy."""
     if k <= 0:
         return 0.0
     n = scores.size
-    return float(np.partition(scores, n - k)[n - k:].sum())
+    if overwrite:
+        scores.partition(n - k)
+    else:
+        scores = np.partition(scores, n - k)
+    return float(scores[n - k:].sum(dtype=np.float64))
 
 
-def retained(scores: npt.NDArray[Any], kept: float, k: int) -> float:
+def retained(scores: npt.NDArray[Any], kept: float, k: int, overwrite: bool = False) -> float:
     """Kept importance relative to magnitude pruning at the same count: ``kept``
     (the sum of the ``k`` kept scores) over the sum of the ``k`` largest
-    ``scores``; 1.0 when nothing is kept or every top score is zero."""
-    top = top_sum(scores, k)
+    ``scores`` (reordered in place with ``overwrite``); 1.0 when nothing is
+    kept or every top score is zero."""
+    top = top_sum(scores, k, overwrite)
     return kept / top if top > 0 else 1.0
 
 

@@ -146,6 +146,7 @@ def scatter(
     thresholds: Optional[npt.NDArray[np.uint8]] = None,
     transpose: Optional[Tuple[int, int]] = None,
 ) -> npt.NDArray[Any]: ...
+def transposed(a: npt.NDArray[Any], rows: int, cols: int, threads: Optional[int] = None) -> npt.NDArray[Any]: ...
 def matmul(
     config: VDConfig,
     index: npt.NDArray[np.uint64],

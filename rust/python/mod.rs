@@ -127,6 +127,7 @@ fn _vitrust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expand::block_starts, m)?)?;
     m.add_function(wrap_pyfunction!(expand::gather, m)?)?;
     m.add_function(wrap_pyfunction!(expand::scatter, m)?)?;
+    m.add_function(wrap_pyfunction!(expand::transposed, m)?)?;
     m.add_function(wrap_pyfunction!(config::generate_taps, m)?)?;
     m.add_function(wrap_pyfunction!(config::layout_info, m)?)?;
     m.add_function(wrap_pyfunction!(expand::matmul, m)?)?;
