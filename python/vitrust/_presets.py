@@ -51,15 +51,16 @@ FACTORS = (0.75, 1.0, 1.33)
 # (2x per pass: two table lookups per branch in the vectorised search). The order is
 # chosen per tensor from "default" on (format v2: +0.6 points against the
 # bound on real layers for 1.8x the time); "fast" keeps row-major order for
-# speed. "best" spends its time on per-block thresholds (three candidates,
-# then refined) at 12 flip-flops rather than on 16 flip-flops and two tap
-# seeds: on real layers 0.988 of the bound for 23x the default's time,
-# against 0.984 for 94x (benches/presets_real.py, figures in
-# benches/QUALITY.md, "Presets on real layers").
+# speed. "best" spends its time on per-block thresholds (three candidates)
+# at 13 flip-flops rather than on 16 flip-flops and two tap seeds: over all
+# 98 layers of four real models at 50-95 %, 0.986 of the bound for 20x the
+# default's time, where 12 flip-flops with refined thresholds gave 0.985
+# for 14x and 16 flip-flops with two seeds 0.984 for 94x (benches/presets_real.py,
+# figures in benches/QUALITY.md, "Presets on real layers").
 EFFORTS: Dict[str, Preset] = {
     "fast": Preset(flip_flops=8, n_in=1, tap_seeds=1, factors=None, refine=False, order="C"),
     "default": Preset(flip_flops=10, n_in=1, tap_seeds=1, factors=None, refine=False, order="auto"),
-    "best": Preset(flip_flops=12, n_in=1, tap_seeds=1, factors=FACTORS, refine=True, order="auto"),
+    "best": Preset(flip_flops=13, n_in=1, tap_seeds=1, factors=FACTORS, refine=False, order="auto"),
 }
 
 
