@@ -206,7 +206,7 @@ def _stream(flat: np.ndarray, rows: int, cols: int, order: str, threads: Optiona
 
 
 # Order "auto" compares the orders on this share of the blocks (at least SAMPLE_BLOCKS).
-SAMPLE_SHARE = 8
+SAMPLE_SHARE = 16
 SAMPLE_BLOCKS = 8
 
 
