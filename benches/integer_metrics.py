@@ -1,6 +1,7 @@
 """Integer metrics on real layers (docs/algorithm.md, "Integer metrics"):
 how many blocks fall back to float32, and a whole fixed-lam pass on integer
-metrics against the same pass on float32 alone, in one run.
+metrics against the same pass on float32 alone, in one run, at 10 to 16
+flip-flops.
 
     python benches/integer_metrics.py [--models minilm rapidocr-det rapidocr-rec silero]
 
@@ -38,18 +39,29 @@ def fallbacks(ws: list) -> None:
         print(f"| {rate:.0%} | {blocks} | {blocks - integer} | {(blocks - integer) / blocks:.2%} |")
 
 
-def speed(rows: int = 2048, cols: int = 2048, rep: int = 7) -> None:
-    """ns per state-step per core of one pass at flip_flops 10 (both cores and one)."""
+def speed(rows: int = 2048, cols: int = 2048, rep: int = 7, flip_flops: tuple = (10, 12, 14, 16)) -> None:
+    """ns per state-step per core of one pass at each of ``flip_flops`` (both
+    cores and one), on integer metrics and on float32 alone; larger VDs on a
+    quarter of the matrix, fewer repeats."""
     w = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32).ravel()
     sp = vitrust.prune(w, 0.9)
-    cfg, bs = sp.config, sp.block_steps
-    state_steps = w.size / cfg.n_out * cfg.n_in * 2**cfg.flip_flops
     cores = os.cpu_count() or 1
-    print(f"one pass over {rows}x{cols} at flip_flops {cfg.flip_flops}, ns per state-step per core:")
-    for metrics in ("auto", "float32"):
-        for threads, n in ((None, cores), (1, 1)):
-            t = best_of(lambda: _vitrust.search(cfg, w, "abs", sp.lam, bs, threads, metrics=metrics), rep)
-            print(f"  {metrics:8s} {n} thread(s): {t * 1e9 * n / state_steps:.3f}")
+    print(f"one pass over {rows}x{cols} Gaussian at the lam of rate 0.9, ns per state-step per core:")
+    print("| flip_flops | weights | metrics | all cores | 1 thread |")
+    print("|---|---|---|---|---|")
+    for k in flip_flops:
+        c = sp.config
+        cfg = vitrust.VDConfig(k, c.n_in, c.n_out, c.comparator_bits, c.threshold)
+        x = w if k <= 12 else w[: w.size // 4]
+        n_rep = rep if k <= 12 else max(1, rep // 3)
+        state_steps = x.size / cfg.n_out * cfg.n_in * 2**k
+        for metrics in ("auto", "float32"):
+            cells = []
+            for threads, n in ((None, cores), (1, 1)):
+                t = best_of(lambda: _vitrust.search(cfg, x, "abs", sp.lam, sp.block_steps, threads, metrics=metrics),
+                            n_rep)
+                cells.append(f"{t * 1e9 * n / state_steps:.3f}")
+            print(f"| {k} | {x.size} | {metrics} | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:
