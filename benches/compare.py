@@ -3,7 +3,7 @@
     python benches/compare.py [--size 4096] [--batch 64] [--rate 0.9] [--repeat 5]
 
 Prints one table: best-of-N wall times for pruning, expansion to a mask and to
-a dense array, and products with a dense matrix, next to NumPy magnitude
+a dense array (for the tensor pruned in each order), and products with a dense matrix, next to NumPy magnitude
 pruning, np.unpackbits, np.copy, scipy CSR and dense BLAS on the same shapes.
 """
 
@@ -78,11 +78,16 @@ def main() -> None:
     row("one search pass, all cores", t_pass, state_steps, "state-steps/s")
     row("one search pass, 1 thread", t_pass1, state_steps, "state-steps/s")
 
-    # Expansion.
+    # Expansion, in both orders (auto chose one of them for `sp`).
     packed = np.packbits(sp.mask())
-    row("mask()", best_of(sp.mask, rep), w.size, "weights/s", "np.unpackbits of a bitmask", best_of(lambda: np.unpackbits(packed), rep))
     src = sp.to_dense()
-    row("to_dense()", best_of(sp.to_dense, rep), w.size, "weights/s", "np.copy of the weights", best_of(lambda: np.copy(w), rep))
+    by_order = {sp.order: sp, "CF".replace(sp.order, ""): vitrust.prune(w, rate, order="CF".replace(sp.order, ""))}
+    for o in "CF":
+        s_o = by_order[o]
+        row(f"mask() (order {o})", best_of(s_o.mask, rep), w.size, "weights/s", "np.unpackbits of a bitmask",
+            best_of(lambda: np.unpackbits(packed), rep))
+        row(f"to_dense() (order {o})", best_of(s_o.to_dense, rep), w.size, "weights/s", "np.copy of the weights",
+            best_of(lambda: np.copy(w), rep))
 
     # Products.
     peer_csr = None
