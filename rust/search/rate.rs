@@ -19,6 +19,12 @@ use std::cell::Cell;
 /// and aiming at 0.1 point cost a further pass on a third of real layers).
 const SAMPLE_TOLERANCE: f64 = 1e-3;
 const FULL_TOLERANCE: f64 = 1.5e-3;
+/// After `PATIENCE` full passes, bisection settles for the promised 0.2
+/// points (a hair inside, against rounding): on tensors of a few blocks the
+/// kept count moves in steps, and closing the last 0.05 point had cost up
+/// to 20 passes.
+const PROMISED: f64 = 1.99e-3;
+const PATIENCE: usize = 4;
 /// About one block in `SAMPLE_SHARE` is sampled, and at least `MIN_PIECES`
 /// blocks: rows differ, so fewer misjudge the rate. When that would be over
 /// an eighth of the tensor, full passes are cheaper.
@@ -345,8 +351,10 @@ impl FullPasses<'_, '_> {
 /// steps, and a bisection step whenever a step failed to halve the bracket or
 /// landed on a plateau) between the `points` already evaluated nearest the
 /// target on either side, the ends 0 and `top` standing in for a side none
-/// reached. Stops within `tol`, after `evals` evaluations, on a closed bracket
-/// or when the target lies beyond an end (then that end is the closest).
+/// reached. Stops within `tol` (within [`PROMISED`] once `points` and its own
+/// evaluations number [`PATIENCE`]), after `evals` evaluations, on a closed
+/// bracket or when the target lies beyond an end (then that end is the
+/// closest).
 fn bisect(
     mut excess: impl FnMut(f64) -> f64,
     points: &[(f64, f64)],
@@ -354,6 +362,7 @@ fn bisect(
     tol: f64,
     evals: usize,
 ) {
+    let done = points.len();
     let best = Cell::new(points.iter().fold(f64::INFINITY, |m, p| m.min(p.1.abs())));
     let n = Cell::new(0);
     let mut eval = |x: f64| {
@@ -389,7 +398,8 @@ fn bisect(
     let (mut wa, mut wb) = (a_e, b_e);
     let (mut side, mut halve) = (0i8, false);
     let floor = LAM_FLOOR * top;
-    while best.get() > tol && n.get() < evals && b - a > MIN_WIDTH * b && b > floor {
+    let aim = |n: usize| if done + n >= PATIENCE { tol.max(PROMISED) } else { tol };
+    while best.get() > aim(n.get()) && n.get() < evals && b - a > MIN_WIDTH * b && b > floor {
         let width = b - a;
         let mid = if b > 16.0 * a.max(floor) {
             // The product of the roots: `a * b` overflows for scores near
@@ -574,7 +584,7 @@ pub fn prune_to_rate(s: &Searcher, rate: f64, index: &mut [u64]) -> Result<RateR
         let evals = MAX_PASSES.saturating_sub(points.len());
         bisect(|lam| full.excess(lam), &points, top(s), tol, evals);
     }
-    if s.chooses_thresholds() && full.missed_by() > tol {
+    if s.chooses_thresholds() && full.missed_by() > PROMISED {
         // Blocks switching thresholds as `lam` moves make the kept count jump
         // (on small tensors, by more than the tolerance); with the closest
         // pass's thresholds fixed it moves as smoothly as with one threshold.

@@ -68,6 +68,24 @@ fn bisection_reports_an_unreachable_target_at_a_jump() {
 }
 
 #[test]
+fn bisection_settles_for_the_promise_after_its_patience() {
+    // A jump from within the promised 0.2 points (but not the aim) to far
+    // below: once PATIENCE passes are spent, the near side is accepted
+    // instead of bisecting the jump closed (about 20 more passes).
+    let f = |x: f64| if x < 0.25 { 0.0018 } else { -0.1 };
+    let seen = run(f, FULL_TOLERANCE);
+    assert_eq!(closest(&seen), 0.0018);
+    assert!(seen.len() <= PATIENCE, "{} evaluations", seen.len());
+    // Beyond the promise, the jump is still bisected closed.
+    let seen = run(|x| if x < 0.25 { 0.0021 } else { -0.1 }, FULL_TOLERANCE);
+    let (lo, hi) = bracket(&seen);
+    assert!(hi - lo <= 2.0 * MIN_WIDTH * hi, "{lo} {hi}");
+    // Within the aim, it stops as soon as it gets there.
+    let seen = run(|x| 0.3 - 0.6 * x, FULL_TOLERANCE);
+    assert!(closest(&seen) <= FULL_TOLERANCE);
+}
+
+#[test]
 fn bisection_stops_at_an_end_beyond_which_the_target_lies() {
     // Even lam = top keeps too many: one evaluation, at top.
     let seen = run(|x| 0.2 - 0.1 * x, 1e-3);
