@@ -398,7 +398,13 @@ fn bisect(
     let (mut wa, mut wb) = (a_e, b_e);
     let (mut side, mut halve) = (0i8, false);
     let floor = LAM_FLOOR * top;
-    let aim = |n: usize| if done + n >= PATIENCE { tol.max(PROMISED) } else { tol };
+    let aim = |n: usize| {
+        if done + n >= PATIENCE {
+            tol.max(PROMISED)
+        } else {
+            tol
+        }
+    };
     while best.get() > aim(n.get()) && n.get() < evals && b - a > MIN_WIDTH * b && b > floor {
         let width = b - a;
         let mid = if b > 16.0 * a.max(floor) {
