@@ -14,8 +14,8 @@ cells, reported as ratios against the first procedure and ``default`` in the
 same run (2 cores; run it on an otherwise idle machine).
 
 A candidate ``--try`` is ``flip_flops[:n_in],tap_seeds,factors,refine,order``:
-factors ``v1`` (one threshold) or ``3x`` (0.75, 1, 1.33 times the predicted
-one per block), refine ``refine`` or empty, order ``C``, ``auto`` or ``both``.
+factors ``v1`` (one threshold), ``pred`` (the predicted one per block) or
+``3x`` (0.75, 1, 1.33 times the predicted one per block), refine ``refine`` or empty, order ``C``, ``auto`` or ``both``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def candidate(spec: str) -> _presets.Preset:
     ff, seeds, factors, refine, order = spec.split(",")
     ff, _, n_in = ff.partition(":")
     return _presets.Preset(flip_flops=int(ff), n_in=int(n_in or 1), tap_seeds=int(seeds),
-                           factors=None if factors == "v1" else _presets.FACTORS, refine=refine == "refine",
+                           factors={"v1": None, "pred": (1.0,), "3x": _presets.FACTORS}[factors],
+                           refine=refine == "refine",
                            order=order)
 
 
