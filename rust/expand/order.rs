@@ -250,29 +250,32 @@ struct Stream<'a, T> {
 }
 
 impl<T: Copy + Default> Stream<'_, T> {
+    /// Stream row `j`'s bits of the band's columns from `i0` on (`band`
+    /// masks them to the band's height), and the rank of its first value.
+    #[inline(always)]
+    fn row(&self, j: usize, i0: usize, band: u64) -> (u64, usize) {
+        let at = j * self.cols + i0;
+        let (w, s) = (at / 64, at % 64);
+        let k = self.ranks[w] + (self.bits[w] & ((1u64 << s) - 1)).count_ones() as usize;
+        (word_at(self.bits, at) & band, k)
+    }
+
     /// Output rows `i0..` (as many as `out` holds, at most [`BAND`]), in
     /// tiles of 64 columns: each stream row's 64 bits of the band's columns,
     /// their values from the row's rank on, into `tile` (as in [`write_band`]),
     /// whose rows are copied out whole.
     fn write_band_tiled(&self, i0: usize, out: &mut [T], tile: &mut [[T; 64]]) {
-        let (rows, cols) = (self.rows, self.cols);
-        let height = out.len() / rows;
-        let band = if height == 64 {
-            u64::MAX
-        } else {
-            (1u64 << height) - 1
-        };
+        let rows = self.rows;
+        let band = band_mask(out.len() / rows);
+        let height = band.count_ones() as usize;
         for t0 in (0..rows).step_by(64) {
             let tw = 64.min(rows - t0);
             for row in &mut tile[..height] {
                 row[..tw].fill(T::default());
             }
             for j in t0..t0 + tw {
-                let at = j * cols + i0;
-                let (w, s) = (at / 64, at % 64);
-                let mut k =
-                    self.ranks[w] + (self.bits[w] & ((1u64 << s) - 1)).count_ones() as usize;
-                for_each_set(&[word_at(self.bits, at) & band], |c| {
+                let (bits, mut k) = self.row(j, i0, band);
+                for_each_set(&[bits], |c| {
                     tile[c][j - t0] = self.values[k];
                     k += 1;
                 });
@@ -290,22 +293,24 @@ impl<T: Copy + Default> Stream<'_, T> {
     /// when few are kept (4096x4096: 15 % at 10 % kept), slower when many
     /// (50 % slower at half kept: the stores go 64 rows apart).
     fn write_band_sparse(&self, i0: usize, out: &mut [T]) {
-        let (rows, cols) = (self.rows, self.cols);
-        let height = out.len() / rows;
-        let band = if height == 64 {
-            u64::MAX
-        } else {
-            (1u64 << height) - 1
-        };
+        let rows = self.rows;
+        let band = band_mask(out.len() / rows);
         for j in 0..rows {
-            let at = j * cols + i0;
-            let (w, s) = (at / 64, at % 64);
-            let mut k = self.ranks[w] + (self.bits[w] & ((1u64 << s) - 1)).count_ones() as usize;
-            for_each_set(&[word_at(self.bits, at) & band], |c| {
+            let (bits, mut k) = self.row(j, i0, band);
+            for_each_set(&[bits], |c| {
                 out[c * rows + j] = self.values[k];
                 k += 1;
             });
         }
+    }
+}
+
+/// The low `height` bits set (`height` at most 64).
+fn band_mask(height: usize) -> u64 {
+    if height == 64 {
+        u64::MAX
+    } else {
+        (1u64 << height) - 1
     }
 }
 
