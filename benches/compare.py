@@ -81,7 +81,8 @@ def main() -> None:
     # Expansion, in both orders (auto chose one of them for `sp`).
     packed = np.packbits(sp.mask())
     src = sp.to_dense()
-    by_order = {sp.order: sp, "CF".replace(sp.order, ""): vitrust.prune(w, rate, order="CF".replace(sp.order, ""))}
+    other = "F" if sp.order == "C" else "C"
+    by_order = {sp.order: sp, other: vitrust.prune(w, rate, order=other)}
     for o in "CF":
         s_o = by_order[o]
         row(f"mask() (order {o})", best_of(s_o.mask, rep), w.size, "weights/s", "np.unpackbits of a bitmask",

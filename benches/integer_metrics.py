@@ -45,12 +45,11 @@ def speed(rows: int = 2048, cols: int = 2048, rep: int = 7, flip_flops: tuple = 
     quarter of the matrix, fewer repeats."""
     w = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32).ravel()
     sp = vitrust.prune(w, 0.9)
-    cores = os.cpu_count() or 1
+    c, cores = sp.config, os.cpu_count() or 1
     print(f"one pass over {rows}x{cols} Gaussian at the lam of rate 0.9, ns per state-step per core:")
     print("| flip_flops | weights | metrics | all cores | 1 thread |")
     print("|---|---|---|---|---|")
     for k in flip_flops:
-        c = sp.config
         cfg = vitrust.VDConfig(k, c.n_in, c.n_out, c.comparator_bits, c.threshold)
         x = w if k <= 12 else w[: w.size // 4]
         n_rep = rep if k <= 12 else max(1, rep // 3)

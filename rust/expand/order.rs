@@ -264,8 +264,8 @@ impl<T: Copy + Default> Stream<'_, T> {
     /// whose rows are copied out whole.
     fn write_band_tiled(&self, i0: usize, out: &mut [T], tile: &mut [[T; 64]]) {
         let rows = self.rows;
-        let band = band_mask(out.len() / rows);
-        let height = band.count_ones() as usize;
+        let height = out.len() / rows;
+        let band = band_mask(height);
         for t0 in (0..rows).step_by(64) {
             let tw = 64.min(rows - t0);
             for row in &mut tile[..height] {

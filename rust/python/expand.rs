@@ -14,11 +14,21 @@ fn in_tensor_order<T: crate::sys::Zeroable + Send + Sync>(
     transpose: Option<(usize, usize)>,
     what: &str,
 ) -> crate::Result<Vec<T>> {
-    let Some((rows, cols)) = transpose else {
-        return Ok(stream);
-    };
-    let mut out = zeros::<T>(stream.len(), what)?;
-    crate::expand::order::transpose(&stream, rows, cols, &mut out)?;
+    match transpose {
+        Some((rows, cols)) => transposed_copy(&stream, rows, cols, what),
+        None => Ok(stream),
+    }
+}
+
+/// A new buffer holding the transpose of `src` read as `rows x cols`.
+fn transposed_copy<T: crate::sys::Zeroable + Send + Sync>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    what: &str,
+) -> crate::Result<Vec<T>> {
+    let mut out = zeros::<T>(src.len(), what)?;
+    crate::expand::order::transpose(src, rows, cols, &mut out)?;
     Ok(out)
 }
 
@@ -219,9 +229,7 @@ pub(super) fn transposed<'py>(
     macro_rules! run {
         ($v:expr, $t:ty) => {
             detached(py, threads, || {
-                let mut out = zeros::<$t>($v.len(), "the transposed array")?;
-                crate::expand::order::transpose($v, rows, cols, &mut out)?;
-                Ok(out)
+                transposed_copy::<$t>($v, rows, cols, "the transposed array")
             })?
             .into_pyarray(py)
             .into_any()
