@@ -175,6 +175,48 @@ pub fn par_fill<T: Zeroable + Send, S>(
     }
 }
 
+/// A new vector of `n` elements written by `f(i, chunk)` on its chunks of
+/// `chunk` elements in parallel, handed out uninitialised (with no pass
+/// that zeroes them first); `f` returns the chunk initialised, as
+/// `MaybeUninit::write` does, which is how the vector knows it is. Once
+/// `stop()` is true the remaining chunks are skipped and the vector is
+/// left empty. Panics if `f` returns another slice than its chunk.
+pub fn par_write<T: Send>(
+    n: usize,
+    chunk: usize,
+    what: &str,
+    stop: impl Fn() -> bool + Sync + Send,
+    f: impl for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
+) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut v = with_capacity::<T>(n, what)?;
+    os::advise_huge_pages(v.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>());
+    let skipped = AtomicBool::new(false);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| {
+            if stop() {
+                skipped.store(true, Ordering::Relaxed);
+                return;
+            }
+            let (at, len) = (c.as_ptr() as *const T, c.len());
+            let done = f(i, c);
+            assert!(
+                std::ptr::eq(done.as_ptr(), at) && done.len() == len,
+                "par_write: the writer returned another slice than its chunk"
+            );
+        });
+    if !skipped.into_inner() {
+        // SAFETY: the chunks cover the first `n` elements, none was
+        // skipped, and each was returned as a `&mut [T]` of its own memory,
+        // so initialised.
+        unsafe { v.set_len(n) };
+    }
+    Ok(v)
+}
+
 fn zeroed<T: Zeroable>() -> T {
     // SAFETY: `Zeroable` promises all-zero bytes are a valid `T`.
     unsafe { std::mem::zeroed() }

@@ -198,7 +198,7 @@ impl BitSlicer {
 /// `w` of `rows[j]`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn transpose(rows: &[__m512i; 8]) -> [__m512i; 8] {
+pub(super) fn transpose(rows: &[__m512i; 8]) -> [__m512i; 8] {
     // Pairs of rows: lanes (2i, 2i + 1) hold lane 2i (lo) or 2i + 1 (hi)
     // of both.
     let pairs: [__m512i; 8] = std::array::from_fn(|i| {

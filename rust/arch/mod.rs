@@ -8,6 +8,7 @@
 //! [`Kernel`]; [`dispatch`] runs it compiled for the token's level.
 
 pub(crate) mod acs;
+pub(crate) mod bitmatrix;
 pub(crate) mod bitslice;
 pub(crate) mod lanes;
 
@@ -59,6 +60,8 @@ struct Cpu {
     avx512: bool,
     /// AVX-512 VBMI and BITALG with BMI2, for the bit-sliced decoder.
     bitslice: bool,
+    /// AVX-512 VBMI with GFNI, for the bit-matrix transposes.
+    bitmatrix: bool,
 }
 
 fn cpu() -> &'static Cpu {
@@ -76,6 +79,9 @@ fn detect() -> Cpu {
             && is_x86_feature_detected!("avx512vbmi")
             && is_x86_feature_detected!("avx512bitalg")
             && is_x86_feature_detected!("bmi2"),
+        bitmatrix: avx512
+            && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("gfni"),
     }
 }
 
@@ -85,6 +91,7 @@ fn detect() -> Cpu {
         avx2: false,
         avx512: false,
         bitslice: false,
+        bitmatrix: false,
     }
 }
 
@@ -132,6 +139,16 @@ pub(crate) struct BitSliceIsa(());
 impl BitSliceIsa {
     pub(crate) fn new() -> Option<Self> {
         cpu().bitslice.then_some(BitSliceIsa(()))
+    }
+}
+
+/// Proof that the CPU runs the bit-matrix transposes' instructions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BitMatrixIsa(());
+
+impl BitMatrixIsa {
+    pub(crate) fn new() -> Option<Self> {
+        cpu().bitmatrix.then_some(BitMatrixIsa(()))
     }
 }
 
