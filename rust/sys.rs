@@ -175,18 +175,20 @@ pub fn par_fill<T: Zeroable + Send, S>(
     }
 }
 
-/// A new vector of `n` elements written by `f(i, chunk)` on its chunks of
-/// `chunk` elements in parallel, handed out uninitialised (with no pass
+/// A new vector of `n` elements written by `f(state, i, chunk)` on its
+/// chunks of `chunk` elements in parallel (`state` from `init`, once per
+/// worker), handed out uninitialised (with no pass
 /// that zeroes them first); `f` returns the chunk initialised, as
 /// `MaybeUninit::write` does, which is how the vector knows it is. Once
 /// `stop()` is true the remaining chunks are skipped and the vector is
 /// left empty. Panics if `f` returns another slice than its chunk.
-pub fn par_write<T: Send>(
+pub fn par_write<T: Send, S>(
     n: usize,
     chunk: usize,
     what: &str,
     stop: impl Fn() -> bool + Sync + Send,
-    f: impl for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl for<'a> Fn(&mut S, usize, &'a mut [std::mem::MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
 ) -> Result<Vec<T>> {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,13 +198,13 @@ pub fn par_write<T: Send>(
     v.spare_capacity_mut()[..n]
         .par_chunks_mut(chunk.max(1))
         .enumerate()
-        .for_each(|(i, c)| {
+        .for_each_init(init, |s, (i, c)| {
             if stop() {
                 skipped.store(true, Ordering::Relaxed);
                 return;
             }
             let (at, len) = (c.as_ptr() as *const T, c.len());
-            let done = f(i, c);
+            let done = f(s, i, c);
             assert!(
                 std::ptr::eq(done.as_ptr(), at) && done.len() == len,
                 "par_write: the writer returned another slice than its chunk"

@@ -5,6 +5,7 @@ use super::Isa;
 use crate::sys::Zeroable;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Bit-packed mask to one bool per weight: 64 at a time with AVX-512,
 /// else eight at a time through a table.
@@ -26,14 +27,53 @@ pub(crate) fn unpack_bools(isa: Isa, bits: &[u64], out: &mut [bool]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn unpack_bools_avx512(bits: &[u64], out: &mut [bool]) {
-    let ones = _mm512_set1_epi8(1);
     let full = out.len() / 64;
-    let dst = out.as_mut_ptr() as *mut __m512i;
-    for (w, &word) in bits[..full].iter().enumerate() {
-        // SAFETY: 64 whole bytes of `out` from byte `64 w`, each 0 or 1.
+    // SAFETY: `out` holds `64 * full` bools (the caller's contract covers
+    // the rest).
+    unsafe { unpack_words_avx512(&bits[..full], out.as_mut_ptr()) };
+    unpack_bools_table(&bits[full..], &mut out[full * 64..]);
+}
+
+/// [`unpack_bools`] into memory not yet written, which it initialises
+/// whole and returns as bools.
+pub(crate) fn unpack_bools_into<'a>(
+    isa: Isa,
+    bits: &[u64],
+    out: &'a mut [MaybeUninit<bool>],
+) -> &'a mut [bool] {
+    assert!(64 * bits.len() >= out.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx512() {
+        done = out.len() / 64 * 64;
+        // SAFETY: `isa` proves AVX-512BW; `out` holds `done` bools, and
+        // `bits` covers them (asserted).
+        unsafe { unpack_words_avx512(&bits[..done / 64], out.as_mut_ptr() as *mut bool) };
+    }
+    let _ = isa;
+    for (i, o) in out.iter_mut().enumerate().skip(done) {
+        o.write((bits[i / 64] >> (i % 64)) & 1 == 1);
+    }
+    // SAFETY: the first `done` were stored above by whole words, and the
+    // rest one at a time: every entry of `out` is initialised.
+    unsafe { &mut *(out as *mut [MaybeUninit<bool>] as *mut [bool]) }
+}
+
+/// Stores each word of `bits` as 64 bools from `out` on.
+///
+/// # Safety
+/// The CPU runs AVX-512 F and BW, and `out` is valid for writes of
+/// `64 * bits.len()` bools.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack_words_avx512(bits: &[u64], out: *mut bool) {
+    let ones = _mm512_set1_epi8(1);
+    let dst = out as *mut __m512i;
+    for (w, &word) in bits.iter().enumerate() {
+        // SAFETY: 64 writable bytes from byte `64 w` (the caller's
+        // contract), each stored 0 or 1.
         unsafe { _mm512_storeu_si512(dst.add(w), _mm512_maskz_mov_epi8(word, ones)) };
     }
-    unpack_bools_table(&bits[full..], &mut out[full * 64..]);
 }
 
 pub(crate) fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {

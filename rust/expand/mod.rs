@@ -350,11 +350,20 @@ impl Expander {
     /// The mask of every weight, in a new vector.
     pub fn mask_vec(&self, index: &[u64]) -> Result<Vec<bool>> {
         self.check(index, self.layout.n_weights)?;
-        let mut out = crate::sys::output(self.layout.n_weights, "the keep-mask")?;
         let isa = Isa::best();
-        self.blocks_into(index, &mut out, |_, bits, out| {
-            arch::lanes::unpack_bools(isa, bits, out)
-        });
+        // Each block's bools are stored once, into memory no pass zeroes.
+        let out = crate::sys::par_write(
+            self.layout.n_weights,
+            self.layout.block_weights(),
+            "the keep-mask",
+            || self.cancel.is_cancelled(),
+            || vec![0u64; self.bits_words()],
+            |bits, b, out| {
+                let nw = self.block_bits(index, b, bits);
+                arch::lanes::unpack_bools_into(isa, &bits[..nw], out)
+            },
+        )?;
+        self.cancel.checkpoint();
         Ok(out)
     }
 
@@ -458,6 +467,11 @@ mod tests {
             let mut got = vec![false; n];
             arch::lanes::unpack_bools(Isa::best(), &bits, &mut got);
             assert_eq!(got, want, "dispatched, n = {n}");
+            for isa in crate::Level::all().into_iter().filter_map(Isa::new) {
+                let mut fresh = vec![std::mem::MaybeUninit::uninit(); n];
+                let got = arch::lanes::unpack_bools_into(isa, &bits, &mut fresh);
+                assert_eq!(got, &want[..], "into, {isa:?}, n = {n}");
+            }
         }
     }
 }

@@ -143,7 +143,8 @@ impl Expander {
             band * rows,
             "the keep-mask",
             || self.cancel().is_cancelled(),
-            |i, out| bitmatrix::spread_band(isa, &bits, i * band, rows, cols, out),
+            || (),
+            |_, i, out| bitmatrix::spread_band(isa, &bits, i * band, rows, cols, out),
         )?;
         self.cancel().checkpoint();
         Ok(out)
