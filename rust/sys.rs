@@ -133,7 +133,6 @@ pub fn par_fill<T: Zeroable + Send, S>(
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
 ) {
     use rayon::prelude::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let chunk = chunk.max(1);
     if v.len() == n {
         return v
@@ -149,39 +148,25 @@ pub fn par_fill<T: Zeroable + Send, S>(
         v.is_empty() && v.capacity() >= n,
         "par_fill: a vector of {n} or an empty one with room"
     );
-    os::advise_huge_pages(v.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>());
-    let skipped = AtomicBool::new(false);
-    v.spare_capacity_mut()[..n]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .for_each_init(init, |s, (i, c)| {
-            if stop() {
-                skipped.store(true, Ordering::Relaxed);
-                return;
-            }
-            // SAFETY: `c` is `c.len()` elements of spare capacity, and all-zero
-            // bytes are valid values of `T` (`Zeroable`).
-            let c = unsafe {
-                std::ptr::write_bytes(c.as_mut_ptr(), 0, c.len());
-                &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T])
-            };
-            f(s, i, c)
-        });
-    if !skipped.into_inner() {
-        // SAFETY: the chunks cover the first `n` elements and none was
-        // skipped, so each was written above (should `f` unwind instead,
-        // this is not reached and the vector stays empty).
-        unsafe { v.set_len(n) };
-    }
+    write_spare(v, n, chunk, stop, init, |s, i, c| {
+        // SAFETY: `c` is `c.len()` elements of spare capacity, and all-zero
+        // bytes are valid values of `T` (`Zeroable`).
+        let c = unsafe {
+            std::ptr::write_bytes(c.as_mut_ptr(), 0, c.len());
+            &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T])
+        };
+        f(s, i, c);
+        c
+    })
 }
 
 /// A new vector of `n` elements written by `f(state, i, chunk)` on its
 /// chunks of `chunk` elements in parallel (`state` from `init`, once per
-/// worker), handed out uninitialised (with no pass
-/// that zeroes them first); `f` returns the chunk initialised, as
-/// `MaybeUninit::write` does, which is how the vector knows it is. Once
-/// `stop()` is true the remaining chunks are skipped and the vector is
-/// left empty. Panics if `f` returns another slice than its chunk.
+/// worker), handed out uninitialised (with no pass that zeroes them
+/// first); `f` returns the chunk initialised, as `MaybeUninit::write`
+/// does, which is how the vector knows it is. Once `stop()` is true the
+/// remaining chunks are skipped and the vector is left empty. Panics if
+/// `f` returns another slice than its chunk.
 pub fn par_write<T: Send, S>(
     n: usize,
     chunk: usize,
@@ -190,9 +175,24 @@ pub fn par_write<T: Send, S>(
     init: impl Fn() -> S + Sync + Send,
     f: impl for<'a> Fn(&mut S, usize, &'a mut [std::mem::MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
 ) -> Result<Vec<T>> {
+    let mut v = with_capacity::<T>(n, what)?;
+    write_spare(&mut v, n, chunk, stop, init, f);
+    Ok(v)
+}
+
+/// The first `n` elements of the empty `v`'s spare capacity, written by
+/// `f` chunk by chunk in parallel, as [`par_write`] says; `v` holds them
+/// after, unless `stop()` skipped a chunk.
+fn write_spare<T: Send, S>(
+    v: &mut Vec<T>,
+    n: usize,
+    chunk: usize,
+    stop: impl Fn() -> bool + Sync + Send,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl for<'a> Fn(&mut S, usize, &'a mut [std::mem::MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
+) {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let mut v = with_capacity::<T>(n, what)?;
     os::advise_huge_pages(v.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>());
     let skipped = AtomicBool::new(false);
     v.spare_capacity_mut()[..n]
@@ -213,10 +213,10 @@ pub fn par_write<T: Send, S>(
     if !skipped.into_inner() {
         // SAFETY: the chunks cover the first `n` elements, none was
         // skipped, and each was returned as a `&mut [T]` of its own memory,
-        // so initialised.
+        // so initialised (should `f` unwind instead, this is not reached
+        // and the vector stays empty).
         unsafe { v.set_len(n) };
     }
-    Ok(v)
 }
 
 fn zeroed<T: Zeroable>() -> T {

@@ -10,28 +10,7 @@ use std::mem::MaybeUninit;
 /// Bit-packed mask to one bool per weight: 64 at a time with AVX-512,
 /// else eight at a time through a table.
 pub(crate) fn unpack_bools(isa: Isa, bits: &[u64], out: &mut [bool]) {
-    assert!(64 * bits.len() >= out.len());
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx512() {
-        // SAFETY: `isa` proves AVX-512BW; `bits` covers `out` (asserted).
-        return unsafe { unpack_bools_avx512(bits, out) };
-    }
-    let _ = isa;
-    unpack_bools_table(bits, out)
-}
-
-/// [`unpack_bools`] 64 weights per store.
-///
-/// # Safety
-/// The CPU runs AVX-512 F and BW, and `bits` holds at least `out.len()` bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn unpack_bools_avx512(bits: &[u64], out: &mut [bool]) {
-    let full = out.len() / 64;
-    // SAFETY: `out` holds `64 * full` bools (the caller's contract covers
-    // the rest).
-    unsafe { unpack_words_avx512(&bits[..full], out.as_mut_ptr()) };
-    unpack_bools_table(&bits[full..], &mut out[full * 64..]);
+    unpack_bools_into(isa, bits, as_uninit(out));
 }
 
 /// [`unpack_bools`] into memory not yet written, which it initialises
@@ -51,11 +30,9 @@ pub(crate) fn unpack_bools_into<'a>(
         unsafe { unpack_words_avx512(&bits[..done / 64], out.as_mut_ptr() as *mut bool) };
     }
     let _ = isa;
-    for (i, o) in out.iter_mut().enumerate().skip(done) {
-        o.write((bits[i / 64] >> (i % 64)) & 1 == 1);
-    }
+    unpack_table_into(&bits[done / 64..], &mut out[done..]);
     // SAFETY: the first `done` were stored above by whole words, and the
-    // rest one at a time: every entry of `out` is initialised.
+    // rest through the table: every entry of `out` is initialised.
     unsafe { &mut *(out as *mut [MaybeUninit<bool>] as *mut [bool]) }
 }
 
@@ -76,7 +53,15 @@ unsafe fn unpack_words_avx512(bits: &[u64], out: *mut bool) {
     }
 }
 
-pub(crate) fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {
+/// `out` as memory to be written: only bools are ever stored through it.
+fn as_uninit(out: &mut [bool]) -> &mut [MaybeUninit<bool>] {
+    // SAFETY: same layout; the callers store only valid bools through the
+    // view, so `out` stays initialised.
+    unsafe { &mut *(out as *mut [bool] as *mut [MaybeUninit<bool>]) }
+}
+
+/// Writes every entry of `out` from `bits`, eight bools per table entry.
+fn unpack_table_into(bits: &[u64], out: &mut [MaybeUninit<bool>]) {
     static BYTES: [u64; 256] = {
         let mut t = [0u64; 256];
         let mut b = 0;
@@ -90,17 +75,16 @@ pub(crate) fn unpack_bools_table(bits: &[u64], out: &mut [bool]) {
         }
         t
     };
-    // SAFETY: `bool` is one byte and only 0 or 1 is ever written.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
-    let mut chunks = bytes.chunks_exact_mut(8);
+    let base = out.len() / 8 * 8;
+    let mut chunks = out.chunks_exact_mut(8);
     for (c, chunk) in chunks.by_ref().enumerate() {
         let byte = (bits[c / 8] >> (8 * (c % 8))) & 0xff;
-        chunk.copy_from_slice(&BYTES[byte as usize].to_le_bytes());
+        // SAFETY: `chunk` is 8 writable bytes; each stored byte is 0 or 1.
+        unsafe { (chunk.as_mut_ptr() as *mut u64).write_unaligned(BYTES[byte as usize].to_le()) };
     }
-    let base = out.len() / 8 * 8;
     for (j, o) in chunks.into_remainder().iter_mut().enumerate() {
         let i = base + j;
-        *o = ((bits[i / 64] >> (i % 64)) & 1) as u8;
+        o.write((bits[i / 64] >> (i % 64)) & 1 == 1);
     }
 }
 

@@ -73,9 +73,9 @@ impl Expander {
         let words = layout.n_weights.div_ceil(64);
         let bw = layout.block_weights();
         if bw.is_multiple_of(64) {
-            // Each block's words are its own: decoded in place, in parallel,
-            // into a new vector each word of which they write.
-            // The spare word is a chunk of its own, past the last block.
+            // Each block's words are its own: decoded in parallel, each
+            // block into its chunk of a new vector (the spare word is a
+            // chunk of its own, past the last block).
             let mut out = crate::sys::output::<u64>(words + 1, "the stream's mask bits")?;
             crate::sys::par_fill(
                 &mut out,
@@ -93,14 +93,13 @@ impl Expander {
             self.cancel().checkpoint();
             return Ok(out);
         }
+        // Blocks share words: ORed in one at a time.
         let mut out = crate::sys::zeros::<u64>(words + 1, "the stream's mask bits")?;
-        {
-            let mut bits = vec![0u64; self.bits_words()];
-            for b in 0..layout.n_blocks() {
-                self.cancel().check()?;
-                let nw = self.block_bits(index, b, &mut bits);
-                or_bits_at(&mut out, layout.weights(b).start, &bits[..nw]);
-            }
+        let mut bits = vec![0u64; self.bits_words()];
+        for b in 0..layout.n_blocks() {
+            self.cancel().check()?;
+            let nw = self.block_bits(index, b, &mut bits);
+            or_bits_at(&mut out, layout.weights(b).start, &bits[..nw]);
         }
         self.cancel().checkpoint();
         Ok(out)
@@ -131,7 +130,6 @@ impl Expander {
         let Some(isa) = isa else {
             return self.in_bands(
                 rows,
-                BAND,
                 "the keep-mask",
                 || (),
                 |_, i0, out| mask::write_band(&bits, i0, rows, cols, out),
@@ -189,7 +187,6 @@ impl Expander {
             // Under a fifth kept: each kept value stored where it goes.
             return self.in_bands(
                 rows,
-                BAND,
                 "the dense array",
                 || (),
                 |_, i0, out| stream.write_band_sparse(i0, out),
@@ -197,7 +194,6 @@ impl Expander {
         }
         self.in_bands(
             rows,
-            BAND,
             "the dense array",
             || vec![[T::default(); 64]; BAND],
             |tile, i0, out| stream.write_band_tiled(i0, out, tile),
@@ -214,12 +210,11 @@ impl Expander {
     }
 
     /// A new output of every weight in the tensor's C order (`cols x rows`),
-    /// `band` rows at a time in parallel by `write(state, first row, rows)`
+    /// [`BAND`] rows at a time in parallel by `write(state, first row, rows)`
     /// (`state` from `init`, once per worker), each writing its rows whole.
     fn in_bands<T: Zeroable + Send, S>(
         &self,
         rows: usize,
-        band: usize,
         what: &str,
         init: impl Fn() -> S + Sync + Send,
         write: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
@@ -232,10 +227,10 @@ impl Expander {
         crate::sys::par_fill(
             &mut out,
             n,
-            band * rows,
+            BAND * rows,
             || self.cancel().is_cancelled(),
             init,
-            |state, i, out| write(state, i * band, out),
+            |state, band, out| write(state, band * BAND, out),
         );
         self.cancel().checkpoint();
         Ok(out)
